@@ -1,0 +1,80 @@
+"""Errors modelctl raises: each carries its exit code and a hint saying what to do next.
+
+The class names follow seed 003's model_manager (ConfigurationError, MissingModelError,
+BadChecksumError, DownloadError under one base) so its users can switch without renaming.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    INTEGRITY = 3
+    NOT_FOUND = 4
+    NO_SPACE = 5
+
+
+class ModelctlError(Exception):
+    """Base class: a message naming what went wrong, a hint, and the process exit code."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+    default_hint = "Run with MODELCTL_DEBUG=1 for a traceback."
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+
+
+# Seed 003 called its base class ModelManagerError.
+ModelManagerError = ModelctlError
+
+
+class ConfigurationError(ModelctlError):
+    """The registry (models.yaml) or a setting is invalid."""
+
+    default_hint = "Fix the registry file named above; the README's 'Registry' section lists every key."
+
+
+class UsageError(ModelctlError):
+    """The command line asks for something that cannot be done as written."""
+
+    exit_code = ExitCode.USAGE
+    default_hint = "Run the command with --help to see the choices."
+
+
+class MissingModelError(ModelctlError):
+    """A model id, size variant, repo, revision or file does not exist."""
+
+    exit_code = ExitCode.NOT_FOUND
+    default_hint = "Run `modelctl list` to see the models in the registry."
+
+
+class BadChecksumError(ModelctlError):
+    """Bytes on disk or on the wire do not match what was expected."""
+
+    exit_code = ExitCode.INTEGRITY
+    default_hint = "Run `modelctl ensure MODEL` to repair the files that failed."
+
+
+class DownloadError(ModelctlError):
+    """A transfer failed (network, Hub, I/O)."""
+
+    default_hint = "Check the network and HF_ENDPOINT, then run the same command again: it resumes."
+
+
+class NotEnoughSpaceError(ModelctlError):
+    """The download plan needs more disk space than the target root has."""
+
+    exit_code = ExitCode.NO_SPACE
+    default_hint = "Free space on the target disk, or choose another root with --to."
+
+
+class NotImplementedYetError(ModelctlError):
+    """A command that exists in --help but whose issue has not landed."""
+
+    default_hint = "Use `modelctl list` and `modelctl info` meanwhile; see README.md for the roadmap."

@@ -1,0 +1,586 @@
+"""The registry: which models.yaml is used, and its contents as frozen, validated specs.
+
+Validation is hand-written over PyYAML's node tree rather than done by a schema library because
+every message must carry the file's line number and the key's path ("models.yaml:14:
+models[2].sise: unknown key (did you mean 'size'?)"), and that information lives only on the
+nodes; it also keeps pydantic/jsonschema out of the start-up path of `modelctl list`.
+
+Records on that path (here, storage.py, manager.py) are immutable NamedTuples rather than frozen
+dataclasses: defining a frozen dataclass costs ~0.5 ms at import, a NamedTuple ~0.07 ms, and
+`modelctl list` has a start-up budget (bench/startup). Modules `list` does not import use dataclasses.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import yaml
+
+from modelctl.errors import ConfigurationError, MissingModelError
+
+REGISTRY_NAME = "models.yaml"
+MINIMAL_NAME = "models.minimal.yaml"
+VERIFY_LEVELS = ("none", "size", "sha256")
+CHECKSUM_ALGOS = {"md5": 32, "sha1": 40, "sha256": 64}
+TRUE_WORDS = ("1", "true", "yes")
+
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_SIZE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_FOLDER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._ +-]*$")
+_HEX_RE = re.compile(r"^[0-9a-f]+$")
+
+_TOP_KEYS = ("storage", "verify", "models", "cache_dir")
+_STORAGE_KEYS = ("user", "project", "legacy")
+_MODEL_KEYS = (
+    "id",
+    "repo_id",
+    "revision",
+    "family",
+    "size",
+    "required",
+    "files",
+    "local_dir",
+    "checksums",
+    "description",
+)
+
+
+class Checksum(NamedTuple):
+    """A pinned digest from models.yaml, e.g. "sha256:<hex>"."""
+
+    algo: str
+    hexdigest: str
+
+    def __str__(self) -> str:
+        return f"{self.algo}:{self.hexdigest}"
+
+
+class ModelSpec(NamedTuple):
+    """One model of the registry."""
+
+    id: str
+    repo_id: str
+    revision: str = "main"
+    family: str | None = None
+    size: str | None = None
+    required: bool = True
+    files: tuple[str, ...] = ()
+    local_dir: str | None = None
+    checksums: Mapping[str, Checksum] = MappingProxyType({})
+    description: str | None = None
+    line: int = 0
+
+    @property
+    def folder_name(self) -> str:
+        """The folder under a storage root that holds this model's files."""
+        return self.local_dir or self.id
+
+
+class StorageConfig(NamedTuple):
+    """Storage roots as the registry sets them (absolute paths; user=None → platform default)."""
+
+    user: Path | None
+    project: Path
+    legacy: Path
+
+
+class RegistrySource(NamedTuple):
+    """Which registry file is in use and why it was chosen."""
+
+    path: Path
+    reason: str  # "--config", "MODELCTL_CONFIG", "CI_MINIMAL_MODELS", "found", "bundled"
+
+    @property
+    def is_bundled(self) -> bool:
+        return self.reason == "bundled" or (
+            self.reason == "CI_MINIMAL_MODELS" and self.path.parent == bundled_registry().parent
+        )
+
+
+class Registry(NamedTuple):
+    """A validated models.yaml."""
+
+    source: RegistrySource
+    storage: StorageConfig
+    verify: str
+    models: tuple[ModelSpec, ...]
+
+    @property
+    def path(self) -> Path:
+        return self.source.path
+
+    @property
+    def sizes(self) -> tuple[str, ...]:
+        """Size variants in registry order, without repeats."""
+        return tuple(dict.fromkeys(m.size for m in self.models if m.size))
+
+    def get(self, model_id: str) -> ModelSpec:
+        """Return the spec with this id, or raise MissingModelError naming the closest ids."""
+        for spec in self.models:
+            if spec.id == model_id:
+                return spec
+        ids = [m.id for m in self.models]
+        close = difflib.get_close_matches(model_id, ids, n=3, cutoff=0.5)
+        suggestion = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise MissingModelError(
+            f"Unknown model id '{model_id}' in {self.path}.{suggestion}",
+            hint="Run `modelctl list` to see every model id in the registry.",
+        )
+
+    def select(
+        self, ids: Sequence[str] = (), size: str | None = None, everything: bool = False
+    ) -> tuple[ModelSpec, ...]:
+        """Models named by id and/or size variant ("all" = every model); nothing named → all."""
+        if everything or (size or "").lower() == "all" or (not ids and size is None):
+            return self.models
+        chosen = {spec.id: spec for spec in (self.get(i) for i in ids)}
+        if size is not None:
+            wanted = size.lower()
+            matching = [m for m in self.models if m.size == wanted]
+            if not matching:
+                known = ", ".join(self.sizes) or "none"
+                raise MissingModelError(
+                    f"No model in {self.path} has size variant '{size}'.",
+                    hint=f"Size variants in this registry: {known}, or 'all'.",
+                )
+            chosen.update((m.id, m) for m in matching)
+        return tuple(m for m in self.models if m.id in chosen)
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def bundled_registry() -> Path:
+    """The default registry shipped inside the package."""
+    return Path(__file__).parent / "data" / REGISTRY_NAME
+
+
+def find_registry(
+    config: Path | None = None,
+    *,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> RegistrySource:
+    """Choose the registry: --config > MODELCTL_CONFIG > CI_MINIMAL_MODELS > parents > bundled."""
+    env = os.environ if environ is None else environ
+    here = Path.cwd() if cwd is None else cwd
+    if config is not None:
+        return _existing(RegistrySource(_absolute(config, here), "--config"))
+    if env.get("MODELCTL_CONFIG"):
+        return _existing(RegistrySource(_absolute(Path(env["MODELCTL_CONFIG"]), here), "MODELCTL_CONFIG"))
+    found = _search_parents(here)
+    full = RegistrySource(found, "found") if found else RegistrySource(bundled_registry(), "bundled")
+    if env.get("CI_MINIMAL_MODELS", "").strip().lower() in TRUE_WORDS:
+        minimal = full.path.with_name(MINIMAL_NAME)
+        if not minimal.is_file():
+            raise ConfigurationError(
+                f"CI_MINIMAL_MODELS is set but {minimal} does not exist "
+                f"(it is looked for beside {full.path}).",
+                hint=f"Create {MINIMAL_NAME} beside {REGISTRY_NAME}, or unset CI_MINIMAL_MODELS.",
+            )
+        return RegistrySource(minimal, "CI_MINIMAL_MODELS")
+    return full
+
+
+def _absolute(path: Path, cwd: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else cwd / path
+
+
+def _existing(source: RegistrySource) -> RegistrySource:
+    if not source.path.is_file():
+        raise ConfigurationError(
+            f"Registry file {source.path} (from {source.reason}) does not exist or is not a file.",
+            hint="Check the path, or run without --config/MODELCTL_CONFIG to use ./models.yaml.",
+        )
+    return source
+
+
+def _search_parents(start: Path) -> Path | None:
+    for folder in (start, *start.parents):
+        candidate = folder / REGISTRY_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_registry(
+    config: Path | None = None,
+    *,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Registry:
+    """Find the registry as find_registry does, read it and validate every key."""
+    here = Path.cwd() if cwd is None else cwd
+    source = find_registry(config, cwd=here, environ=environ)
+    try:
+        text = source.path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigurationError(
+            f"Cannot read registry {source.path}: {err}",
+            hint="Check the file's permissions and that it is UTF-8 text.",
+        ) from err
+    # Relative storage paths are relative to the registry's folder, except for the bundled
+    # registry, whose folder is inside site-packages: there they are relative to the cwd.
+    base = here if source.is_bundled else source.path.parent
+    return parse_registry(text, source, base_dir=base)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class _Problems:
+    """Collects 'file:line: key: problem' lines so that one run reports every mistake."""
+
+    def __init__(self, path: Path, lines: Mapping[str, int]) -> None:
+        self.path = path
+        self.lines = lines
+        self.items: list[str] = []
+        self.hints: list[str] = []
+
+    def add(self, key: str, problem: str, hint: str | None = None) -> None:
+        line = self.lines.get(key, 0)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        self.items.append(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
+        if hint and hint not in self.hints:
+            self.hints.append(hint)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ConfigurationError(
+                "\n".join(self.items),
+                hint=" ".join(self.hints) or ConfigurationError.default_hint,
+            )
+
+
+def _loader_class() -> Any:
+    # libyaml's parser is ~10x faster than the pure-Python one; both give line marks.
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _node_lines(node: yaml.Node, path: str, lines: dict[str, int], dup: list[tuple[str, int]]) -> None:
+    """Record the 1-based line of every key path ("models[2].size") under node."""
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            child = f"{path}.{key}" if path else key
+            if key in seen:
+                dup.append((child, key_node.start_mark.line + 1))
+            seen.add(key)
+            lines[child] = key_node.start_mark.line + 1
+            _node_lines(value_node, child, lines, dup)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = f"{path}[{index}]"
+            lines[child] = item.start_mark.line + 1
+            _node_lines(item, child, lines, dup)
+
+
+def parse_registry(text: str, source: RegistrySource, base_dir: Path) -> Registry:
+    """Validate registry text; raise ConfigurationError listing every problem with its line."""
+    path = source.path
+    loader = _loader_class()(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigurationError(
+            f"{path}{line}: YAML syntax error: {err.problem or err}",
+            hint="Fix the YAML syntax at that line (indentation, a missing ':' or quote).",
+        ) from err
+    except yaml.YAMLError as err:
+        raise ConfigurationError(f"{path}: YAML error: {err}") from err
+    finally:
+        loader.dispose()
+
+    lines: dict[str, int] = {}
+    duplicates: list[tuple[str, int]] = []
+    if node is not None:
+        _node_lines(node, "", lines, duplicates)
+    problems = _Problems(path, lines)
+    for key, _line in duplicates:
+        problems.add(key, "key appears twice in the same mapping", "Remove the repeated key.")
+
+    if data is None:
+        problems.add("", "the registry is empty; it needs at least a 'models:' list")
+        problems.raise_if_any()
+    if not isinstance(data, dict):
+        problems.add("", f"expected a mapping with keys {', '.join(_TOP_KEYS[:3])}, got {_kind(data)}")
+        problems.raise_if_any()
+    assert isinstance(data, dict)
+
+    _check_keys(problems, "", data, _TOP_KEYS)
+    storage = _parse_storage(problems, data, base_dir)
+    verify = data.get("verify", "sha256")
+    if verify not in VERIFY_LEVELS:
+        problems.add("verify", f"must be one of {', '.join(VERIFY_LEVELS)}, got {verify!r}")
+    models = _parse_models(problems, data.get("models"))
+    problems.raise_if_any()
+    return Registry(source=source, storage=storage, verify=str(verify), models=models)
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "true/false", type(None): "nothing"}
+    for typ, name in names.items():
+        if type(value) is typ:
+            return name
+    return f"{type(value).__name__} {value!r}"
+
+
+def _check_keys(problems: _Problems, where: str, data: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    for key in data:
+        if key in allowed:
+            continue
+        name = f"{where}.{key}" if where else str(key)
+        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+        detail = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
+        problems.add(
+            name,
+            f"unknown key ({detail})",
+            f"Allowed keys{' in ' + where if where else ''}: {', '.join(allowed)}.",
+        )
+
+
+def _string(problems: _Problems, key: str, value: Any, *, allow_empty: bool = False) -> str | None:
+    if isinstance(value, str) and (allow_empty or value.strip()):
+        return value
+    if isinstance(value, str):
+        problems.add(key, "must not be empty")
+    else:
+        problems.add(
+            key, f"expected a string, got {_kind(value)}", 'Quote values such as versions or ids: "7b".'
+        )
+    return None
+
+
+def _parse_storage(problems: _Problems, data: Mapping[str, Any], base: Path) -> StorageConfig:
+    raw = data.get("storage", {})
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.add("storage", f"expected a mapping with keys {', '.join(_STORAGE_KEYS)}, got {_kind(raw)}")
+        raw = {}
+    _check_keys(problems, "storage", raw, _STORAGE_KEYS)
+    values: dict[str, Path | None] = {}
+    for key in _STORAGE_KEYS:
+        if key in raw:
+            text = _string(problems, f"storage.{key}", raw[key])
+            values[key] = _absolute(Path(text), base) if text else None
+    if "cache_dir" in data:  # seed 003's spelling of the project root
+        if "project" in raw:
+            problems.add("cache_dir", "conflicts with storage.project; keep one of them")
+        text = _string(problems, "cache_dir", data["cache_dir"])
+        values["project"] = _absolute(Path(text), base) if text else None
+    return StorageConfig(
+        user=values.get("user"),
+        project=values.get("project") or base / "models",
+        legacy=values.get("legacy") or base / "checkpoints",
+    )
+
+
+def _parse_models(problems: _Problems, raw: Any) -> tuple[ModelSpec, ...]:
+    if raw is None:
+        problems.add("models", "missing: the registry needs a 'models:' list (it may be empty: [])")
+        return ()
+    if not isinstance(raw, list):
+        problems.add("models", f"expected a list of models, got {_kind(raw)}")
+        return ()
+    specs: list[ModelSpec] = []
+    first_line: dict[str, int] = {}
+    for index, item in enumerate(raw):
+        where = f"models[{index}]"
+        if not isinstance(item, dict):
+            problems.add(where, f"expected a mapping with at least id and repo_id, got {_kind(item)}")
+            continue
+        spec = _parse_model(problems, where, item)
+        if spec is None:
+            continue
+        if spec.id in first_line:
+            problems.add(
+                f"{where}.id",
+                f"duplicate id '{spec.id}' (first defined at line {first_line[spec.id]})",
+                "Every model id must be unique.",
+            )
+            continue
+        first_line[spec.id] = spec.line
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _parse_model(problems: _Problems, where: str, item: Mapping[str, Any]) -> ModelSpec | None:
+    before = len(problems.items)
+    _check_keys(problems, where, item, _MODEL_KEYS)
+    for key in ("id", "repo_id"):
+        if key not in item:
+            problems.add(where, f"missing required key '{key}'")
+    model_id = _check_id(problems, f"{where}.id", item["id"]) if "id" in item else None
+    repo_id = _check_repo_id(problems, f"{where}.repo_id", item["repo_id"]) if "repo_id" in item else None
+    revision = _string(problems, f"{where}.revision", item.get("revision", "main"))
+    family = _optional_string(problems, f"{where}.family", item.get("family"))
+    description = _optional_string(problems, f"{where}.description", item.get("description"))
+    size = _check_size(problems, f"{where}.size", item.get("size"))
+    required = item.get("required", True)
+    if not isinstance(required, bool):
+        problems.add(f"{where}.required", f"expected true or false, got {_kind(required)}")
+    files = _check_files(problems, f"{where}.files", item.get("files"))
+    local_dir = _check_local_dir(problems, f"{where}.local_dir", item.get("local_dir"))
+    checksums = _check_checksums(problems, f"{where}.checksums", item.get("checksums"))
+    if len(problems.items) != before or model_id is None or repo_id is None:
+        return None
+    return ModelSpec(
+        id=model_id,
+        repo_id=repo_id,
+        revision=revision or "main",
+        family=family,
+        size=size,
+        required=bool(required),
+        files=files,
+        local_dir=local_dir,
+        checksums=checksums,
+        description=description,
+        line=problems.lines.get(where, 0),
+    )
+
+
+def _optional_string(problems: _Problems, key: str, value: Any) -> str | None:
+    return None if value is None else _string(problems, key, value)
+
+
+def _check_id(problems: _Problems, key: str, value: Any) -> str | None:
+    text = _string(problems, key, value)
+    if text is not None and (not _ID_RE.match(text) or len(text) > 96):
+        problems.add(
+            key,
+            f"'{text}' is not a valid id: use lower-case letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit (ids name folders, so '/' and '..' are refused)",
+        )
+        return None
+    return text
+
+
+def _check_repo_id(problems: _Problems, key: str, value: Any) -> str | None:
+    text = _string(problems, key, value)
+    if text is None:
+        return None
+    parts = text.split("/")
+    if len(parts) > 2 or not all(_REPO_PART_RE.match(p) and ".." not in p for p in parts):
+        problems.add(
+            key, f"'{text}' is not a Hub repo id: expected 'namespace/name', e.g. apple/FastVLM-0.5B"
+        )
+        return None
+    return text
+
+
+def _check_size(problems: _Problems, key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        problems.add(
+            key,
+            f'expected a size variant such as "0.5b", got the number {value!r}',
+            'Quote it and add the unit: size: "7b".',
+        )
+        return None
+    text = _string(problems, key, value)
+    if text is None:
+        return None
+    text = text.lower()
+    if text == "all" or not _SIZE_RE.match(text):
+        problems.add(
+            key, f"'{value}' is not a valid size variant: use e.g. 0.5b, 1.5b, 7b ('all' is reserved)"
+        )
+        return None
+    return text
+
+
+def _check_relative(problems: _Problems, key: str, text: str, what: str) -> bool:
+    parts = text.split("/")
+    if (
+        text.startswith("/")
+        or "\\" in text
+        or "\x00" in text
+        or ".." in parts
+        or re.match(r"^[A-Za-z]:", text)
+    ):
+        problems.add(
+            key,
+            f"{what} '{text}' must be a relative path inside the model folder (no '..', '/' at the start, '\\' or drive letters)",
+        )
+        return False
+    return True
+
+
+def _check_files(problems: _Problems, key: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        problems.add(key, f"expected a list of file names or globs, got {_kind(value)}")
+        return ()
+    out: list[str] = []
+    for index, pattern in enumerate(value):
+        text = _string(problems, f"{key}[{index}]", pattern)
+        if text is not None and _check_relative(problems, f"{key}[{index}]", text, "pattern"):
+            out.append(text)
+    return tuple(out)
+
+
+def _check_local_dir(problems: _Problems, key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    text = _string(problems, key, value)
+    if text is None:
+        return None
+    if not _FOLDER_RE.match(text) or text in (".", ".."):
+        problems.add(
+            key,
+            f"'{text}' is not a folder name: one path component of letters, digits, '.', '_', '-', '+' or spaces (no '/' or '..')",
+        )
+        return None
+    return text
+
+
+def _check_checksums(problems: _Problems, key: str, value: Any) -> dict[str, Checksum]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.add(key, f"expected a mapping of file path to 'algo:hex', got {_kind(value)}")
+        return {}
+    out: dict[str, Checksum] = {}
+    for file_name, pin in value.items():
+        where = f"{key}.{file_name}"
+        name = _string(problems, where, file_name)
+        if name is None or not _check_relative(problems, where, name, "file"):
+            continue
+        checksum = parse_checksum(pin) if isinstance(pin, str) else None
+        if checksum is None:
+            allowed = ", ".join(f"{a}:<{n} hex digits>" for a, n in CHECKSUM_ALGOS.items())
+            problems.add(
+                where,
+                f"malformed checksum {pin!r}: expected {allowed}",
+                "Run `sha256sum FILE` and write it as sha256:<hex>.",
+            )
+            continue
+        out[name] = checksum
+    return out
+
+
+def parse_checksum(text: str) -> Checksum | None:
+    """Parse "algo:hex" (algo md5, sha1 or sha256, hex of the right length); None if malformed."""
+    algo, sep, hexdigest = text.strip().partition(":")
+    algo, hexdigest = algo.lower(), hexdigest.lower()
+    if not sep or CHECKSUM_ALGOS.get(algo) != len(hexdigest) or not _HEX_RE.match(hexdigest):
+        return None
+    return Checksum(algo, hexdigest)

@@ -1,0 +1,92 @@
+"""Every test runs in its own project folder with every storage root and setting inside tmp_path."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from modelctl.cli import app
+
+TWO_MODELS = """\
+models:
+  - id: tiny
+    repo_id: org/tiny
+    family: demo
+    size: 0.5b
+    files: ["config.json", "*.safetensors"]
+  - id: big
+    repo_id: org/big
+    revision: v2
+    size: 7b
+    required: false
+    local_dir: Big-Model
+"""
+
+
+@pytest.fixture(autouse=True)
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh project folder as cwd; user root in tmp_path; no token, no registry override."""
+    for var in (
+        "MODELCTL_CONFIG",
+        "CI_MINIMAL_MODELS",
+        "MODELCTL_DEBUG",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HF_ENDPOINT",
+        "HF_HUB_OFFLINE",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MODELCTL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    work = tmp_path / "project"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def put_files(folder: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+class Run:
+    """Invoke the CLI in-process; stdout and stderr are kept apart."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Any:
+        return self.runner.invoke(app, list(args), env=env, catch_exceptions=False)
+
+    def json(self, *args: str, code: int = 0, env: dict[str, str] | None = None) -> Any:
+        result = self(*args, "--json", env=env)
+        assert result.exit_code == code, result.stderr
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def cli() -> Run:
+    return Run()
+
+
+@pytest.fixture
+def registry(project: Path) -> Callable[[str], Path]:
+    def make(text: str = TWO_MODELS, name: str = "models.yaml") -> Path:
+        return write(project / name, text)
+
+    return make
