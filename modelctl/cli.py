@@ -117,10 +117,97 @@ def _not_yet(command: str, issue: str) -> None:
     )
 
 
-@app.command("download", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def download_command() -> None:
-    """Download models, resuming and verifying while streaming (not implemented yet)."""
-    _not_yet("download", "the downloads issue")
+@app.command("download")
+def download_command(
+    ctx: typer.Context,
+    models: ModelsArg = None,
+    size: SizeOpt = None,
+    everything: Annotated[bool, typer.Option("--all", help="Every model in the registry.")] = False,
+    revision: Annotated[
+        str | None, typer.Option(help="Branch, tag or commit instead of the registry's.", show_default=False)
+    ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(help="Also fetch files matching this glob (repeatable).", show_default=False),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Skip files matching this glob (repeatable).", show_default=False)
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            help="Target root: user, project, legacy or a PATH. Default: where the model is, else the first writable root.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Fetch every file again.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    max_workers: Annotated[int, typer.Option(min=1, max=64, help="Files fetched at once.")] = 4,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="No network: use only what is on disk (also HF_HUB_OFFLINE=1).")
+    ] = False,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help="Hub URL. Default: HF_ENDPOINT, else https://huggingface.co.", show_default=False),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Hub token. Default: HF_TOKEN, else `hf auth login`'s.", show_default=False),
+    ] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option(help="Attempts per file [env MODELCTL_RETRIES, default 5].", show_default=False),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds to wait for a connection or data [env MODELCTL_TIMEOUT, default 30].",
+            show_default=False,
+        ),
+    ] = None,
+    lock_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds to wait for another modelctl on the same model [env MODELCTL_LOCK_TIMEOUT, default 600].",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only each model's path.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Download models: resume partial files, verify every byte, publish only good files."""
+    from modelctl.download import download_options, plan_downloads, run_downloads
+
+    options = download_options(
+        retries=retries,
+        timeout=timeout,
+        lock_timeout=lock_timeout,
+        offline=offline,
+        ids=tuple(models or ()),
+        size=size,
+        everything=everything,
+        revision=revision,
+        include=tuple(include or ()),
+        exclude=tuple(exclude or ()),
+        to=to,
+        force=force,
+        dry_run=dry_run,
+        max_workers=max_workers,
+        endpoint=endpoint,
+        token=token,
+    )
+    workspace = _workspace(ctx, config)
+    if not (as_json or quiet):
+        output.registry_note(workspace.registry.source)
+        output.warn(workspace.warnings)
+    with output.download_events(quiet=quiet, as_json=as_json) as events:
+        plan = plan_downloads(workspace, options, events)
+        if dry_run:
+            output.render_plan(plan, as_json=as_json)
+            return
+        report = run_downloads(plan, options, events)
+    output.render_download(report, as_json=as_json, quiet=quiet)
 
 
 @app.command("verify", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

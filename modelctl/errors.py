@@ -66,6 +66,10 @@ class DownloadError(ModelctlError):
 
     default_hint = "Check the network and HF_ENDPOINT, then run the same command again: it resumes."
 
+    def __init__(self, message: str, hint: str | None = None, *, is_retryable: bool = False) -> None:
+        super().__init__(message, hint)
+        self.is_retryable = is_retryable
+
 
 class NotEnoughSpaceError(ModelctlError):
     """The download plan needs more disk space than the target root has."""

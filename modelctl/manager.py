@@ -14,10 +14,12 @@ from modelctl.registry import ModelSpec, Registry, load_registry
 from modelctl.storage import (
     LocalFile,
     Location,
+    Manifest,
     RootState,
     locate,
     missing_files,
     probe_root,
+    read_manifest,
     resolve_roots,
 )
 
@@ -54,6 +56,8 @@ class ModelState(NamedTuple):
     status: str  # missing | present | partial
     locations: tuple[Location, ...]  # one per root, in precedence order
     missing: tuple[str, ...]  # expected names/globs with no file on disk
+    mismatched: tuple[str, ...] = ()  # files whose size differs from the manifest's
+    manifest: Manifest | None = None
 
     @property
     def found(self) -> Location | None:
@@ -95,11 +99,18 @@ def model_state(spec: ModelSpec, roots: Sequence[RootState]) -> ModelState:
     if found is None or found.scan is None:
         return ModelState(spec, MISSING, locations, ())
     scan = found.scan
-    missing = missing_files(spec, scan)
+    manifest = read_manifest(found.path)
+    mismatched: tuple[str, ...] = ()
+    if manifest is not None:  # what the last download fetched is what must be there
+        sizes = {f.path: f.size for f in scan.files}
+        missing = tuple(f.path for f in manifest.files if f.path not in sizes)
+        mismatched = tuple(f.path for f in manifest.files if f.path in sizes and sizes[f.path] != f.size)
+    else:
+        missing = missing_files(spec, scan)
     if not scan.files and not missing:
         missing = ("(any file: the folder is empty)",)
-    status = PARTIAL if missing or scan.partials else PRESENT
-    return ModelState(spec, status, locations, missing)
+    status = PARTIAL if missing or mismatched or scan.partials else PRESENT
+    return ModelState(spec, status, locations, missing, mismatched, manifest)
 
 
 class ListReport(NamedTuple):

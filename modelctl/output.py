@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelctl.errors import ModelctlError
@@ -18,6 +22,9 @@ from modelctl.storage import Location, RootState
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from modelctl.download import DownloadEvents, DownloadPlan, DownloadReport, ModelPlan
+    from modelctl.transfer import FileJob, FileResult
 
 # Rich is imported inside the functions that draw: `--json` output never pays the ~25 ms that
 # rich.console and rich.table cost at start-up (bench/startup).
@@ -141,7 +148,31 @@ def _state_json(state: ModelState) -> dict[str, Any]:
         "bytes": state.bytes,
         "file_count": len(state.files),
         "missing": list(state.missing),
+        "mismatched": list(state.mismatched),
         "partials": list(state.partials),
+    }
+
+
+def _manifest_json(state: ModelState) -> dict[str, Any] | None:
+    m = state.manifest
+    if m is None:
+        return None
+    return {
+        "repo_id": m.repo_id,
+        "revision": m.revision,
+        "commit": m.commit,
+        "updated_at": m.updated_at,
+        "files": [
+            {
+                "path": f.path,
+                "size": f.size,
+                "sha256": f.sha256,
+                "blob_id": f.blob_id,
+                "lfs": f.is_lfs,
+                "verified_at": f.verified_at,
+            }
+            for f in m.files
+        ],
     }
 
 
@@ -236,7 +267,7 @@ def render_info(report: ListReport, *, as_json: bool) -> None:
             item.update(_state_json(state))
             item["locations"] = [_location_json(loc) for loc in state.locations]
             item["files"] = [{"path": f.path, "size": f.size} for f in state.files]
-            item["manifest"] = None  # expected files, sizes and hashes arrive with downloads
+            item["manifest"] = _manifest_json(state)
             models.append(item)
         print_json({**_header_json(report.workspace), "models": models, "warnings": list(report.warnings)})
         return
@@ -278,15 +309,296 @@ def _render_one_info(console: Console, state: ModelState) -> None:
         else:
             detail = loc.problem or "not here"
         facts.add_row(f"{loc.root.name} root", escape(f"{loc.path}  ({detail})"))
+    if state.manifest:
+        facts.add_row("commit", escape(f"{state.manifest.commit} (downloaded {state.manifest.updated_at})"))
     if state.missing:
         facts.add_row("missing", escape(", ".join(state.missing)))
+    if state.mismatched:
+        facts.add_row("wrong size", escape(", ".join(state.mismatched)))
     if state.partials:
         facts.add_row("partial", escape(", ".join(state.partials)))
     console.print(facts)
-    if state.files:
+    expected = state.manifest.by_path() if state.manifest else {}
+    if state.files or expected:
         files = Table(box=None, header_style="bold", pad_edge=False)
         files.add_column("file")
         files.add_column("on disk", justify="right")
-        for item in state.files:
-            files.add_row(escape(item.path), human_bytes(item.size))
+        files.add_column("expected", justify="right")
+        files.add_column("hash")
+        on_disk = {f.path: f.size for f in state.files}
+        for name in sorted(set(on_disk) | set(expected)):
+            record = expected.get(name)
+            digest = (
+                (f"sha256:{record.sha256[:16]}…" if record.sha256 else f"git-sha1:{record.blob_id}")
+                if record
+                else ""
+            )
+            files.add_row(
+                escape(name),
+                human_bytes(on_disk[name]) if name in on_disk else "missing",
+                human_bytes(record.size) if record else "",
+                digest,
+            )
         console.print(files)
+
+
+# --------------------------------------------------------------------------- download
+
+
+def _mb_per_s(nbytes: int, seconds: float) -> str:
+    return f"{nbytes / max(seconds, 1e-6) / 1e6:.0f} MB/s"
+
+
+class QuietEvents:
+    """--quiet: report nothing while working."""
+
+    def model_start(self, plan: ModelPlan) -> None:
+        pass
+
+    def lock_wait(self, folder: Path, pid: int | None) -> None:
+        pass
+
+    def metadata_retry(self, repo_id: str, attempt: int, delay: float, reason: str) -> None:
+        pass
+
+    def file_start(self, job: FileJob, offset: int) -> None:
+        pass
+
+    def file_advance(self, job: FileJob, nbytes: int) -> None:
+        pass
+
+    def file_retry(self, job: FileJob, attempt: int, delay: float, reason: str) -> None:
+        pass
+
+    def file_done(self, job: FileJob, result: FileResult) -> None:
+        pass
+
+
+class PlainEvents(QuietEvents):
+    """One line on stderr per model, file start, retry and finish (stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started: dict[str, float] = {}
+
+    def _line(self, text: str) -> None:
+        with self._lock:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def model_start(self, plan: ModelPlan) -> None:
+        todo = [f for f in plan.files if f.action != "keep"]
+        need = sum(f.needed for f in todo)
+        self._line(
+            f"{plan.spec.id}: {len(todo)} to fetch ({need:,} bytes), {len(plan.files) - len(todo)} kept, "
+            f"into {plan.folder} ({plan.root.name} root) at {plan.snapshot.commit[:12]}"
+        )
+
+    def lock_wait(self, folder: Path, pid: int | None) -> None:
+        self._line(
+            f"waiting for {'pid ' + str(pid) if pid else 'another process'}, which holds the lock on {folder}"
+        )
+
+    def metadata_retry(self, repo_id: str, attempt: int, delay: float, reason: str) -> None:
+        self._line(f"retry {repo_id} metadata (attempt {attempt + 1}) in {delay:.1f} s: {reason}")
+
+    def file_start(self, job: FileJob, offset: int) -> None:
+        self._started[job.rel_path] = time.monotonic()
+        how = f"resume at {offset:,} of" if offset else "start"
+        self._line(f"  {how} {job.rel_path} ({job.size:,} bytes)")
+
+    def file_retry(self, job: FileJob, attempt: int, delay: float, reason: str) -> None:
+        self._line(f"  retry {job.rel_path} (attempt {attempt + 1}) in {delay:.1f} s: {reason}")
+
+    def file_done(self, job: FileJob, result: FileResult) -> None:
+        took = time.monotonic() - self._started.get(job.rel_path, time.monotonic())
+        self._line(
+            f"  done {job.rel_path}: {result.fetched:,} bytes fetched in {took:.1f} s "
+            f"({_mb_per_s(result.fetched, took)}), sha256 {result.sha256[:12]}… verified"
+        )
+
+
+class RichEvents(PlainEvents):
+    """Animated progress on a terminal: overall bytes plus one bar per file in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=_err(),
+            transient=False,
+        )
+        self._tasks: dict[str, Any] = {}
+        self._overall: Any = None
+
+    def __enter__(self) -> RichEvents:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def _line(self, text: str) -> None:
+        self.progress.console.print(text, markup=False, highlight=False)
+
+    def model_start(self, plan: ModelPlan) -> None:
+        super().model_start(plan)
+        need = sum(f.needed for f in plan.files)
+        if self._overall is not None:
+            self.progress.remove_task(self._overall)
+        self._overall = self.progress.add_task(f"{plan.spec.id} (total)", total=need or None)
+
+    def file_start(self, job: FileJob, offset: int) -> None:
+        self._started[job.rel_path] = time.monotonic()
+        self._tasks[job.rel_path] = self.progress.add_task(job.rel_path, total=job.size, completed=offset)
+
+    def file_advance(self, job: FileJob, nbytes: int) -> None:
+        self.progress.advance(self._tasks[job.rel_path], nbytes)
+        if self._overall is not None:
+            self.progress.advance(self._overall, nbytes)
+
+    def file_retry(self, job: FileJob, attempt: int, delay: float, reason: str) -> None:
+        super().file_retry(job, attempt, delay, reason)
+        task = self._tasks.get(job.rel_path)
+        if task is not None:
+            self.progress.update(task, description=f"{job.rel_path} (retry {attempt})")
+
+    def file_done(self, job: FileJob, result: FileResult) -> None:
+        task = self._tasks.pop(job.rel_path, None)
+        if task is not None:
+            self.progress.remove_task(task)
+        super().file_done(job, result)
+
+
+@contextmanager
+def download_events(*, quiet: bool, as_json: bool) -> Iterator[DownloadEvents]:
+    """Rich progress on a terminal, plain lines otherwise, nothing with --quiet."""
+    if quiet:
+        yield QuietEvents()
+    elif sys.stderr.isatty() and not as_json:
+        with RichEvents() as events:
+            yield events
+    else:
+        yield PlainEvents()
+
+
+def render_plan(plan: DownloadPlan, *, as_json: bool) -> None:
+    """--dry-run: per file keep / download / resume and the bytes each needs."""
+    if as_json:
+        print_json(
+            {
+                "registry": _registry_json(plan.workspace.registry.source),
+                "dry_run": True,
+                "models": [
+                    {
+                        "id": m.spec.id,
+                        "repo_id": m.spec.repo_id,
+                        "revision": m.snapshot.revision,
+                        "commit": m.snapshot.commit,
+                        "root": m.root.name,
+                        "path": str(m.folder),
+                        "bytes_needed": m.needed,
+                        "files": [
+                            {
+                                "path": f.remote.path,
+                                "size": f.remote.size,
+                                "action": f.action,
+                                "offset": f.offset,
+                                "bytes_needed": f.needed,
+                                "reason": f.reason,
+                            }
+                            for f in m.files
+                        ],
+                    }
+                    for m in plan.models
+                ],
+                "bytes_needed": plan.needed,
+            }
+        )
+        return
+    from rich.filesize import decimal as human_bytes
+    from rich.markup import escape
+    from rich.table import Table
+
+    registry_note(plan.workspace.registry.source)
+    console = _out()
+    for m in plan.models:
+        console.print(
+            f"[bold]{escape(m.spec.id)}[/] {escape(m.spec.repo_id)}@{escape(m.snapshot.commit[:12])} "
+            f"→ {escape(str(m.folder))} ({m.root.name} root)"
+        )
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("file", "action", "size", "to fetch", "why"):
+            table.add_column(column, justify="right" if column in ("size", "to fetch") else "left")
+        for f in m.files:
+            table.add_row(
+                escape(f.remote.path), f.action, human_bytes(f.remote.size), human_bytes(f.needed), f.reason
+            )
+        console.print(table)
+    console.print(f"Dry run: {human_bytes(plan.needed)} to fetch; nothing was changed.")
+
+
+def render_download(report: DownloadReport, *, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "registry": _registry_json(report.plan.workspace.registry.source),
+                "dry_run": False,
+                "models": [
+                    {
+                        "id": m.spec.id,
+                        "repo_id": m.spec.repo_id,
+                        "commit": m.commit,
+                        "root": m.root.name,
+                        "path": str(m.folder),
+                        "bytes_fetched": m.bytes_fetched,
+                        "files": [
+                            {
+                                "path": f.path,
+                                "size": f.size,
+                                "action": f.action,
+                                "bytes_fetched": f.bytes_fetched,
+                                "resumed_from": f.resumed_from,
+                                "sha256": f.sha256,
+                            }
+                            for f in m.files
+                        ],
+                    }
+                    for m in report.models
+                ],
+                "bytes_fetched": report.bytes_fetched,
+                "seconds": round(report.seconds, 3),
+            }
+        )
+        return
+    if quiet:
+        for m in report.models:
+            sys.stdout.write(f"{m.folder}\n")
+        return
+    from rich.filesize import decimal as human_bytes
+    from rich.markup import escape
+
+    console = _out()
+    for m in report.models:
+        fetched = sum(1 for f in m.files if f.action != "keep")
+        console.print(
+            f"{escape(m.spec.id)}: {escape(str(m.folder))} ({m.root.name} root), {fetched} fetched, "
+            f"{len(m.files) - fetched} kept, {human_bytes(m.bytes_fetched)}"
+        )
+    console.print(
+        f"Fetched {human_bytes(report.bytes_fetched)} in {report.seconds:.1f} s "
+        f"({_mb_per_s(report.bytes_fetched, report.seconds)}); every file verified by hash."
+    )

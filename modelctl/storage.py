@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Iterable, Mapping
+import socket
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -215,3 +217,182 @@ def missing_files(spec: ModelSpec, scan: FolderScan) -> tuple[str, ...]:
         elif pattern not in present:
             missing.append(pattern)
     return tuple(missing)
+
+
+# --------------------------------------------------------------------------- partial files
+
+
+def partial_path(dest: Path) -> Path:
+    """Where the bytes of `dest` collect while it downloads."""
+    return dest.with_name(dest.name + PARTIAL_SUFFIX)
+
+
+def sidecar_path(dest: Path) -> Path:
+    """The small JSON beside a partial file that says what it is a part of."""
+    return dest.with_name(dest.name + SIDECAR_SUFFIX)
+
+
+def is_safe_relative(path: str) -> bool:
+    """A repo path that stays inside the model folder: relative, no '..', no NUL or backslash."""
+    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
+        return False
+    parts = path.split("/")
+    return all(part not in ("", ".", "..") for part in parts) and parts[0] not in (
+        META_DIR,
+        *FOREIGN_META_DIRS,
+    )
+
+
+# --------------------------------------------------------------------------- manifest
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+class ManifestFile(NamedTuple):
+    """A file as last verified: its expected size and hashes, and the stat it had then."""
+
+    path: str
+    size: int
+    sha256: str | None  # content sha256 (the Hub's for LFS files; computed for others when known)
+    blob_id: str | None  # git blob sha1
+    is_lfs: bool
+    verified_at: str | None  # when the content was last hashed and matched
+    mtime_ns: int
+    inode: int
+
+    def is_unchanged(self, st: os.stat_result) -> bool:
+        """True when the file on disk is, by its stat, the one that was verified."""
+        return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns and st.st_ino == self.inode
+
+
+class Manifest(NamedTuple):
+    """What `download` fetched into a model folder: repo, commit and every file's hashes."""
+
+    repo_id: str
+    revision: str
+    commit: str
+    files: tuple[ManifestFile, ...]
+    updated_at: str
+
+    def by_path(self) -> dict[str, ManifestFile]:
+        return {f.path: f for f in self.files}
+
+
+def manifest_path(folder: Path) -> Path:
+    return folder / META_DIR / MANIFEST_NAME
+
+
+def read_manifest(folder: Path) -> Manifest | None:
+    """The folder's manifest, or None when absent or unreadable (it is then rebuilt, not trusted)."""
+    import json
+
+    try:
+        data = json.loads(manifest_path(folder).read_text(encoding="utf-8"))
+        if data.get("version") != MANIFEST_VERSION:
+            return None
+        files = tuple(
+            ManifestFile(
+                path=str(f["path"]),
+                size=int(f["size"]),
+                sha256=f.get("sha256"),
+                blob_id=f.get("blob_id"),
+                is_lfs=bool(f.get("lfs", False)),
+                verified_at=f.get("verified_at"),
+                mtime_ns=int(f.get("mtime_ns", 0)),
+                inode=int(f.get("inode", 0)),
+            )
+            for f in data["files"]
+            if is_safe_relative(str(f["path"]))
+        )
+        return Manifest(
+            str(data["repo_id"]),
+            str(data["revision"]),
+            str(data["commit"]),
+            files,
+            str(data.get("updated_at", "")),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    """Write the manifest atomically (temp file + os.replace)."""
+    import json
+
+    data = {
+        "version": MANIFEST_VERSION,
+        "repo_id": manifest.repo_id,
+        "revision": manifest.revision,
+        "commit": manifest.commit,
+        "updated_at": manifest.updated_at,
+        "files": [
+            {
+                "path": f.path,
+                "size": f.size,
+                "sha256": f.sha256,
+                "blob_id": f.blob_id,
+                "lfs": f.is_lfs,
+                "verified_at": f.verified_at,
+                "mtime_ns": f.mtime_ns,
+                "inode": f.inode,
+            }
+            for f in sorted(manifest.files, key=lambda f: f.path)
+        ],
+    }
+    target = manifest_path(folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{MANIFEST_NAME}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+
+
+# --------------------------------------------------------------------------- lock
+
+LOCK_NAME = "lock"
+OWNER_NAME = "lock.owner"
+
+
+def lock_owner(folder: Path) -> int | None:
+    """The pid that last took the model folder's lock, if it wrote one."""
+    try:
+        text = (folder / META_DIR / OWNER_NAME).read_text(encoding="utf-8").split()
+        return int(text[0]) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+@contextmanager
+def model_lock(folder: Path, timeout: float, on_wait: Callable[[int | None], None]) -> Iterator[None]:
+    """Hold the model folder's lock; wait at most `timeout` seconds for another modelctl.
+
+    The lock is an flock (filelock), so the kernel releases it when its holder dies, even by
+    kill -9: a dead holder's lock is simply taken over.
+    """
+    from filelock import FileLock, Timeout
+
+    from modelctl.errors import DownloadError
+
+    meta = folder / META_DIR
+    meta.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(meta / LOCK_NAME))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        on_wait(lock_owner(folder))
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            pid = lock_owner(folder)
+            holder = f"pid {pid}" if pid else "another process"
+            raise DownloadError(
+                f"{folder} is locked by {holder}, still busy after waiting {timeout:g} s.",
+                hint="Let the other modelctl finish, or raise --lock-timeout (MODELCTL_LOCK_TIMEOUT).",
+            ) from None
+    owner = meta / OWNER_NAME
+    try:
+        owner.write_text(f"{os.getpid()} {socket.gethostname()}\n", encoding="utf-8")
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()

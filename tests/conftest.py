@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelctl.cli import app
+from tests.hubserver import HubServer, Repo, model_files
 
 TWO_MODELS = """\
 models:
@@ -90,3 +91,20 @@ def registry(project: Path) -> Callable[[str], Path]:
         return write(project / name, text)
 
     return make
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
+    """A fixture Hub on 127.0.0.1 with org/tiny (small model files + a 3 MB binary); HF_ENDPOINT → it."""
+    with HubServer() as server:
+        server.add(Repo("org/tiny", model_files()))
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        yield server
+
+
+TINY = """\
+models:
+  - id: tiny
+    repo_id: org/tiny
+    size: 0.5b
+"""

@@ -1,0 +1,573 @@
+"""`modelctl download`: decide per file (keep, download, resume), check disk space, then fetch.
+
+The decision is a pure function of what the Hub lists and what is on disk (`decide`); the plan
+is printed by --dry-run. Running a plan takes each model folder's lock, re-surveys the folder
+(another modelctl may have finished files meanwhile), fetches in parallel and writes the manifest.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from modelctl.errors import (
+    BadChecksumError,
+    ConfigurationError,
+    DownloadError,
+    MissingModelError,
+    ModelctlError,
+    NotEnoughSpaceError,
+    UsageError,
+)
+from modelctl.hub import HubAccess, RemoteFile, Snapshot, call_with_retries, fetch_snapshot, hub_access
+from modelctl.manager import Workspace
+from modelctl.registry import TRUE_WORDS, ModelSpec
+from modelctl.storage import (
+    ROOT_NAMES,
+    Manifest,
+    ManifestFile,
+    Root,
+    is_safe_relative,
+    locate,
+    model_lock,
+    partial_path,
+    read_manifest,
+    sidecar_path,
+    write_manifest,
+)
+from modelctl.transfer import FileJob, FileResult, RetryPolicy, TransferEvents, fetch_file, resumable_bytes
+
+KEEP, DOWNLOAD, RESUME = "keep", "download", "resume"
+HEADROOM = 64 * 1024 * 1024  # bytes kept free beyond the plan on every target filesystem
+HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    """Everything `download` was asked for, resolved flag > environment > registry > default."""
+
+    ids: tuple[str, ...] = ()
+    size: str | None = None
+    everything: bool = False
+    revision: str | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    to: str | None = None
+    force: bool = False
+    dry_run: bool = False
+    max_workers: int = 4
+    offline: bool = False
+    endpoint: str | None = None
+    token: str | None = None
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    lock_timeout: float = 600.0
+
+    def command(self, model_ids: Sequence[str] = ()) -> str:
+        """The command line a hint should suggest (never with the token)."""
+        ids = " ".join(model_ids or self.ids)
+        target = ids or (f"--size {self.size}" if self.size else "--all")
+        return f"modelctl download {target}"
+
+
+def download_options(
+    *,
+    environ: Mapping[str, str] | None = None,
+    retries: int | None = None,
+    timeout: float | None = None,
+    lock_timeout: float | None = None,
+    offline: bool = False,
+    **values: object,
+) -> DownloadOptions:
+    """Resolve the settings that have environment variables (MODELCTL_*, HF_HUB_OFFLINE)."""
+    env = os.environ if environ is None else environ
+    policy = RetryPolicy(
+        attempts=retries if retries is not None else int(_env_number(env, "MODELCTL_RETRIES", 5, int)),
+        timeout=timeout if timeout is not None else _env_number(env, "MODELCTL_TIMEOUT", 30.0, float),
+    )
+    if policy.attempts < 1 or policy.timeout <= 0:
+        raise UsageError("--retries must be at least 1 and --timeout more than 0.")
+    return DownloadOptions(
+        policy=policy,
+        lock_timeout=lock_timeout
+        if lock_timeout is not None
+        else _env_number(env, "MODELCTL_LOCK_TIMEOUT", 600.0, float),
+        offline=offline or env.get("HF_HUB_OFFLINE", "").strip().lower() in TRUE_WORDS,
+        **values,  # type: ignore[arg-type]
+    )
+
+
+def _env_number(env: Mapping[str, str], name: str, default: float, kind: type) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        return kind(text)  # type: ignore[no-any-return]
+    except ValueError:
+        raise ConfigurationError(
+            f"{name}={text!r} is not a number.", hint=f"Unset {name} or give it a number."
+        ) from None
+
+
+# --------------------------------------------------------------------------- events
+
+
+class DownloadEvents(TransferEvents, Protocol):
+    def model_start(self, plan: ModelPlan) -> None: ...
+    def lock_wait(self, folder: Path, pid: int | None) -> None: ...
+    def metadata_retry(self, repo_id: str, attempt: int, delay: float, reason: str) -> None: ...
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class LocalState:
+    """What is on disk for one remote file."""
+
+    size: int | None  # None: no file
+    is_verified: bool  # good enough to keep at the registry's verify level
+    partial_size: int | None  # bytes of a resumable partial, None if none
+    sha256: str | None = None  # content sha256, when known (manifest record or hashed now)
+    verified_at: str | None = None  # when the content was last hashed and matched
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    remote: RemoteFile
+    action: str  # keep | download | resume
+    offset: int  # bytes already on disk (resume)
+    reason: str
+    local: LocalState | None = None
+
+    @property
+    def needed(self) -> int:
+        return 0 if self.action == KEEP else self.remote.size - self.offset
+
+
+def decide(remote: RemoteFile, local: LocalState, *, force: bool) -> FilePlan:
+    """Keep, resume or download one file (pure: no I/O)."""
+    if force:
+        return FilePlan(remote, DOWNLOAD, 0, "--force", local)
+    if local.size is not None and local.is_verified:
+        return FilePlan(remote, KEEP, 0, "present and matching", local)
+    if local.partial_size is not None and 0 < local.partial_size <= remote.size:
+        return FilePlan(remote, RESUME, local.partial_size, "partial download", local)
+    if local.size is None:
+        return FilePlan(remote, DOWNLOAD, 0, "missing", local)
+    return FilePlan(remote, DOWNLOAD, 0, "differs from the Hub", local)
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    spec: ModelSpec
+    root: Root
+    folder: Path
+    snapshot: Snapshot
+    files: tuple[FilePlan, ...]
+    is_offline: bool = False
+
+    @property
+    def needed(self) -> int:
+        return sum(f.needed for f in self.files)
+
+
+@dataclass(frozen=True)
+class DownloadPlan:
+    workspace: Workspace
+    models: tuple[ModelPlan, ...]
+
+    @property
+    def needed(self) -> int:
+        return sum(m.needed for m in self.models)
+
+
+def plan_downloads(workspace: Workspace, options: DownloadOptions, events: DownloadEvents) -> DownloadPlan:
+    """Resolve every selected model on the Hub (or on disk, offline) and decide each file."""
+    specs = _select(workspace, options)
+    access = None if options.offline else hub_access(options.endpoint, options.token, options.policy.timeout)
+    plans = []
+    for spec in specs:
+        if access is None:
+            plans.append(_offline_plan(workspace, spec, options))
+            continue
+        snapshot = _snapshot(access, spec, options, events)
+        root, folder = _target(workspace, spec, options.to)
+        remote = _wanted_files(spec, snapshot, options)
+        plans.append(ModelPlan(spec, root, folder, snapshot, _survey(folder, remote, workspace, options)))
+    plan = DownloadPlan(workspace, tuple(plans))
+    check_space(plan)
+    return plan
+
+
+def _snapshot(
+    access: HubAccess, spec: ModelSpec, options: DownloadOptions, events: DownloadEvents
+) -> Snapshot:
+    revision = options.revision or spec.revision
+
+    def fetch() -> Snapshot:
+        return fetch_snapshot(access, spec.repo_id, revision, command=options.command([spec.id]))
+
+    def on_retry(attempt: int, delay: float, reason: str) -> None:
+        events.metadata_retry(spec.repo_id, attempt, delay, reason)
+
+    return call_with_retries(fetch, attempts=options.policy.attempts, on_retry=on_retry, sleep=time.sleep)
+
+
+def _select(workspace: Workspace, options: DownloadOptions) -> tuple[ModelSpec, ...]:
+    registry = workspace.registry
+    if not options.ids and options.size is None and not options.everything:
+        ids = ", ".join(m.id for m in registry.models) or "(none)"
+        sizes = ", ".join(registry.sizes) or "(none)"
+        raise UsageError(
+            "Name the models to download: MODEL ..., --size S or --all.",
+            hint=f"Models in {registry.path}: {ids}. Sizes: {sizes}, or 'all'.",
+        )
+    return registry.select(options.ids, options.size, options.everything)
+
+
+def _target(workspace: Workspace, spec: ModelSpec, to: str | None) -> tuple[Root, Path]:
+    """--to, else the writable root the model is already in, else the first writable root."""
+    states = workspace.roots
+    if to is not None:
+        if to in ROOT_NAMES:
+            state = next(s for s in states if s.root.name == to)
+            root = state.root
+            if not (state.is_writable or (state.exists and os.access(root.path, os.W_OK))):
+                raise DownloadError(
+                    f"The {to} root {root.path} is not writable.",
+                    hint="Choose another root with --to, or fix the folder's permissions.",
+                )
+        else:
+            root = Root("custom", Path(to).expanduser().absolute())
+        return root, root.path / spec.folder_name
+    for loc in locate(spec, states):
+        if loc.exists and os.access(loc.path, os.W_OK | os.X_OK):
+            return loc.root, loc.path
+    for state in states:
+        if state.is_writable and state.problem is None:
+            return state.root, state.root.path / spec.folder_name
+    tried = "; ".join(f"{s.root.name} {s.root.path}" for s in states)
+    raise DownloadError(
+        f"No storage root is writable for {spec.id} (tried {tried}).",
+        hint="Set MODELCTL_HOME to a writable folder, or pass --to PATH.",
+    )
+
+
+def _wanted_files(spec: ModelSpec, snapshot: Snapshot, options: DownloadOptions) -> tuple[RemoteFile, ...]:
+    patterns = spec.files + options.include
+    out = []
+    for remote in snapshot.files:
+        if not is_safe_relative(remote.path):
+            raise DownloadError(
+                f"{spec.repo_id}@{snapshot.commit[:12]} lists a file named {remote.path!r}, which would "
+                "land outside the model folder; nothing was downloaded.",
+                hint="Report this repo/mirror; modelctl refuses such names.",
+            )
+        if patterns and not any(fnmatch.fnmatchcase(remote.path, p) for p in patterns):
+            continue
+        if any(fnmatch.fnmatchcase(remote.path, p) for p in options.exclude):
+            continue
+        out.append(remote)
+    if not out:
+        listed = ", ".join(patterns) if patterns else "every file"
+        raise MissingModelError(
+            f"No file of {spec.repo_id}@{snapshot.revision} matches {listed}.",
+            hint=f"Check `files:` of {spec.id} in the registry and --include/--exclude.",
+        )
+    return tuple(out)
+
+
+def _survey(
+    folder: Path, remote: Sequence[RemoteFile], workspace: Workspace, options: DownloadOptions
+) -> tuple[FilePlan, ...]:
+    """Look at the folder (stat, manifest, sidecars; hash files the manifest cannot vouch for)."""
+    manifest = read_manifest(folder)
+    records = manifest.by_path() if manifest else {}
+    level = workspace.registry.verify
+    out = []
+    for item in remote:
+        dest = folder / item.path
+        out.append(decide(item, _local_state(dest, item, records.get(item.path), level), force=options.force))
+    return tuple(out)
+
+
+def _local_state(dest: Path, remote: RemoteFile, record: ManifestFile | None, level: str) -> LocalState:
+    partial = resumable_bytes(dest, remote.size, remote.sha256, remote.blob_id)
+    try:
+        st = None if dest.is_symlink() or not dest.is_file() else dest.stat()
+    except OSError:
+        st = None
+    if st is None:
+        return LocalState(None, False, partial)
+    if st.st_size != remote.size:
+        return LocalState(st.st_size, False, partial)
+    if record is not None and record.is_unchanged(st) and _record_matches(record, remote):
+        return LocalState(st.st_size, True, partial, record.sha256, record.verified_at)
+    if level in ("none", "size"):  # the registry asks for no more than this
+        return LocalState(st.st_size, True, partial)
+    sha256, blob_id = hash_file(dest)
+    ok = sha256 == remote.sha256 if remote.sha256 is not None else blob_id == remote.blob_id
+    return LocalState(st.st_size, ok, partial, sha256, _now() if ok else None)
+
+
+def _record_matches(record: ManifestFile, remote: RemoteFile) -> bool:
+    if remote.sha256 is not None:
+        return record.sha256 == remote.sha256
+    return record.blob_id == remote.blob_id
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def hash_file(path: Path) -> tuple[str, str]:
+    """(sha256, git blob sha1) of a file, read in 1 MiB chunks."""
+    size = path.stat().st_size
+    sha256 = hashlib.sha256()
+    sha1 = hashlib.sha1(b"blob %d\0" % size)
+    with path.open("rb", buffering=0) as f:
+        buf = bytearray(HASH_CHUNK)
+        view = memoryview(buf)
+        while n := f.readinto(view):
+            sha256.update(view[:n])
+            sha1.update(view[:n])
+    return sha256.hexdigest(), sha1.hexdigest()
+
+
+def _offline_plan(workspace: Workspace, spec: ModelSpec, options: DownloadOptions) -> ModelPlan:
+    """Offline: the model must already be complete on disk (by its manifest)."""
+    for loc in locate(spec, workspace.roots):
+        if not loc.exists:
+            continue
+        manifest = read_manifest(loc.path)
+        if manifest is None:
+            continue
+        files = tuple(
+            FilePlan(
+                RemoteFile(f.path, f.size, f.blob_id or "", f.sha256 if f.is_lfs else None),
+                KEEP,
+                0,
+                "offline",
+            )
+            for f in manifest.files
+        )
+        absent = [
+            f.remote.path
+            for f in files
+            if not (loc.path / f.remote.path).is_file()
+            or (loc.path / f.remote.path).stat().st_size != f.remote.size
+        ]
+        if not absent:
+            snapshot = Snapshot(
+                manifest.repo_id, manifest.revision, manifest.commit, tuple(f.remote for f in files)
+            )
+            return ModelPlan(spec, loc.root, loc.path, snapshot, files, is_offline=True)
+    searched = ", ".join(f"{s.root.name} {s.root.path}" for s in workspace.roots)
+    raise MissingModelError(
+        f"{spec.id} is not complete on disk and offline mode is on (searched: {searched}).",
+        hint=f"Connect and run `HF_HUB_OFFLINE=0 {options.command([spec.id])}`.",
+    )
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path("/")
+
+
+def check_space(plan: DownloadPlan) -> None:
+    """Refuse (exit 5) before any byte when a target filesystem cannot hold what the plan needs."""
+    anchors: dict[int, Path] = {}
+    needed: dict[int, int] = {}
+    roots: dict[int, set[str]] = {}
+    for model in plan.models:
+        if not model.needed:
+            continue
+        anchor = _existing_ancestor(model.folder)
+        device = anchor.stat().st_dev
+        anchors.setdefault(device, anchor)
+        needed[device] = needed.get(device, 0) + model.needed
+        roots.setdefault(device, set()).add(model.root.name)
+    rows = []
+    for device, bytes_needed in needed.items():
+        free = shutil.disk_usage(anchors[device]).free
+        if bytes_needed + HEADROOM > free:
+            rows.append(
+                f"{'/'.join(sorted(roots[device])):<10}{anchors[device]!s:<40}{bytes_needed:>18,}{free:>18,}"
+            )
+    if rows:
+        header = f"{'root':<10}{'path':<40}{'needed bytes':>18}{'free bytes':>18}"
+        raise NotEnoughSpaceError(
+            f"Not enough disk space for the download plan (plus {HEADROOM // 2**20} MiB headroom):\n"
+            + "\n".join([header, *rows]),
+            hint="Free space there, or download to another disk with --to PATH.",
+        )
+
+
+# --------------------------------------------------------------------------- run
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    path: str
+    size: int
+    action: str
+    bytes_fetched: int
+    resumed_from: int
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class ModelOutcome:
+    spec: ModelSpec
+    root: Root
+    folder: Path
+    commit: str
+    files: tuple[FileOutcome, ...]
+
+    @property
+    def bytes_fetched(self) -> int:
+        return sum(f.bytes_fetched for f in self.files)
+
+
+@dataclass(frozen=True)
+class DownloadReport:
+    plan: DownloadPlan
+    models: tuple[ModelOutcome, ...]
+    seconds: float
+
+    @property
+    def bytes_fetched(self) -> int:
+        return sum(m.bytes_fetched for m in self.models)
+
+
+def run_downloads(plan: DownloadPlan, options: DownloadOptions, events: DownloadEvents) -> DownloadReport:
+    """Fetch what the plan needs, model by model, each under its folder's lock."""
+    start = time.monotonic()
+    outcomes = []
+    for model in plan.models:
+        if model.is_offline:
+            outcomes.append(_kept(model))
+            continue
+        outcomes.append(_run_model(model, plan.workspace, options, events))
+    return DownloadReport(plan, tuple(outcomes), time.monotonic() - start)
+
+
+def _kept(model: ModelPlan) -> ModelOutcome:
+    files = tuple(FileOutcome(f.remote.path, f.remote.size, KEEP, 0, 0, f.remote.sha256) for f in model.files)
+    return ModelOutcome(model.spec, model.root, model.folder, model.snapshot.commit, files)
+
+
+def _run_model(
+    model: ModelPlan, workspace: Workspace, options: DownloadOptions, events: DownloadEvents
+) -> ModelOutcome:
+    folder = model.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with model_lock(folder, options.lock_timeout, lambda pid: events.lock_wait(folder, pid)):
+        # Another modelctl may have fetched files while we waited: decide again under the lock.
+        files = _survey(folder, [f.remote for f in model.files], workspace, options)
+        model = ModelPlan(model.spec, model.root, folder, model.snapshot, files)
+        events.model_start(model)
+        access = hub_access(options.endpoint, options.token, options.policy.timeout)
+        jobs = [_job(model, f, access) for f in files if f.action != KEEP]
+        results: dict[str, FileResult] = {}
+        failures: list[ModelctlError] = []
+        with ThreadPoolExecutor(max_workers=max(1, options.max_workers)) as pool:
+            futures = {pool.submit(fetch_file, job, options.policy, events): job for job in jobs}
+            for future, job in futures.items():
+                try:
+                    results[job.rel_path] = future.result()
+                except ModelctlError as err:
+                    failures.append(err)
+                except OSError as err:
+                    failures.append(
+                        DownloadError(
+                            f"{job.rel_path}: cannot write {job.dest}: {err.strerror or err}",
+                            hint="Check free space and permissions of the target root.",
+                        )
+                    )
+        _write_manifest(model, results)
+    if failures:
+        raise _worst(failures, model)
+    outcomes = []
+    for f in files:
+        if f.action == KEEP:
+            sha256 = f.remote.sha256 or (f.local.sha256 if f.local else None)
+            outcomes.append(FileOutcome(f.remote.path, f.remote.size, KEEP, 0, 0, sha256))
+        else:
+            r = results[f.remote.path]
+            outcomes.append(FileOutcome(r.rel_path, r.size, f.action, r.fetched, r.resumed_from, r.sha256))
+    return ModelOutcome(model.spec, model.root, folder, model.snapshot.commit, tuple(outcomes))
+
+
+def _job(model: ModelPlan, plan: FilePlan, access: HubAccess) -> FileJob:
+    remote = plan.remote
+    dest = model.folder / remote.path
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.parent.resolve().is_relative_to(model.folder.resolve()):
+        raise DownloadError(f"{remote.path}: its folder leads outside {model.folder} through a symlink.")
+    if plan.action == DOWNLOAD:  # --force, or a partial that is not this file's: no stale resume
+        partial_path(dest).unlink(missing_ok=True)
+        sidecar_path(dest).unlink(missing_ok=True)
+    return FileJob(
+        url=access.file_url(model.snapshot.repo_id, model.snapshot.commit, remote.path),
+        dest=dest,
+        rel_path=remote.path,
+        size=remote.size,
+        sha256=remote.sha256,
+        blob_id=remote.blob_id,
+        commit=model.snapshot.commit,
+        headers=access.headers_for,
+    )
+
+
+def _write_manifest(model: ModelPlan, results: Mapping[str, FileResult]) -> None:
+    """Record every file now known good: the kept ones and the fetched ones."""
+    now = _now()
+    records = []
+    for f in model.files:
+        remote = f.remote
+        if f.action == KEEP and f.local is not None:
+            sha256 = remote.sha256 or f.local.sha256
+            verified_at = f.local.verified_at
+        elif remote.path in results:
+            sha256, verified_at = results[remote.path].sha256, now
+        else:
+            continue
+        st = (model.folder / remote.path).stat()
+        records.append(
+            ManifestFile(
+                remote.path,
+                remote.size,
+                sha256,
+                remote.blob_id,
+                remote.is_lfs,
+                verified_at,
+                st.st_mtime_ns,
+                st.st_ino,
+            )
+        )
+    snap = model.snapshot
+    write_manifest(model.folder, Manifest(snap.repo_id, snap.revision, snap.commit, tuple(records), now))
+
+
+def _worst(failures: Sequence[ModelctlError], model: ModelPlan) -> ModelctlError:
+    """The error that decides the exit code (integrity before not-found before the rest)."""
+
+    def rank(err: ModelctlError) -> int:
+        return 0 if isinstance(err, BadChecksumError) else 1 if isinstance(err, MissingModelError) else 2
+
+    worst = min(failures, key=rank)
+    others = [f"  {e.message}" for e in failures if e is not worst]
+    if others:
+        worst.message += f"\nAlso failed for {model.spec.id}:\n" + "\n".join(others)
+    return worst

@@ -1,0 +1,466 @@
+"""A Hub-compatible HTTP server on 127.0.0.1 for tests: generated repos, fault knobs, counters.
+
+It answers exactly what huggingface_hub and modelctl ask for:
+  GET  /api/models/{repo}/revision/{rev}        model info with the commit sha
+  GET  /api/models/{repo}/tree/{rev}[/{path}]   the file listing (sizes, blob ids, LFS sha256)
+  HEAD/GET /{repo}/resolve/{rev}/{path}         file bytes, with X-Repo-Commit, ETag,
+                                                X-Linked-Etag / X-Linked-Size, Range → 206
+  404s carry X-Error-Code (RepoNotFound, RevisionNotFound, EntryNotFound), gated repos 401/403
+  with GatedRepo. Optionally LFS files redirect to a "CDN" on another host name (localhost).
+Faults are set per file path and apply to the next `times` GET requests of that file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+LFS_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".onnx")
+
+
+def git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def lfs_pointer(data: bytes) -> bytes:
+    oid = hashlib.sha256(data).hexdigest()
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {len(data)}\n".encode()
+
+
+@dataclass
+class Repo:
+    repo_id: str
+    files: dict[str, bytes]
+    revisions: dict[str, str] = field(default_factory=dict)  # name → commit
+    token: str | None = None  # gated: this token is required
+    lfs: set[str] = field(default_factory=set)
+    listed_sizes: dict[str, int] = field(default_factory=dict)  # lie about sizes in the tree
+    extra_listing: list[dict[str, Any]] = field(default_factory=list)  # hostile tree entries
+
+    def __post_init__(self) -> None:
+        if not self.lfs:
+            self.lfs = {p for p in self.files if p.endswith(LFS_SUFFIXES)}
+        digest = hashlib.sha1(self.repo_id.encode())
+        for path in sorted(self.files):
+            digest.update(path.encode() + hashlib.sha256(self.files[path]).digest())
+        self.commit = digest.hexdigest()
+        self.revisions.setdefault("main", self.commit)
+        self.revisions.setdefault(self.commit, self.commit)
+
+    def entry(self, path: str) -> dict[str, Any]:
+        data = self.files[path]
+        size = self.listed_sizes.get(path, len(data))
+        item: dict[str, Any] = {"type": "file", "path": path, "size": size}
+        if path in self.lfs:
+            item["oid"] = git_blob_sha1(lfs_pointer(data))
+            item["lfs"] = {
+                "oid": hashlib.sha256(data).hexdigest(),
+                "size": size,
+                "pointerSize": len(lfs_pointer(data)),
+            }
+        else:
+            item["oid"] = git_blob_sha1(data)
+        return item
+
+    def etag(self, path: str) -> str:
+        data = self.files[path]
+        return hashlib.sha256(data).hexdigest() if path in self.lfs else git_blob_sha1(data)
+
+
+@dataclass
+class Fault:
+    """Misbehaviour for the next `times` GETs of one file (None: every request)."""
+
+    times: int | None = 1
+    status: int | None = None  # answer this status instead of the file
+    retry_after: str | None = None
+    cut_after: int | None = None  # close the connection after this many body bytes
+    stall_after: int | None = None  # then sleep `stall` seconds mid-body
+    stall: float = 0.0
+    flip_at: int | None = None  # flip one byte at this file offset
+    length_delta: int = 0  # Content-Length off by this much (and the body too)
+    extra: bytes = b""  # bytes after the file's own
+    ignore_range: bool = False  # answer 200 with the whole file to a Range request
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    host: str
+    range: str | None
+    if_range: str | None
+    authorization: str | None
+    status: int = 0
+    body_bytes: int = 0
+    at: float = field(default_factory=time.monotonic)
+
+
+class HubServer:
+    """Start with `with HubServer() as hub:`; `hub.url` is the endpoint."""
+
+    def __init__(self, *, redirect_lfs: bool = False, chunk: int = 64 * 1024, delay: float = 0.0) -> None:
+        self.repos: dict[str, Repo] = {}
+        self.faults: dict[str, Fault] = {}
+        self.requests: list[Request] = []
+        self.redirect_lfs = redirect_lfs
+        self.chunk = chunk
+        self.delay = delay  # seconds to sleep after each chunk (slow server)
+        self.support_range = True
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> HubServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def add(self, repo: Repo) -> Repo:
+        self.repos[repo.repo_id] = repo
+        return repo
+
+    def record(self, req: Request) -> None:
+        with self._lock:
+            self.requests.append(req)
+
+    def take_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            fault = self.faults.get(path)
+            if fault is None:
+                return None
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    del self.faults[path]
+            return fault
+
+    # ------------------------------------------------------------ what was served
+
+    def file_gets(self, name: str | None = None) -> list[Request]:
+        """GET requests for file bytes (resolve and CDN), optionally of one repo path."""
+        return [
+            r
+            for r in self.requests
+            if r.method == "GET"
+            and ("/resolve/" in r.path or r.path.startswith("/cdn/"))
+            and (name is None or unquote(r.path.split("?")[0]).endswith("/" + name))
+        ]
+
+    def body_bytes(self, name: str | None = None) -> int:
+        return sum(r.body_bytes for r in self.file_gets(name))
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+
+def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def do_HEAD(self) -> None:
+            self._serve(head=True)
+
+        def do_GET(self) -> None:
+            self._serve(head=False)
+
+        # -------------------------------------------------------- plumbing
+
+        def _serve(self, *, head: bool) -> None:
+            req = Request(
+                self.command,
+                self.path,
+                self.headers.get("host", ""),
+                self.headers.get("range"),
+                self.headers.get("if-range"),
+                self.headers.get("authorization"),
+            )
+            try:
+                self._route(req, head)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            finally:
+                hub.record(req)
+
+        def _send(
+            self,
+            req: Request,
+            status: int,
+            body: bytes = b"",
+            headers: dict[str, str] | None = None,
+            head: bool = False,
+        ) -> None:
+            req.status = status
+            self.send_response(status)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+                req.body_bytes += len(body)
+
+        def _json(self, req: Request, data: Any) -> None:
+            self._send(req, 200, json.dumps(data).encode(), {"Content-Type": "application/json"})
+
+        def _error(self, req: Request, status: int, code: str, head: bool = False) -> None:
+            body = json.dumps({"error": code}).encode()
+            self._send(req, status, body, {"X-Error-Code": code, "Content-Type": "application/json"}, head)
+
+        def _repo(self, req: Request, repo_id: str, head: bool = False) -> Repo | None:
+            repo = hub.repos.get(repo_id)
+            if repo is None:
+                self._error(req, 401 if not req.authorization else 404, "RepoNotFound", head)
+                return None
+            if repo.token is not None and req.authorization != f"Bearer {repo.token}":
+                self._error(req, 401 if not req.authorization else 403, "GatedRepo", head)
+                return None
+            return repo
+
+        def _commit(self, req: Request, repo: Repo, rev: str, head: bool = False) -> str | None:
+            commit = repo.revisions.get(unquote(rev))
+            if commit is None:
+                self._error(req, 404, "RevisionNotFound", head)
+            return commit
+
+        def _route(self, req: Request, head: bool) -> None:
+            parts = urlsplit(self.path)
+            path = parts.path
+            if path.startswith("/api/models/"):
+                rest = path[len("/api/models/") :]
+                for marker, fn in (("/revision/", self._info), ("/tree/", self._tree)):
+                    if marker in rest:
+                        repo_id, _, tail = rest.partition(marker)
+                        fn(req, unquote(repo_id), tail, parse_qs(parts.query))
+                        return
+                self._error(req, 404, "NotFound")
+                return
+            if path.startswith("/cdn/"):
+                self._cdn(req, path, head)
+                return
+            if "/resolve/" in path:
+                repo_id, _, tail = path[1:].partition("/resolve/")
+                rev, _, file_path = tail.partition("/")
+                self._resolve(req, unquote(repo_id), rev, unquote(file_path), head)
+                return
+            self._error(req, 404, "NotFound", head)
+
+        def _info(self, req: Request, repo_id: str, rev: str, query: dict[str, list[str]]) -> None:
+            repo = self._repo(req, repo_id)
+            if repo is None:
+                return
+            commit = self._commit(req, repo, rev)
+            if commit is None:
+                return
+            siblings = [{"rfilename": p} for p in sorted(repo.files)]
+            self._json(
+                req,
+                {"id": repo_id, "modelId": repo_id, "sha": commit, "private": False, "siblings": siblings},
+            )
+
+        def _tree(self, req: Request, repo_id: str, tail: str, query: dict[str, list[str]]) -> None:
+            repo = self._repo(req, repo_id)
+            if repo is None:
+                return
+            rev, _, sub = tail.partition("/")
+            commit = self._commit(req, repo, rev)
+            if commit is None:
+                return
+            recursive = query.get("recursive", ["false"])[0].lower() in ("true", "1")
+            prefix = unquote(sub).strip("/")
+            entries: list[dict[str, Any]] = []
+            folders: set[str] = set()
+            for name in sorted(repo.files):
+                if prefix and not name.startswith(prefix + "/"):
+                    continue
+                rel = name[len(prefix) + 1 :] if prefix else name
+                if "/" in rel and not recursive:
+                    folders.add((prefix + "/" if prefix else "") + rel.split("/")[0])
+                    continue
+                for i in range(rel.count("/")):
+                    folders.add((prefix + "/" if prefix else "") + "/".join(rel.split("/")[: i + 1]))
+                entries.append(repo.entry(name))
+            entries += [
+                {"type": "directory", "path": f, "oid": git_blob_sha1(f.encode())} for f in sorted(folders)
+            ]
+            entries += repo.extra_listing
+            self._json(req, entries)
+
+        def _resolve(self, req: Request, repo_id: str, rev: str, file_path: str, head: bool) -> None:
+            repo = self._repo(req, repo_id, head)
+            if repo is None:
+                return
+            commit = self._commit(req, repo, rev, head)
+            if commit is None:
+                return
+            if file_path not in repo.files:
+                self._error(req, 404, "EntryNotFound", head)
+                return
+            headers = {"X-Repo-Commit": commit, "ETag": f'"{repo.etag(file_path)}"', "Accept-Ranges": "bytes"}
+            if file_path in repo.lfs:
+                headers["X-Linked-Etag"] = headers["ETag"]
+                headers["X-Linked-Size"] = str(len(repo.files[file_path]))
+                if hub.redirect_lfs:
+                    sha = hashlib.sha256(repo.files[file_path]).hexdigest()
+                    location = f"http://localhost:{hub.port}/cdn/{sha}/{quote(file_path)}?sig=secret"
+                    req.status = 302
+                    self.send_response(302)
+                    for key, value in {**headers, "Location": location}.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+            self._body(req, file_path, repo.files[file_path], headers, head)
+
+        def _cdn(self, req: Request, path: str, head: bool) -> None:
+            sha = path.split("/")[2]
+            for repo in hub.repos.values():
+                for name, data in repo.files.items():
+                    if hashlib.sha256(data).hexdigest() == sha:
+                        self._body(req, name, data, {"ETag": f'"{sha}"', "Accept-Ranges": "bytes"}, head)
+                        return
+            self._error(req, 404, "EntryNotFound", head)
+
+        def _body(self, req: Request, name: str, data: bytes, headers: dict[str, str], head: bool) -> None:
+            fault = None if head else hub.take_fault(name)
+            if fault and fault.status:
+                extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                self._send(req, fault.status, b"busy", extra)
+                return
+            if fault and fault.flip_at is not None:
+                data = bytearray(data)
+                data[fault.flip_at] ^= 0xFF
+                data = bytes(data)
+            if fault and fault.extra:
+                data = data + fault.extra
+            start, status = 0, 200
+            rng = self.headers.get("range")
+            if_range = self.headers.get("if-range")
+            honours = hub.support_range and not (fault and fault.ignore_range)
+            if (
+                rng
+                and honours
+                and rng.startswith("bytes=")
+                and (if_range is None or if_range == headers.get("ETag"))
+            ):
+                first = rng[6:].split("-")[0]
+                start = int(first) if first.isdigit() else 0
+                if start >= len(data):
+                    self._send(req, 416, b"", {"Content-Range": f"bytes */{len(data)}"})
+                    return
+                status = 206
+                headers = {**headers, "Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
+            body = memoryview(data)[start:]
+            length = len(body) + (fault.length_delta if fault else 0)
+            req.status = status
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(max(length, 0)))
+            self.end_headers()
+            if head:
+                return
+            if fault and fault.length_delta < 0:
+                body = body[: max(length, 0)]
+            sent = 0
+            while sent < len(body):
+                piece = body[sent : sent + hub.chunk]
+                if fault and fault.cut_after is not None and sent + len(piece) > fault.cut_after:
+                    piece = piece[: max(0, fault.cut_after - sent)]
+                    self.wfile.write(piece)
+                    req.body_bytes += len(piece)
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if fault and fault.stall_after is not None and sent >= fault.stall_after:
+                    time.sleep(fault.stall)
+                    fault.stall_after = None
+                self.wfile.write(piece)
+                sent += len(piece)
+                req.body_bytes += len(piece)
+                if hub.delay:
+                    time.sleep(hub.delay)
+
+    return Handler
+
+
+# --------------------------------------------------------------------------- realistic files
+
+
+def safetensors_bytes(tensors: dict[str, tuple[str, list[int]]], seed: int = 0) -> bytes:
+    """A valid safetensors file: 8-byte header length, JSON header, then the tensors' data."""
+    sizes = {"F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "U8": 1, "F64": 8}
+    rng = random.Random(seed)
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    data = bytearray()
+    for name, (dtype, shape) in tensors.items():
+        n = sizes[dtype]
+        for dim in shape:
+            n *= dim
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + n]}
+        data += rng.randbytes(n)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + bytes(data)
+
+
+def gguf_bytes(tensors: dict[str, list[int]], seed: int = 0) -> bytes:
+    """A valid GGUF v3 file with F32 tensors, one string metadata key, 32-byte alignment."""
+
+    def string(text: str) -> bytes:
+        raw = text.encode()
+        return struct.pack("<Q", len(raw)) + raw
+
+    rng = random.Random(seed)
+    out = bytearray(b"GGUF" + struct.pack("<IQQ", 3, len(tensors), 1))
+    out += string("general.architecture") + struct.pack("<I", 8) + string("test")
+    offset = 0
+    blobs = []
+    for name, shape in tensors.items():
+        n = 4
+        for dim in shape:
+            n *= dim
+        out += string(name) + struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d) for d in shape)
+        out += struct.pack("<IQ", 0, offset)
+        blob = rng.randbytes(n)
+        blobs.append(blob + b"\0" * (-len(blob) % 32))
+        offset += len(blobs[-1])
+    out += b"\0" * (-len(out) % 32)
+    for blob in blobs:
+        out += blob
+    return bytes(out)
+
+
+def model_files(big_mb: int = 3, seed: int = 1) -> dict[str, bytes]:
+    """A small model repo: JSON configs, a tokenizer, safetensors, a GGUF and one multi-MB binary."""
+    rng = random.Random(seed)
+    return {
+        ".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.gguf filter=lfs diff=lfs merge=lfs -text\n",
+        "README.md": b"# test model\n",
+        "config.json": json.dumps({"model_type": "test", "hidden_size": 16, "seed": seed}).encode(),
+        "tokenizer.json": json.dumps({"version": "1.0", "vocab": {f"t{i}": i for i in range(200)}}).encode(),
+        "model.safetensors": safetensors_bytes(
+            {"embed.weight": ("F32", [64, 16]), "lm_head.weight": ("F16", [16, 64])}, seed
+        ),
+        "model-q4.gguf": gguf_bytes({"token_embd.weight": [16, 32], "output.weight": [32, 8]}, seed),
+        "weights/big.bin": rng.randbytes(big_mb * 1024 * 1024),
+    }

@@ -1,0 +1,404 @@
+"""`modelctl download` against the fixture Hub on loopback: bytes, resumes, retries, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY, Run
+from tests.hubserver import Fault, HubServer, Repo, model_files
+
+BIG = "weights/big.bin"
+
+
+@pytest.fixture
+def tiny(registry: Callable[..., Path], tmp_path: Path) -> Path:
+    """The registry with org/tiny; returns the folder the model will land in (user root)."""
+    registry(TINY)
+    return tmp_path / "home" / "tiny"
+
+
+def files_of(hub: HubServer) -> dict[str, bytes]:
+    return hub.repos["org/tiny"].files
+
+
+def assert_identical(folder: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        assert (folder / name).read_bytes() == data, name
+    leftovers = [p.name for p in folder.rglob("*") if p.name.endswith((".partial", ".partial.json"))]
+    assert leftovers == []
+
+
+def modelctl(*args: str, cwd: Path, **kwargs: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "modelctl", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def test_fresh_download_is_byte_identical_and_recorded(cli: Run, hub: HubServer, tiny: Path) -> None:
+    data = cli.json("download", "tiny")
+    assert_identical(tiny, files_of(hub))
+    (model,) = data["models"]
+    assert model["root"] == "user" and model["path"] == str(tiny)
+    assert model["commit"] == hub.repos["org/tiny"].commit
+    assert data["bytes_fetched"] == sum(len(d) for d in files_of(hub).values()) == hub.body_bytes()
+    assert {f["action"] for f in model["files"]} == {"download"}
+    manifest = json.loads((tiny / ".modelctl" / "manifest.json").read_text())
+    assert manifest["commit"] == hub.repos["org/tiny"].commit
+    recorded = {f["path"]: f for f in manifest["files"]}
+    assert set(recorded) == set(files_of(hub))
+    assert recorded["model.safetensors"]["lfs"] is True
+    assert recorded["config.json"]["blob_id"] == hub.repos["org/tiny"].entry("config.json")["oid"]
+    listed = cli.json("list")["models"][0]
+    assert (listed["status"], listed["root"]) == ("present", "user")
+    info = cli.json("info", "tiny")["models"][0]
+    assert info["manifest"]["commit"] == hub.repos["org/tiny"].commit
+
+
+def test_second_run_fetches_nothing(cli: Run, hub: HubServer, tiny: Path) -> None:
+    cli.json("download", "tiny")
+    hub.reset_counters()
+    data = cli.json("download", "tiny")
+    assert hub.file_gets() == []
+    assert data["bytes_fetched"] == 0
+    assert {f["action"] for f in data["models"][0]["files"]} == {"keep"}
+    assert all(f["sha256"] for f in data["models"][0]["files"])
+
+
+def test_a_corrupted_local_file_is_fetched_again(cli: Run, hub: HubServer, tiny: Path) -> None:
+    cli.json("download", "tiny")
+    blob = bytearray((tiny / "model.safetensors").read_bytes())
+    blob[100] ^= 1
+    (tiny / "model.safetensors").write_bytes(bytes(blob))
+    hub.reset_counters()
+    data = cli.json("download", "tiny")
+    actions = {f["path"]: f["action"] for f in data["models"][0]["files"]}
+    assert actions["model.safetensors"] == "download"
+    assert [r.path.split("/")[-1] for r in hub.file_gets()] == ["model.safetensors"]
+    assert_identical(tiny, files_of(hub))
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(cli: Run, hub: HubServer, tiny: Path) -> None:
+    data = cli.json("download", "tiny", "--dry-run")
+    assert data["dry_run"] is True
+    plan = {f["path"]: f for f in data["models"][0]["files"]}
+    assert plan[BIG]["action"] == "download" and plan[BIG]["bytes_needed"] == len(files_of(hub)[BIG])
+    assert data["bytes_needed"] == sum(len(d) for d in files_of(hub).values())
+    assert hub.file_gets() == []
+    assert not tiny.exists()
+    table = cli("download", "tiny", "--dry-run")
+    assert table.exit_code == 0
+    assert "Dry run:" in table.stdout and "nothing was changed" in table.stdout
+
+
+def test_force_fetches_every_file_again(cli: Run, hub: HubServer, tiny: Path) -> None:
+    cli.json("download", "tiny")
+    hub.reset_counters()
+    data = cli.json("download", "tiny", "--force")
+    assert hub.body_bytes() == sum(len(d) for d in files_of(hub).values())
+    assert {f["action"] for f in data["models"][0]["files"]} == {"download"}
+
+
+def test_include_exclude_and_registry_globs(cli: Run, hub: HubServer, registry: Callable[..., Path]) -> None:
+    registry("models:\n  - id: tiny\n    repo_id: org/tiny\n    files: ['*.json']\n")
+    data = cli.json("download", "tiny", "--include", "*.safetensors", "--exclude", "tokenizer.json")
+    assert sorted(f["path"] for f in data["models"][0]["files"]) == ["config.json", "model.safetensors"]
+
+
+def test_usage_error_without_models_lists_the_choices(cli: Run, hub: HubServer, tiny: Path) -> None:
+    result = cli("download")
+    assert result.exit_code == 2
+    assert "Name the models to download: MODEL ..., --size S or --all." in result.stderr
+    assert "Models in" in result.stderr and "tiny. Sizes: 0.5b, or 'all'." in result.stderr
+
+
+def test_size_selects_models(cli: Run, hub: HubServer, tiny: Path) -> None:
+    assert [m["id"] for m in cli.json("download", "--size", "0.5b")["models"]] == ["tiny"]
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_cut_connection_is_resumed_not_restarted(cli: Run, hub: HubServer, tiny: Path) -> None:
+    size = len(files_of(hub)[BIG])
+    hub.faults[BIG] = Fault(cut_after=500_000, times=2)
+    result = cli("download", "tiny", "--max-workers", "1")
+    assert result.exit_code == 0, result.stderr
+    assert_identical(tiny, files_of(hub))
+    gets = hub.file_gets(BIG)
+    assert [g.range for g in gets] == [None, "bytes=500000-", "bytes=1000000-"]
+    assert hub.body_bytes(BIG) == size  # no byte fetched twice
+    assert result.stderr.count(f"retry {BIG} (attempt") == 2
+    assert "connection" in result.stderr
+
+
+def test_flipped_byte_is_never_published(cli: Run, hub: HubServer, tiny: Path) -> None:
+    hub.faults["model.safetensors"] = Fault(flip_at=200, times=None)
+    result = cli("download", "tiny")
+    assert result.exit_code == 3
+    assert (
+        "model.safetensors: the downloaded bytes do not match the Hub's hash twice in a row" in result.stderr
+    )
+    expected = hub.repos["org/tiny"].etag("model.safetensors")
+    assert f"expected sha256:{expected}" in result.stderr
+    assert not (tiny / "model.safetensors").exists()
+    assert not (tiny / "model.safetensors.partial").exists()
+    assert len(hub.file_gets("model.safetensors")) == 2  # one retry from zero, then give up
+    assert (tiny / "config.json").read_bytes() == files_of(hub)["config.json"]  # the good ones stay
+    manifest = json.loads((tiny / ".modelctl" / "manifest.json").read_text())
+    assert "model.safetensors" not in {f["path"] for f in manifest["files"]}
+
+
+def test_flipped_byte_once_is_repaired_by_one_refetch(cli: Run, hub: HubServer, tiny: Path) -> None:
+    hub.faults["config.json"] = Fault(flip_at=3, times=1)
+    result = cli("download", "tiny")
+    assert result.exit_code == 0, result.stderr
+    assert "hash mismatch" in result.stderr
+    assert_identical(tiny, files_of(hub))
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(extra=b"tail", times=None),
+        Fault(length_delta=-10, times=None),
+        Fault(length_delta=+10, times=None),
+    ],
+    ids=["extra-bytes", "short-length", "long-length"],
+)
+def test_wrong_length_is_never_published(cli: Run, hub: HubServer, tiny: Path, fault: Fault) -> None:
+    hub.faults["model-q4.gguf"] = fault
+    result = cli("download", "tiny", "--retries", "2")
+    assert result.exit_code in (1, 3), result.stderr
+    assert "model-q4.gguf" in result.stderr
+    assert not (tiny / "model-q4.gguf").exists()
+    assert (tiny / "model.safetensors").read_bytes() == files_of(hub)["model.safetensors"]
+
+
+def test_429_retry_after_is_waited_for(cli: Run, hub: HubServer, tiny: Path) -> None:
+    hub.faults["config.json"] = Fault(status=429, retry_after="1", times=1)
+    hub.faults["README.md"] = Fault(status=503, times=1)
+    result = cli("download", "tiny")
+    assert result.exit_code == 0, result.stderr
+    assert "retry config.json (attempt 2) in 1.0 s: HTTP 429" in result.stderr
+    assert "retry README.md (attempt 2) in" in result.stderr and "HTTP 503" in result.stderr
+    first, second = hub.file_gets("config.json")
+    assert second.at - first.at >= 0.95
+    assert_identical(tiny, files_of(hub))
+
+
+def test_stall_past_the_read_timeout_is_retried(cli: Run, hub: HubServer, tiny: Path) -> None:
+    hub.faults[BIG] = Fault(stall_after=200_000, stall=3.0, times=1)
+    result = cli("download", "tiny", "--timeout", "0.5")
+    assert result.exit_code == 0, result.stderr
+    assert "stalled" in result.stderr
+    assert_identical(tiny, files_of(hub))
+
+
+def test_server_that_ignores_range_restarts_the_file_cleanly(cli: Run, hub: HubServer, tiny: Path) -> None:
+    hub.faults[BIG] = Fault(cut_after=1_000_000, times=1)
+    hub.support_range = False  # as olah does
+    result = cli("download", "tiny")
+    assert result.exit_code == 0, result.stderr
+    _first, second = hub.file_gets(BIG)
+    assert second.range == "bytes=1000000-" and second.status == 200
+    assert_identical(tiny, files_of(hub))
+
+
+def test_gives_up_after_the_configured_attempts(cli: Run, hub: HubServer, tiny: Path) -> None:
+    hub.faults[BIG] = Fault(status=500, times=None)
+    result = cli("download", "tiny", "--retries", "2")
+    assert result.exit_code == 1
+    assert f"{BIG}: HTTP 500; gave up after 2 attempts" in result.stderr
+    assert "Hint: Run the same command again to resume" in result.stderr
+    assert len(hub.file_gets(BIG)) == 2
+    assert not (tiny / BIG).exists()
+    assert (tiny / "config.json").exists()
+
+
+def test_disk_space_refusal_before_any_byte(cli: Run, hub: HubServer, tiny: Path) -> None:
+    hub.repos["org/tiny"].listed_sizes[BIG] = 2**50
+    result = cli("download", "tiny")
+    assert result.exit_code == 5
+    assert "Not enough disk space for the download plan" in result.stderr
+    assert "needed bytes" in result.stderr and f"{2**50 + 0:,}"[:5] in result.stderr
+    assert hub.file_gets() == []
+    assert not tiny.exists()
+
+
+def test_hostile_file_names_are_refused(cli: Run, hub: HubServer, tiny: Path, tmp_path: Path) -> None:
+    hub.repos["org/tiny"].extra_listing.append(
+        {"type": "file", "path": "../../escape.txt", "size": 4, "oid": "0" * 40}
+    )
+    result = cli("download", "tiny")
+    assert result.exit_code == 1
+    assert "lists a file named '../../escape.txt', which would land outside the model folder" in result.stderr
+    assert hub.file_gets() == []
+    assert not (tmp_path / "escape.txt").exists()
+
+
+# --------------------------------------------------------------------------- Hub errors
+
+
+def test_hub_errors_are_translated(cli: Run, hub: HubServer, registry: Callable[..., Path]) -> None:
+    hub.add(Repo("org/gated", {"config.json": b"{}"}, token="hf_secret_token_123"))
+    registry(
+        "models:\n"
+        "  - {id: nope, repo_id: org/nope}\n"
+        "  - {id: gated, repo_id: org/gated}\n"
+        "  - {id: badrev, repo_id: org/tiny, revision: v9}\n"
+    )
+    missing = cli("download", "nope")
+    assert missing.exit_code == 4
+    assert "Repository org/nope was not found at" in missing.stderr
+    assert "modelctl download nope --token hf_..." in missing.stderr
+    gated = cli("download", "gated")
+    assert gated.exit_code in (1, 4)
+    assert "Hint:" in gated.stderr and "--token" in gated.stderr
+    rev = cli("download", "badrev")
+    assert rev.exit_code == 4
+    assert "Revision 'v9' of org/tiny was not found" in rev.stderr
+    ok = cli("download", "gated", "--token", "hf_secret_token_123", "--json")
+    assert ok.exit_code == 0, ok.stderr
+    assert "hf_secret_token_123" not in ok.stdout + ok.stderr
+
+
+def test_token_is_not_sent_to_another_host_after_a_redirect(
+    cli: Run, registry: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with HubServer(redirect_lfs=True) as server:
+        server.add(Repo("org/tiny", model_files(), token="hf_redirect_secret"))
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_TOKEN", "hf_redirect_secret")
+        registry(TINY)
+        result = cli("download", "tiny", "--json")
+        assert result.exit_code == 0, result.stderr
+        cdn = [r for r in server.requests if r.path.startswith("/cdn/")]
+        resolve = [r for r in server.file_gets() if "/resolve/" in r.path]
+        assert cdn and all(r.host.startswith("localhost:") and r.authorization is None for r in cdn)
+        assert resolve and all(r.authorization == "Bearer hf_redirect_secret" for r in resolve)
+        assert "hf_redirect_secret" not in result.stdout + result.stderr
+        assert_identical(tmp_path / "home" / "tiny", server.repos["org/tiny"].files)
+        written = b"".join(p.read_bytes() for p in (tmp_path / "home").rglob("*") if p.is_file())
+        assert b"hf_redirect_secret" not in written and b"sig=secret" not in written
+
+
+def test_unreachable_endpoint(cli: Run, tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: connection refused
+    result = cli("download", "tiny", "--retries", "1")
+    assert result.exit_code == 1
+    assert "Cannot reach the Hub at http://127.0.0.1:9" in result.stderr
+    assert "--offline" in result.stderr
+
+
+def test_offline_without_the_model_names_roots_and_the_command(
+    cli: Run, hub: HubServer, tiny: Path, project: Path
+) -> None:
+    result = cli("download", "tiny", "--offline")
+    assert result.exit_code == 4
+    assert "tiny is not complete on disk and offline mode is on" in result.stderr
+    assert f"project {project / 'models'}" in result.stderr
+    assert "HF_HUB_OFFLINE=0 modelctl download tiny" in result.stderr
+    assert hub.requests == []
+
+
+def test_offline_with_the_model_on_disk_succeeds_without_network(
+    cli: Run, hub: HubServer, tiny: Path
+) -> None:
+    cli.json("download", "tiny")
+    hub.reset_counters()
+    data = cli.json("download", "tiny", env={"HF_HUB_OFFLINE": "1"})
+    assert {f["action"] for f in data["models"][0]["files"]} == {"keep"}
+    assert hub.requests == []
+
+
+def test_model_in_a_read_only_root_is_downloaded_to_a_writable_one(
+    cli: Run, hub: HubServer, tiny: Path, project: Path
+) -> None:
+    data = cli.json("download", "tiny", "--to", "project")
+    assert data["models"][0]["path"] == str(project / "models" / "tiny")
+    assert_identical(project / "models" / "tiny", files_of(hub))
+    hub.reset_counters()
+    assert cli.json("download", "tiny")["models"][0]["root"] == "project"  # found there: kept there
+    assert hub.file_gets() == []
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def test_resume_after_kill_9_fetches_only_the_rest(hub: HubServer, tiny: Path, project: Path) -> None:
+    hub.delay = 0.01  # 64 KiB per 10 ms: the 3 MiB file takes ~0.5 s
+    proc = modelctl("download", "tiny", cwd=project)
+    partial = tiny / "weights" / "big.bin.partial"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 1_000_000):
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert not (tiny / BIG).exists()
+    kept = partial.stat().st_size
+    assert 0 < kept < len(files_of(hub)[BIG])
+    assert json.loads((tiny / "weights" / "big.bin.partial.json").read_text())["size"] == len(
+        files_of(hub)[BIG]
+    )
+    hub.delay = 0.0
+    deadline = time.monotonic() + 10  # the server records the killed request once its write fails
+    while time.monotonic() < deadline and not hub.file_gets(BIG):
+        time.sleep(0.01)
+    hub.reset_counters()
+    rerun = modelctl("download", "tiny", "--json", cwd=project)
+    out, err = rerun.communicate(timeout=60)
+    assert rerun.returncode == 0, err
+    gets = hub.file_gets(BIG)
+    assert [(g.range, g.status) for g in gets] == [(f"bytes={kept}-", 206)]
+    assert hub.body_bytes(BIG) == len(files_of(hub)[BIG]) - kept
+    assert_identical(tiny, files_of(hub))
+    big = next(f for f in json.loads(out)["models"][0]["files"] if f["path"] == BIG)
+    assert (big["action"], big["resumed_from"]) == ("resume", kept)
+
+
+def test_two_processes_on_one_model_fetch_each_byte_once(hub: HubServer, tiny: Path, project: Path) -> None:
+    hub.delay = 0.03  # ~1.5 s for the 3 MiB file: the second process arrives while the first works
+    first = modelctl("download", "tiny", cwd=project)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (tiny / ".modelctl" / "lock.owner").exists():
+        time.sleep(0.01)
+    second = modelctl("download", "tiny", cwd=project)
+    _out1, err1 = first.communicate(timeout=60)
+    _out2, err2 = second.communicate(timeout=60)
+    assert (first.returncode, second.returncode) == (0, 0), err1 + err2
+    assert f"waiting for pid {first.pid}, which holds the lock on {tiny}" in err2
+    assert hub.body_bytes() == sum(len(d) for d in files_of(hub).values())
+    assert_identical(tiny, files_of(hub))
+
+
+def test_lock_wait_is_bounded_and_names_the_holder(hub: HubServer, tiny: Path, project: Path) -> None:
+    hub.delay = 0.05
+    first = modelctl("download", "tiny", cwd=project)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (tiny / ".modelctl" / "lock.owner").exists():
+        time.sleep(0.01)
+    second = modelctl("download", "tiny", "--lock-timeout", "0.3", cwd=project)
+    _, err2 = second.communicate(timeout=60)
+    first.kill()
+    first.communicate()
+    assert second.returncode == 1
+    assert f"{tiny} is locked by pid {first.pid}, still busy after waiting 0.3 s" in err2
+    hub.delay = 0.0
+    third = modelctl("download", "tiny", cwd=project)  # the killed holder's lock is taken over
+    _, err3 = third.communicate(timeout=60)
+    assert third.returncode == 0, err3
+    assert_identical(tiny, files_of(hub))
