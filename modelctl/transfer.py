@@ -21,6 +21,7 @@ import os
 import random
 import socket
 import ssl
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -103,6 +104,7 @@ class _Partial:
         self.path = partial_path(job.dest)
         self.sidecar = sidecar_path(job.dest)
         self.offset = 0
+        self.received = 0  # bytes that came over the network, all attempts together
         self.etag: str | None = None
         self.fd = -1
         self._reset_hashes()
@@ -173,6 +175,7 @@ class _Partial:
             written += os.pwrite(self.fd, data[written:], self.offset + written)
         self._hash(data)
         self.offset += len(data)
+        self.received += len(data)
 
     def matches(self) -> tuple[bool, str, str]:
         """(ok, expected, actual) for the bytes on disk."""
@@ -183,10 +186,22 @@ class _Partial:
         return actual == self.job.blob_id, f"git-sha1:{self.job.blob_id}", f"git-sha1:{actual}"
 
     def publish(self) -> None:
+        """Make the verified bytes durable, then give them their name.
+
+        fsync before the rename: after a power cut a file under its real name must hold the
+        verified bytes, not zeros (a later verify trusts an unchanged size+mtime+inode). It costs
+        ~0.2 s per 760 MB here.
+        """
+        os.fsync(self.fd)
         os.close(self.fd)
         self.fd = -1
         os.replace(self.path, self.job.dest)
         self.sidecar.unlink(missing_ok=True)
+        folder = os.open(self.job.dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
     def discard(self) -> None:
         self.close()
@@ -224,26 +239,33 @@ def resumable_bytes(dest: Path, size: int, sha256: str | None, blob_id: str | No
         return None
 
 
+class Cancelled(Exception):
+    """The run was interrupted (Ctrl-C): the partial file and its sidecar stay for a resume."""
+
+
 def fetch_file(
     job: FileJob,
     policy: RetryPolicy,
     events: TransferEvents,
     *,
-    sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
 ) -> FileResult:
-    """Fetch one file into place; resume what an earlier run left; verify before publishing."""
+    """Fetch one file into place; resume what an earlier run left; verify before publishing.
+
+    Setting `stop` ends the transfer at the next chunk (Cancelled), keeping the partial file.
+    """
+    stop = stop or threading.Event()
     partial = _Partial(job)
     partial.open()
     resumed_from = partial.offset
     events.file_start(job, resumed_from)
-    fetched = 0
     attempt = 0
     mismatches = 0
     try:
         while True:
             attempt += 1
             try:
-                fetched += _stream(job, partial, policy, events)
+                _stream(job, partial, policy, events, stop)
             except _Retry as err:
                 if attempt >= policy.attempts:
                     raise DownloadError(
@@ -258,13 +280,14 @@ def fetch_file(
                 )
                 delay = min(delay, policy.retry_after_max)
                 events.file_retry(job, attempt, delay, err.reason)
-                sleep(delay)
+                if stop.wait(delay):
+                    raise Cancelled(job.rel_path) from None
                 continue
             ok, expected, actual = partial.matches()
             if ok:
                 partial.publish()
                 result = FileResult(
-                    job.rel_path, job.size, partial.sha256.hexdigest(), fetched, resumed_from, attempt
+                    job.rel_path, job.size, partial.sha256.hexdigest(), partial.received, resumed_from, attempt
                 )
                 events.file_done(job, result)
                 return result
@@ -282,8 +305,10 @@ def fetch_file(
         partial.close()
 
 
-def _stream(job: FileJob, partial: _Partial, policy: RetryPolicy, events: TransferEvents) -> int:
-    """One attempt: request what is missing and append it; return the bytes received."""
+def _stream(
+    job: FileJob, partial: _Partial, policy: RetryPolicy, events: TransferEvents, stop: threading.Event
+) -> None:
+    """One attempt: request what is missing and append it to the partial file."""
     url = job.url
     for _ in range(MAX_REDIRECTS + 1):
         conn, target = _connect(url, policy.timeout)
@@ -306,15 +331,21 @@ def _stream(job: FileJob, partial: _Partial, policy: RetryPolicy, events: Transf
                     raise DownloadError(f"{job.rel_path}: HTTP {status} redirect without a Location.")
                 url = urljoin(url, location)
                 continue
-            return _receive(job, partial, resp, url, events)
+            _receive(job, partial, resp, url, events, stop)
+            return
         finally:
             conn.close()
     raise DownloadError(f"{job.rel_path}: more than {MAX_REDIRECTS} redirects from {_safe(job.url)}.")
 
 
 def _receive(
-    job: FileJob, partial: _Partial, resp: http.client.HTTPResponse, url: str, events: TransferEvents
-) -> int:
+    job: FileJob,
+    partial: _Partial,
+    resp: http.client.HTTPResponse,
+    url: str,
+    events: TransferEvents,
+    stop: threading.Event,
+) -> None:
     status = resp.status
     if status in (408, 429) or status >= 500:
         raise _Retry(f"HTTP {status}", _retry_after(resp.getheader("retry-after")))
@@ -349,14 +380,14 @@ def _receive(
         raise _Retry(f"server announced {partial.offset + int(length)} bytes, the Hub listed {job.size}")
     buf = bytearray(CHUNK)
     view = memoryview(buf)
-    received = 0
     try:
         while partial.offset < job.size:
+            if stop.is_set():
+                raise Cancelled(job.rel_path)
             n = resp.readinto(view[: min(CHUNK, job.size - partial.offset)])
             if not n:
                 break
             partial.write(view[:n])
-            received += n
             events.file_advance(job, n)
         else:
             if resp.read(1):
@@ -370,7 +401,6 @@ def _receive(
         raise _Retry(f"connection lost at {partial.offset} of {job.size} bytes ({_describe(err)})") from None
     if partial.offset < job.size:
         raise _Retry(f"connection closed at {partial.offset} of {job.size} bytes")
-    return received
 
 
 def _connect(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
