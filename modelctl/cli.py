@@ -25,6 +25,14 @@ class ModelctlGroup(TyperGroup):
         except ModelctlError as err:
             output.error(err, show_traceback=_is_debug())
             raise typer.Exit(int(err.exit_code)) from None
+        except KeyboardInterrupt:
+            output.error(
+                ModelctlError(
+                    "Interrupted. Finished files are in place; partial downloads were kept.",
+                    hint="Run the same command again to resume where it stopped.",
+                )
+            )
+            raise typer.Exit(130) from None
 
 
 def _is_debug() -> bool:

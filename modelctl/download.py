@@ -11,9 +11,10 @@ import fnmatch
 import hashlib
 import os
 import shutil
+import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -179,10 +180,17 @@ class ModelPlan:
         return sum(f.needed for f in self.files)
 
 
+# Hashes computed this run, by (path, size, mtime_ns, inode): the survey under the lock repeats
+# the planning survey, and must not hash a multi-GB file twice.
+HashMemo = dict[tuple[str, int, int, int], tuple[str, str]]
+
+
 @dataclass(frozen=True)
 class DownloadPlan:
     workspace: Workspace
     models: tuple[ModelPlan, ...]
+    access: HubAccess | None = None
+    hashes: HashMemo = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def needed(self) -> int:
@@ -193,6 +201,7 @@ def plan_downloads(workspace: Workspace, options: DownloadOptions, events: Downl
     """Resolve every selected model on the Hub (or on disk, offline) and decide each file."""
     specs = _select(workspace, options)
     access = None if options.offline else hub_access(options.endpoint, options.token, options.policy.timeout)
+    hashes: HashMemo = {}
     plans = []
     for spec in specs:
         if access is None:
@@ -201,8 +210,9 @@ def plan_downloads(workspace: Workspace, options: DownloadOptions, events: Downl
         snapshot = _snapshot(access, spec, options, events)
         root, folder = _target(workspace, spec, options.to)
         remote = _wanted_files(spec, snapshot, options)
-        plans.append(ModelPlan(spec, root, folder, snapshot, _survey(folder, remote, workspace, options)))
-    plan = DownloadPlan(workspace, tuple(plans))
+        files = _survey(folder, remote, workspace.registry.verify, options.force, hashes)
+        plans.append(ModelPlan(spec, root, folder, snapshot, files))
+    plan = DownloadPlan(workspace, tuple(plans), access, hashes)
     check_space(plan)
     return plan
 
@@ -286,20 +296,21 @@ def _wanted_files(spec: ModelSpec, snapshot: Snapshot, options: DownloadOptions)
 
 
 def _survey(
-    folder: Path, remote: Sequence[RemoteFile], workspace: Workspace, options: DownloadOptions
+    folder: Path, remote: Sequence[RemoteFile], level: str, force: bool, hashes: HashMemo
 ) -> tuple[FilePlan, ...]:
     """Look at the folder (stat, manifest, sidecars; hash files the manifest cannot vouch for)."""
     manifest = read_manifest(folder)
     records = manifest.by_path() if manifest else {}
-    level = workspace.registry.verify
     out = []
     for item in remote:
-        dest = folder / item.path
-        out.append(decide(item, _local_state(dest, item, records.get(item.path), level), force=options.force))
+        local = _local_state(folder / item.path, item, records.get(item.path), level, hashes)
+        out.append(decide(item, local, force=force))
     return tuple(out)
 
 
-def _local_state(dest: Path, remote: RemoteFile, record: ManifestFile | None, level: str) -> LocalState:
+def _local_state(
+    dest: Path, remote: RemoteFile, record: ManifestFile | None, level: str, hashes: HashMemo
+) -> LocalState:
     partial = resumable_bytes(dest, remote.size, remote.sha256, remote.blob_id)
     try:
         st = None if dest.is_symlink() or not dest.is_file() else dest.stat()
@@ -313,7 +324,10 @@ def _local_state(dest: Path, remote: RemoteFile, record: ManifestFile | None, le
         return LocalState(st.st_size, True, partial, record.sha256, record.verified_at)
     if level in ("none", "size"):  # the registry asks for no more than this
         return LocalState(st.st_size, True, partial)
-    sha256, blob_id = hash_file(dest)
+    key = (str(dest), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in hashes:
+        hashes[key] = hash_file(dest)
+    sha256, blob_id = hashes[key]
     ok = sha256 == remote.sha256 if remote.sha256 is not None else blob_id == remote.blob_id
     return LocalState(st.st_size, ok, partial, sha256, _now() if ok else None)
 
@@ -458,7 +472,7 @@ def run_downloads(plan: DownloadPlan, options: DownloadOptions, events: Download
         if model.is_offline:
             outcomes.append(_kept(model))
             continue
-        outcomes.append(_run_model(model, plan.workspace, options, events))
+        outcomes.append(_run_model(model, plan, options, events))
     return DownloadReport(plan, tuple(outcomes), time.monotonic() - start)
 
 
@@ -468,21 +482,32 @@ def _kept(model: ModelPlan) -> ModelOutcome:
 
 
 def _run_model(
-    model: ModelPlan, workspace: Workspace, options: DownloadOptions, events: DownloadEvents
+    model: ModelPlan, plan: DownloadPlan, options: DownloadOptions, events: DownloadEvents
 ) -> ModelOutcome:
     folder = model.folder
     folder.mkdir(parents=True, exist_ok=True)
     with model_lock(folder, options.lock_timeout, lambda pid: events.lock_wait(folder, pid)):
         # Another modelctl may have fetched files while we waited: decide again under the lock.
-        files = _survey(folder, [f.remote for f in model.files], workspace, options)
+        remote = [f.remote for f in model.files]
+        files = _survey(folder, remote, plan.workspace.registry.verify, options.force, plan.hashes)
         model = ModelPlan(model.spec, model.root, folder, model.snapshot, files)
         events.model_start(model)
-        access = hub_access(options.endpoint, options.token, options.policy.timeout)
+        access = plan.access
+        assert access is not None  # offline plans never get here
         jobs = [_job(model, f, access) for f in files if f.action != KEEP]
         results: dict[str, FileResult] = {}
         failures: list[ModelctlError] = []
+        stop = threading.Event()
         with ThreadPoolExecutor(max_workers=max(1, options.max_workers)) as pool:
-            futures = {pool.submit(fetch_file, job, options.policy, events): job for job in jobs}
+            futures = {pool.submit(fetch_file, job, options.policy, events, stop=stop): job for job in jobs}
+            try:
+                for future in futures:
+                    future.exception()  # wait; the KeyboardInterrupt of Ctrl-C arrives here
+            except KeyboardInterrupt:
+                stop.set()  # workers stop at their next chunk, keeping their partial files
+                pool.shutdown(wait=False, cancel_futures=True)
+                _write_manifest(model, _finished(futures))
+                raise
             for future, job in futures.items():
                 try:
                     results[job.rel_path] = future.result()
@@ -528,6 +553,14 @@ def _job(model: ModelPlan, plan: FilePlan, access: HubAccess) -> FileJob:
         commit=model.snapshot.commit,
         headers=access.headers_for,
     )
+
+
+def _finished(futures: Mapping[Future[FileResult], FileJob]) -> dict[str, FileResult]:
+    done = {}
+    for future, job in futures.items():
+        if future.done() and not future.cancelled() and future.exception() is None:
+            done[job.rel_path] = future.result()
+    return done
 
 
 def _write_manifest(model: ModelPlan, results: Mapping[str, FileResult]) -> None:

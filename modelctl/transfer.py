@@ -287,7 +287,12 @@ def fetch_file(
             if ok:
                 partial.publish()
                 result = FileResult(
-                    job.rel_path, job.size, partial.sha256.hexdigest(), partial.received, resumed_from, attempt
+                    job.rel_path,
+                    job.size,
+                    partial.sha256.hexdigest(),
+                    partial.received,
+                    resumed_from,
+                    attempt,
                 )
                 events.file_done(job, result)
                 return result

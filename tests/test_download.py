@@ -270,7 +270,10 @@ def test_hub_errors_are_translated(cli: Run, hub: HubServer, registry: Callable[
     gated = cli("download", "gated")
     assert gated.exit_code == 1
     assert "org/gated is gated: your token has no access to it (HTTP 401)." in gated.stderr
-    assert "Hint: Accept the terms on the repo's page, then run `modelctl download gated --token hf_...`" in gated.stderr
+    assert (
+        "Hint: Accept the terms on the repo's page, then run `modelctl download gated --token hf_...`"
+        in gated.stderr
+    )
     rev = cli("download", "badrev")
     assert rev.exit_code == 4
     assert "Revision 'v9' of org/tiny was not found" in rev.stderr
@@ -499,3 +502,21 @@ def test_http_proxy_from_the_environment_carries_the_transfers(
     assert_identical(tiny, files_of(hub))
     assert any(f"/org/tiny/resolve/{hub.repos['org/tiny'].commit}/{BIG}" in url for url in proxy.seen)
     assert all(url.startswith(hub.url) for url in proxy.seen)
+
+
+def test_files_placed_by_another_tool_are_hashed_once_and_adopted(
+    cli: Run, hub: HubServer, tiny: Path, project: Path
+) -> None:
+    folder = project / "models" / "tiny"
+    for name, data in files_of(hub).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    data = cli.json("download", "tiny")
+    assert hub.file_gets() == []
+    assert data["models"][0]["path"] == str(folder)
+    assert {f["action"] for f in data["models"][0]["files"]} == {"keep"}
+    manifest = json.loads((folder / ".modelctl" / "manifest.json").read_text())
+    assert all(f["verified_at"] for f in manifest["files"])
+    assert {f["path"]: f["sha256"] for f in manifest["files"]}["config.json"] == __import__("hashlib").sha256(
+        files_of(hub)["config.json"]
+    ).hexdigest()
