@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -517,6 +518,5 @@ def test_files_placed_by_another_tool_are_hashed_once_and_adopted(
     assert {f["action"] for f in data["models"][0]["files"]} == {"keep"}
     manifest = json.loads((folder / ".modelctl" / "manifest.json").read_text())
     assert all(f["verified_at"] for f in manifest["files"])
-    assert {f["path"]: f["sha256"] for f in manifest["files"]}["config.json"] == __import__("hashlib").sha256(
-        files_of(hub)["config.json"]
-    ).hexdigest()
+    recorded = {f["path"]: f["sha256"] for f in manifest["files"]}
+    assert recorded["config.json"] == hashlib.sha256(files_of(hub)["config.json"]).hexdigest()
