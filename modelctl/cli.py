@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from modelctl import __version__, output
-from modelctl.errors import ModelctlError, NotImplementedYetError
+from modelctl.errors import ExitCode, ModelctlError, NotImplementedYetError
 from modelctl.manager import Workspace, list_models, open_workspace
 
 
@@ -218,10 +218,44 @@ def download_command(
     output.render_download(report, as_json=as_json, quiet=quiet)
 
 
-@app.command("verify", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def verify_command() -> None:
-    """Check every file of the models against sizes, hashes and format headers (not implemented yet)."""
-    _not_yet("verify", "the integrity issue")
+LevelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--level",
+        help="none | size | sha256. Default: the registry's `verify:` (sha256).",
+        show_default=False,
+    ),
+]
+
+
+@app.command("verify")
+def verify_command(
+    ctx: typer.Context,
+    models: ModelsArg = None,
+    size: SizeOpt = None,
+    everything: Annotated[bool, typer.Option("--all", help="Every model (the default).")] = False,
+    level: LevelOpt = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Hash every file again.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 3 when degraded, too.")] = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Check models on disk: presence, sizes, hashes, safetensors/GGUF/JSON structure, leftovers."""
+    from modelctl.verify import LEVELS, verify_models
+
+    if level is not None and level not in LEVELS:
+        raise typer.BadParameter(f"choose one of {', '.join(LEVELS)}", param_hint="--level")
+    workspace = _workspace(ctx, config)
+    specs = workspace.registry.select(models or (), size, everything)
+    report = verify_models(workspace, specs, level=level, use_cache=not no_cache, explicit=bool(models))
+    output.render_verify(report, as_json=as_json)
+    _exit_for_health(report.health, strict=strict)
+
+
+def _exit_for_health(health: str, *, strict: bool) -> None:
+    """healthy → 0; degraded (only optional models bad) → 0, or 3 with --strict; unhealthy → 3."""
+    if health == "unhealthy" or (health == "degraded" and strict):
+        raise typer.Exit(int(ExitCode.INTEGRITY))
 
 
 @app.command("ensure", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from modelctl.download import DownloadEvents, DownloadPlan, DownloadReport, ModelPlan
     from modelctl.transfer import FileJob, FileResult
+    from modelctl.verify import ModelVerdict, VerifyReport
 
 # Rich is imported inside the functions that draw: `--json` output never pays the ~25 ms that
 # rich.console and rich.table cost at start-up (bench/startup).
@@ -601,4 +602,86 @@ def render_download(report: DownloadReport, *, as_json: bool, quiet: bool) -> No
     console.print(
         f"Fetched {human_bytes(report.bytes_fetched)} in {report.seconds:.1f} s "
         f"({_mb_per_s(report.bytes_fetched, report.seconds)}); every file verified by hash."
+    )
+
+
+# --------------------------------------------------------------------------- verify
+
+_HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "unhealthy": "red"}
+_FINDING_STYLE = {"ok": "green", "note": "yellow", "bad": "red"}
+
+
+def _verdict_json(v: ModelVerdict) -> dict[str, Any]:
+    return {
+        "id": v.spec.id,
+        "required": v.spec.required,
+        "present": v.is_present,
+        "ok": v.is_ok,
+        "root": v.location.root.name if v.location else None,
+        "path": str(v.location.path) if v.location else None,
+        "bad_files": list(v.bad_files),
+        "findings": [
+            {"path": f.path, "check": f.check, "status": f.status, "detail": f.detail} for f in v.findings
+        ],
+    }
+
+
+def _verdict_line(v: ModelVerdict) -> str:
+    if not v.is_present:
+        return f"{v.spec.id}: not downloaded" + (" (required)" if v.spec.required else " (optional)")
+    files = {f.path for f in v.findings if f.path}
+    if v.is_ok:
+        cached = sum(1 for f in v.findings if f.detail == "cached")
+        return f"{v.spec.id}: ok, {len(files)} files checked" + (
+            f" ({cached} hashes from cache)" if cached else ""
+        )
+    return f"{v.spec.id}: {len(v.bad_files)} bad of {len(files)} files: {', '.join(v.bad_files)}"
+
+
+def render_verify(report: VerifyReport, *, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "registry": _registry_json(report.workspace.registry.source),
+                "level": report.level,
+                "health": report.health,
+                "models": [_verdict_json(v) for v in report.models],
+                "hashed_bytes": report.hashed_bytes,
+                "cached_files": report.cached_files,
+                "seconds": round(report.seconds, 3),
+            }
+        )
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    registry_note(report.workspace.registry.source)
+    warn(report.workspace.warnings)
+    console = _out()
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("model", "file", "check", "status", "detail"):
+        table.add_column(column, overflow="fold")
+    rows = 0
+    for v in report.models:
+        for f in v.findings:
+            if f.status == "ok":
+                continue
+            status = "BAD" if f.status == "bad" else f.status
+            table.add_row(
+                escape(v.spec.id),
+                escape(f.path or "-"),
+                f.check,
+                f"[{_FINDING_STYLE[f.status]}]{status}[/]",
+                escape(f.detail),
+            )
+            rows += 1
+    if rows:
+        console.print(table)
+    for v in report.models:
+        style = "green" if v.is_ok and v.is_present else "red" if not v.is_ok else "dim"
+        console.print(f"[{style}]{escape(_verdict_line(v))}[/]")
+    health = report.health
+    console.print(
+        f"Health: [{_HEALTH_STYLE[health]}]{health}[/] ({report.level}; hashed {report.hashed_bytes:,} bytes "
+        f"in {report.seconds:.1f} s, {report.cached_files} files from cache)"
     )
