@@ -1,0 +1,58 @@
+"""The pure parts of downloading: the per-file decision and the HTTP header parsing."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import pytest
+
+from modelctl.download import DOWNLOAD, KEEP, RESUME, LocalState, decide
+from modelctl.hub import RemoteFile
+from modelctl.transfer import _content_range, _retry_after, backoff_delay
+
+REMOTE = RemoteFile("model.safetensors", 1000, "b" * 40, "a" * 64)
+
+
+@pytest.mark.parametrize(
+    ("local", "force", "action", "offset"),
+    [
+        (LocalState(None, False, None), False, DOWNLOAD, 0),
+        (LocalState(1000, True, None), False, KEEP, 0),
+        (LocalState(1000, True, None), True, DOWNLOAD, 0),
+        (LocalState(1000, False, None), False, DOWNLOAD, 0),  # same size, wrong bytes
+        (LocalState(None, False, 400), False, RESUME, 400),
+        (LocalState(999, False, 400), False, RESUME, 400),  # a bad file and a partial: resume
+        (LocalState(None, False, 400), True, DOWNLOAD, 0),  # --force does not resume
+        (LocalState(None, False, 0), False, DOWNLOAD, 0),  # an empty partial is nothing to resume
+        (LocalState(None, False, 1001), False, DOWNLOAD, 0),  # longer than the file: not ours
+    ],
+)
+def test_decide(local: LocalState, force: bool, action: str, offset: int) -> None:
+    plan = decide(REMOTE, local, force=force)
+    assert (plan.action, plan.offset) == (action, offset)
+    assert plan.needed == (0 if action == KEEP else 1000 - offset)
+
+
+def test_content_range() -> None:
+    assert _content_range("bytes 100-999/1000") == (100, 1000)
+    assert _content_range("bytes 100-999/*") == (100, None)
+    assert _content_range(None) == (None, None)
+    assert _content_range("items 1-2/3") == (None, None)
+
+
+def test_retry_after_seconds_and_dates() -> None:
+    assert _retry_after("7") == 7.0
+    assert _retry_after(None) is None
+    assert _retry_after("soon") is None
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= (_retry_after(later) or 0) <= 31
+    assert _retry_after(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
+
+
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    for attempt, (low, high) in enumerate([(0.25, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 4.0)], start=1):
+        delays = [backoff_delay(attempt) for _ in range(50)]
+        assert all(low <= d <= high for d in delays)
+        assert len(set(delays)) > 1
+    assert all(backoff_delay(30) <= 30.0 for _ in range(20))
