@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from modelctl.download import DownloadEvents, DownloadPlan, DownloadReport, ModelPlan
+    from modelctl.ensure import EnsureReport
     from modelctl.transfer import FileJob, FileResult
     from modelctl.verify import ModelVerdict, VerifyReport
 
@@ -638,7 +639,7 @@ def _verdict_line(v: ModelVerdict) -> str:
     return f"{v.spec.id}: {len(v.bad_files)} bad of {len(files)} files: {', '.join(v.bad_files)}"
 
 
-def render_verify(report: VerifyReport, *, as_json: bool) -> None:
+def render_verify(report: VerifyReport, *, as_json: bool, note: bool = True) -> None:
     if as_json:
         print_json(
             {
@@ -655,8 +656,9 @@ def render_verify(report: VerifyReport, *, as_json: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    registry_note(report.workspace.registry.source)
-    warn(report.workspace.warnings)
+    if note:
+        registry_note(report.workspace.registry.source)
+        warn(report.workspace.warnings)
     console = _out()
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("model", "file", "check", "status", "detail"):
@@ -685,3 +687,36 @@ def render_verify(report: VerifyReport, *, as_json: bool) -> None:
         f"Health: [{_HEALTH_STYLE[health]}]{health}[/] ({report.level}; hashed {report.hashed_bytes:,} bytes "
         f"in {report.seconds:.1f} s, {report.cached_files} files from cache)"
     )
+
+
+# --------------------------------------------------------------------------- ensure
+
+
+def render_ensure(report: EnsureReport, *, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        download = report.download
+        print_json(
+            {
+                "registry": _registry_json(report.after.workspace.registry.source),
+                "health": report.health,
+                "health_before": report.before.health,
+                "repaired": {model: list(paths) for model, paths in report.repaired.items()},
+                "bytes_fetched": download.bytes_fetched if download else 0,
+                "models": [_verdict_json(v) for v in report.after.models],
+            }
+        )
+        return
+    if quiet:
+        for v in report.after.models:
+            if v.location is not None:
+                sys.stdout.write(f"{v.location.path}\n")
+        return
+    from rich.markup import escape
+
+    console = _out()
+    if not report.repaired:
+        console.print("Nothing to repair.")
+    for model, paths in report.repaired.items():
+        what = "the whole model" if paths == ("*",) else ", ".join(paths)
+        console.print(f"Repaired {escape(model)}: {escape(what)}")
+    render_verify(report.after, as_json=False, note=False)

@@ -199,7 +199,7 @@ def test_bundled_registry_is_used_anywhere(cli: Run, project: Path) -> None:
     assert data["roots"][1]["path"] == str(project / "models")
 
 
-@pytest.mark.parametrize("command", ["ensure", "clean"])
+@pytest.mark.parametrize("command", ["clean"])
 def test_later_commands_exist_and_say_not_yet(cli: Run, command: str) -> None:
     assert command in cli("--help").stdout
     result = cli(command, "x", "--size", "0.5b")

@@ -1,0 +1,76 @@
+"""The `modelctl` command line: parse, call one core function, hand the result to output.
+
+The commands live in cli/listing.py (list, info), cli/fetching.py (download, ensure) and
+cli/integrity.py (verify, clean, checksum, lock); this module builds the app and handles errors.
+"""
+
+import os
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from modelctl import __version__, output
+from modelctl.cli.options import ConfigOpt
+from modelctl.errors import ModelctlError
+
+
+class ModelctlGroup(TyperGroup):
+    """The root group: the one place where ModelctlError becomes a message and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModelctlError as err:
+            output.error(err, show_traceback=_is_debug())
+            raise typer.Exit(int(err.exit_code)) from None
+        except KeyboardInterrupt:
+            output.error(
+                ModelctlError(
+                    "Interrupted. Finished files are in place; partial downloads were kept.",
+                    hint="Run the same command again to resume where it stopped.",
+                )
+            )
+            raise typer.Exit(130) from None
+
+
+def _is_debug() -> bool:
+    return os.environ.get("MODELCTL_DEBUG", "").strip().lower() in ("1", "true", "yes")
+
+
+app = typer.Typer(
+    cls=ModelctlGroup,
+    name="modelctl",
+    help="Manage model files from the Hugging Face Hub: registry, storage roots, verified downloads.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # a traceback's locals could hold a token
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        output.status(f"modelctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Manage model files from the Hugging Face Hub: registry, storage roots, verified downloads."""
+    ctx.obj = {"config": config}
+
+
+from modelctl.cli import fetching, integrity, listing  # noqa: E402  (they register on `app`)
+
+__all__ = ["app", "fetching", "integrity", "listing", "main"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="modelctl")

@@ -1,0 +1,140 @@
+"""download and ensure: bring models onto disk, verified, resuming what an earlier run left."""
+
+from typing import Annotated
+
+import typer
+
+from modelctl import output
+from modelctl.cli import app
+from modelctl.cli.options import (
+    AllOpt,
+    ConfigOpt,
+    EndpointOpt,
+    JsonOpt,
+    LockTimeoutOpt,
+    MaxWorkersOpt,
+    ModelsArg,
+    OfflineOpt,
+    QuietOpt,
+    RetriesOpt,
+    SizeOpt,
+    TimeoutOpt,
+    TokenOpt,
+    exit_for_health,
+    workspace,
+)
+
+
+@app.command("download")
+def download_command(
+    ctx: typer.Context,
+    models: ModelsArg = None,
+    size: SizeOpt = None,
+    everything: AllOpt = False,
+    revision: Annotated[
+        str | None, typer.Option(help="Branch, tag or commit instead of the registry's.", show_default=False)
+    ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(help="Also fetch files matching this glob (repeatable).", show_default=False),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Skip files matching this glob (repeatable).", show_default=False)
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            help="Target root: user, project, legacy or a PATH. Default: where the model is, else the first writable root.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Fetch every file again.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    max_workers: MaxWorkersOpt = 4,
+    offline: OfflineOpt = False,
+    endpoint: EndpointOpt = None,
+    token: TokenOpt = None,
+    retries: RetriesOpt = None,
+    timeout: TimeoutOpt = None,
+    lock_timeout: LockTimeoutOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Download models: resume partial files, verify every byte, publish only good files."""
+    from modelctl.download import download_options, plan_downloads, run_downloads
+
+    options = download_options(
+        retries=retries,
+        timeout=timeout,
+        lock_timeout=lock_timeout,
+        offline=offline,
+        ids=tuple(models or ()),
+        size=size,
+        everything=everything,
+        revision=revision,
+        include=tuple(include or ()),
+        exclude=tuple(exclude or ()),
+        to=to,
+        force=force,
+        dry_run=dry_run,
+        max_workers=max_workers,
+        endpoint=endpoint,
+        token=token,
+    )
+    ws = workspace(ctx, config)
+    if not (as_json or quiet):
+        output.registry_note(ws.registry.source)
+        output.warn(ws.warnings)
+    with output.download_events(quiet=quiet, as_json=as_json) as events:
+        plan = plan_downloads(ws, options, events)
+        if dry_run:
+            output.render_plan(plan, as_json=as_json)
+            return
+        report = run_downloads(plan, options, events)
+    output.render_download(report, as_json=as_json, quiet=quiet)
+
+
+@app.command("ensure")
+def ensure_command(
+    ctx: typer.Context,
+    models: ModelsArg = None,
+    size: SizeOpt = None,
+    everything: AllOpt = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 3 when degraded, too.")] = False,
+    max_workers: MaxWorkersOpt = 4,
+    offline: OfflineOpt = False,
+    endpoint: EndpointOpt = None,
+    token: TokenOpt = None,
+    retries: RetriesOpt = None,
+    timeout: TimeoutOpt = None,
+    lock_timeout: LockTimeoutOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Verify, then repair only what is missing or bad, then verify again.
+
+    With no MODEL, --size or --all: every required model, and the optional ones already on disk.
+    """
+    from modelctl.download import download_options
+    from modelctl.ensure import ensure_models, ensure_selection
+
+    options = download_options(
+        retries=retries,
+        timeout=timeout,
+        lock_timeout=lock_timeout,
+        offline=offline,
+        max_workers=max_workers,
+        endpoint=endpoint,
+        token=token,
+    )
+    ws = workspace(ctx, config)
+    if not (as_json or quiet):
+        output.registry_note(ws.registry.source)
+        output.warn(ws.warnings)
+    specs = ensure_selection(ws, models or (), size, everything)
+    with output.download_events(quiet=quiet, as_json=as_json) as events:
+        report = ensure_models(ws, specs, options, events)
+    output.render_ensure(report, as_json=as_json, quiet=quiet)
+    exit_for_health(report.health, strict=strict)

@@ -1,0 +1,35 @@
+"""list and info: what the registry names and what is on disk, without network or hashing."""
+
+import typer
+
+from modelctl import output
+from modelctl.cli import app
+from modelctl.cli.options import ConfigOpt, JsonOpt, ModelsArg, SizeOpt, workspace
+from modelctl.manager import list_models
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    size: SizeOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """List every registry model: where it is, and whether its files are there."""
+    report = list_models(workspace(ctx, config), size=size)
+    output.render_list(report, as_json=as_json)
+
+
+@app.command("info")
+def info_command(
+    ctx: typer.Context,
+    models: ModelsArg = None,
+    size: SizeOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Show a model's spec, where it is in each root, its files and their expected hashes."""
+    if not models and size is None:
+        raise typer.BadParameter("name a MODEL or a --size (e.g. --size 0.5b)", param_hint="MODEL")
+    report = list_models(workspace(ctx, config), ids=models or (), size=size)
+    output.render_info(report, as_json=as_json)

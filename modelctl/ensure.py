@@ -1,0 +1,139 @@
+"""`modelctl ensure`: verify, move bad files aside, fetch only what is missing or bad, verify again.
+
+Bad files go to `<model>/.modelctl/quarantine/<stamp>/`; they are deleted once the repaired model
+verifies, and put back if the download fails, so a failed repair never leaves less than before.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from modelctl.download import DownloadEvents, DownloadOptions, DownloadReport, plan_downloads, run_downloads
+from modelctl.errors import DownloadError, ModelctlError
+from modelctl.manager import Workspace
+from modelctl.registry import ModelSpec
+from modelctl.storage import META_DIR
+from modelctl.verify import ModelVerdict, VerifyReport, verify_models
+
+QUARANTINE = "quarantine"
+
+
+@dataclass(frozen=True)
+class EnsureReport:
+    before: VerifyReport
+    after: VerifyReport
+    repaired: dict[str, tuple[str, ...]]  # model id → files fetched again (or "*" for a whole model)
+    download: DownloadReport | None
+
+    @property
+    def health(self) -> str:
+        return self.after.health
+
+
+def ensure_selection(
+    workspace: Workspace, ids: Sequence[str], size: str | None, everything: bool
+) -> tuple[ModelSpec, ...]:
+    """Named models, else every required model plus the optional ones already on disk."""
+    registry = workspace.registry
+    if ids or size is not None or everything:
+        return registry.select(ids, size, everything)
+    from modelctl.storage import locate
+
+    return tuple(
+        spec
+        for spec in registry.models
+        if spec.required or any(loc.exists for loc in locate(spec, workspace.roots))
+    )
+
+
+def ensure_models(
+    workspace: Workspace,
+    specs: Sequence[ModelSpec],
+    options: DownloadOptions,
+    events: DownloadEvents,
+) -> EnsureReport:
+    before = verify_models(workspace, specs, explicit=True)
+    broken = [v for v in before.models if not v.is_ok]
+    if not broken or options.offline:
+        return EnsureReport(before, before, {}, None)
+    stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+    moved: dict[str, _Aside] = {}
+    repaired: dict[str, tuple[str, ...]] = {}
+    for verdict in broken:
+        if verdict.location is None:
+            repaired[verdict.spec.id] = ("*",)
+            continue
+        moved[verdict.spec.id] = _quarantine(verdict, stamp)
+        repaired[verdict.spec.id] = verdict.bad_files
+    ids = tuple(v.spec.id for v in broken)
+    try:
+        fresh = _refresh(workspace)
+        plan = plan_downloads(
+            fresh, replace(options, ids=ids, size=None, everything=False, force=False), events
+        )
+        download = run_downloads(plan, options, events)
+    except (ModelctlError, KeyboardInterrupt) as err:
+        _restore(moved)
+        if isinstance(err, ModelctlError):
+            still = "; ".join(f"{i}: {', '.join(repaired[i])}" for i in ids)
+            raise DownloadError(
+                f"Repair failed, the bad files were put back ({still}): {err.message}",
+                hint=err.hint,
+            ) from err
+        raise
+    after = verify_models(_refresh(workspace), specs, explicit=True)
+    for verdict in after.models:
+        if verdict.is_ok:
+            _discard(moved.get(verdict.spec.id))
+    return EnsureReport(before, after, repaired, download)
+
+
+def _refresh(workspace: Workspace) -> Workspace:
+    """Roots may have been created by a download: look at them again."""
+    from modelctl.storage import probe_root
+
+    return Workspace(workspace.registry, tuple(probe_root(s.root) for s in workspace.roots))
+
+
+@dataclass(frozen=True)
+class _Aside:
+    """Files moved out of a model folder: the stamp folder and (original, aside) pairs."""
+
+    folder: Path
+    pairs: tuple[tuple[Path, Path], ...]
+
+
+def _quarantine(verdict: ModelVerdict, stamp: str) -> _Aside:
+    """Move the model's bad files (those that exist) into its quarantine folder."""
+    assert verdict.location is not None
+    model_folder = verdict.location.path
+    aside = model_folder / META_DIR / QUARANTINE / stamp
+    pairs = []
+    for rel in verdict.bad_files:
+        source = model_folder / rel
+        if not source.is_file() or source.is_symlink():
+            continue
+        target = aside / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        pairs.append((source, target))
+    return _Aside(aside, tuple(pairs))
+
+
+def _restore(moved: dict[str, _Aside]) -> None:
+    """Put quarantined files back where nothing new took their place."""
+    for aside in moved.values():
+        for original, copy in aside.pairs:
+            if copy.exists() and not original.exists():
+                os.replace(copy, original)
+        _discard(aside)
+
+
+def _discard(aside: _Aside | None) -> None:
+    if aside is not None:
+        shutil.rmtree(aside.folder, ignore_errors=True)  # our own folder; rmtree follows no symlink

@@ -1,0 +1,121 @@
+"""`modelctl ensure`: repair only what is bad, proven by the fixture Hub's byte counters."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY, Run
+from tests.hubserver import Fault, HubServer
+
+BIG = "weights/big.bin"
+
+
+@pytest.fixture
+def downloaded(cli: Run, hub: HubServer, registry: Callable[..., Path], tmp_path: Path) -> Path:
+    registry(TINY)
+    cli.json("download", "tiny")
+    hub.reset_counters()
+    return tmp_path / "home" / "tiny"
+
+
+def served(hub: HubServer) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for request in hub.file_gets():
+        name = request.path.split("/resolve/", 1)[1].split("/", 1)[1]
+        out[name] = out.get(name, 0) + request.body_bytes
+    return out
+
+
+def test_every_corruption_is_repaired_fetching_only_the_bad_files(
+    cli: Run, hub: HubServer, downloaded: Path
+) -> None:
+    d = downloaded
+    files = hub.repos["org/tiny"].files
+    st = d / "model.safetensors"
+    st.write_bytes(st.read_bytes()[:-10])  # truncated safetensors
+    gg = d / "model-q4.gguf"
+    gg.write_bytes(b"GGML" + gg.read_bytes()[4:])  # bad magic
+    big = bytearray((d / BIG).read_bytes())
+    big[12345] ^= 0x80
+    (d / BIG).write_bytes(bytes(big))  # flipped byte in a large LFS file
+    (d / "config.json").write_bytes(b"")  # empty
+    (d / "tokenizer.json").write_bytes(b"{" + (d / "tokenizer.json").read_bytes()[1:-1] + b",")  # invalid
+    (d / "README.md").unlink()  # missing
+    (d / "notes.txt").write_text("mine")  # extra: left alone
+    (d / "weights" / "x.bin.partial").write_bytes(b"1")  # leftover: left alone (clean removes it)
+    result = cli("ensure", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (data["health_before"], data["health"]) == ("unhealthy", "healthy")
+    bad = {"model.safetensors", "model-q4.gguf", BIG, "config.json", "tokenizer.json", "README.md"}
+    assert set(data["repaired"]["tiny"]) == bad
+    assert served(hub) == {name: len(files[name]) for name in bad}  # only the bad files, once each
+    for name, content in files.items():
+        assert (d / name).read_bytes() == content
+    assert (d / "notes.txt").read_text() == "mine"
+    assert not (d / ".modelctl" / "quarantine").exists() or not any(
+        (d / ".modelctl" / "quarantine").iterdir()
+    )
+
+
+def test_healthy_model_fetches_nothing(cli: Run, hub: HubServer, downloaded: Path) -> None:
+    result = cli("ensure")
+    assert result.exit_code == 0
+    assert "Nothing to repair." in result.stdout and "Health: healthy" in result.stdout
+    assert hub.file_gets() == []
+
+
+def test_quiet_prints_one_path_per_model(cli: Run, hub: HubServer, downloaded: Path) -> None:
+    (downloaded / "config.json").write_bytes(b"{}")
+    result = cli("ensure", "-q")
+    assert result.exit_code == 0
+    assert result.stdout == f"{downloaded}\n"
+    assert result.stderr == ""
+
+
+def test_missing_required_model_is_downloaded(
+    cli: Run, hub: HubServer, registry: Callable[..., Path], tmp_path: Path
+) -> None:
+    registry(TINY)
+    data = cli.json("ensure")
+    assert data["repaired"] == {"tiny": ["*"]}
+    assert data["health"] == "healthy"
+    for name, content in hub.repos["org/tiny"].files.items():
+        assert (tmp_path / "home" / "tiny" / name).read_bytes() == content
+
+
+def test_failed_repair_puts_the_bad_files_back_and_names_them(
+    cli: Run, hub: HubServer, downloaded: Path
+) -> None:
+    damaged = bytearray((downloaded / BIG).read_bytes())
+    damaged[7] ^= 1
+    (downloaded / BIG).write_bytes(bytes(damaged))
+    hub.faults[BIG] = Fault(status=500, times=None)
+    result = cli("ensure", "--retries", "1")
+    assert result.exit_code == 1
+    assert f"Repair failed, the bad files were put back (tiny: {BIG})" in result.stderr
+    assert (downloaded / BIG).read_bytes() == bytes(damaged)  # restored, not lost
+    assert not any((downloaded / ".modelctl" / "quarantine").glob("*/**/*.bin"))
+
+
+def test_offline_reports_without_repairing(cli: Run, hub: HubServer, downloaded: Path) -> None:
+    (downloaded / "config.json").write_bytes(b"")
+    result = cli("ensure", "--offline", "--json")
+    assert result.exit_code == 3
+    assert json.loads(result.stdout)["health"] == "unhealthy"
+    assert hub.requests == []
+
+
+def test_header_length_corruption_repaired(cli: Run, hub: HubServer, downloaded: Path) -> None:
+    st = downloaded / "model.safetensors"
+    raw = bytearray(st.read_bytes())
+    raw[:8] = struct.pack("<Q", len(raw) * 2)
+    st.write_bytes(bytes(raw))
+    data = cli.json("ensure")
+    assert data["repaired"] == {"tiny": ["model.safetensors"]}
+    assert st.read_bytes() == hub.repos["org/tiny"].files["model.safetensors"]
