@@ -76,9 +76,3 @@ class NotEnoughSpaceError(ModelctlError):
 
     exit_code = ExitCode.NO_SPACE
     default_hint = "Free space on the target disk, or choose another root with --to."
-
-
-class NotImplementedYetError(ModelctlError):
-    """A command that exists in --help but whose issue has not landed."""
-
-    default_hint = "Use `modelctl list` and `modelctl info` meanwhile; see README.md for the roadmap."

@@ -23,6 +23,7 @@ from modelctl.storage import Location, RootState
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from modelctl.clean import CleanPlan, CleanResult
     from modelctl.download import DownloadEvents, DownloadPlan, DownloadReport, ModelPlan
     from modelctl.ensure import EnsureReport
     from modelctl.transfer import FileJob, FileResult
@@ -720,3 +721,62 @@ def render_ensure(report: EnsureReport, *, as_json: bool, quiet: bool) -> None:
         what = "the whole model" if paths == ("*",) else ", ".join(paths)
         console.print(f"Repaired {escape(model)}: {escape(what)}")
     render_verify(report.after, as_json=False, note=False)
+
+
+# --------------------------------------------------------------------------- clean, checksum
+
+
+def render_clean(plan: CleanPlan, result: CleanResult | None, *, as_json: bool) -> None:
+    """The removals planned (result None: --dry-run or before confirming) or done."""
+    removed = {id(r) for r in result.removed} if result else set()
+    errors = {id(r): why for r, why in result.failed} if result else {}
+    if as_json:
+        print_json(
+            {
+                "dry_run": result is None,
+                "bytes": plan.bytes,
+                "bytes_freed": sum(r.bytes for r in result.removed) if result else 0,
+                "items": [
+                    {
+                        "model": r.model,
+                        "root": r.root,
+                        "path": str(r.path),
+                        "bytes": r.bytes,
+                        "reason": r.reason,
+                        "removed": id(r) in removed,
+                        "error": errors.get(id(r)),
+                    }
+                    for r in plan.removals
+                ],
+            }
+        )
+        return
+    from rich.filesize import decimal as human_bytes
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _out()
+    if not plan.removals:
+        console.print("Nothing to remove.")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("model", "root", "path", "size", "why", "done"):
+        table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")
+    for r in plan.removals:
+        done = (
+            "removed"
+            if id(r) in removed
+            else (f"[red]failed: {escape(errors[id(r)])}[/]" if id(r) in errors else "")
+        )
+        table.add_row(escape(r.model), r.root, escape(str(r.path)), human_bytes(r.bytes), r.reason, done)
+    console.print(table)
+    if result is None:
+        console.print(f"Would free {human_bytes(plan.bytes)}.")
+    else:
+        console.print(
+            f"Freed {human_bytes(sum(r.bytes for r in result.removed))}; {len(result.failed)} failed."
+        )
+
+
+def checksum_line(algo: str, digest: str, path: Path) -> None:
+    sys.stdout.write(f"{algo}:{digest}  {path}\n")

@@ -338,3 +338,26 @@ class _Plan:
 
 def bad_paths(verdicts: Iterable[ModelVerdict]) -> dict[str, tuple[str, ...]]:
     return {v.spec.id: v.bad_files for v in verdicts if v.bad_files}
+
+
+def checksum_files(paths: Sequence[Path], algo: str) -> list[tuple[Path, str]]:
+    """Digest of each file (in parallel); MissingModelError names the first that cannot be read."""
+    from modelctl.errors import MissingModelError
+
+    jobs = []
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError as err:
+            raise MissingModelError(
+                f"Cannot read {path}: {err.strerror or err}", hint="Check the path."
+            ) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise MissingModelError(f"{path} is not a regular file.", hint="Pass files, not folders.")
+        jobs.append(_HashJob(path, {algo}, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)))
+    with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 2) or 1) as pool:
+        list(pool.map(_hash_into, jobs))
+    for job in jobs:
+        if job.error:
+            raise MissingModelError(f"Cannot read {job.path}: {job.error}", hint="Check its permissions.")
+    return [(job.path, job.digests[algo]) for job in jobs]

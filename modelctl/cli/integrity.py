@@ -1,5 +1,6 @@
 """verify, clean, checksum and lock: what is on disk, checked; what is not wanted, removed."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -7,7 +8,7 @@ import typer
 from modelctl import output
 from modelctl.cli import app
 from modelctl.cli.options import ConfigOpt, JsonOpt, ModelsArg, SizeOpt, exit_for_health, workspace
-from modelctl.errors import NotImplementedYetError
+from modelctl.errors import UsageError
 
 LevelOpt = Annotated[
     str | None,
@@ -43,7 +44,62 @@ def verify_command(
     exit_for_health(report.health, strict=strict)
 
 
-@app.command("clean", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def clean_command() -> None:
-    """Remove partial downloads, corrupted files or whole models (not implemented yet)."""
-    raise NotImplementedYetError("`modelctl clean` is not implemented yet (the integrity issue).")
+@app.command("clean")
+def clean_command(
+    ctx: typer.Context,
+    models: ModelsArg = None,
+    everything: Annotated[bool, typer.Option("--all", help="Every model of the registry.")] = False,
+    corrupted: Annotated[bool, typer.Option("--corrupted", help="Only files that fail verify.")] = False,
+    incomplete: Annotated[
+        bool, typer.Option("--incomplete", help="Only partial downloads, quarantine and stale lock files.")
+    ] = False,
+    root: Annotated[
+        str | None, typer.Option(help="Only this root: user, project or legacy.", show_default=False)
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed without a terminal).")] = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Remove partial downloads, corrupted files or whole models, inside the storage roots only."""
+    import sys
+
+    from modelctl.clean import clean_selection, plan_clean, run_clean
+    from modelctl.storage import ROOT_NAMES
+
+    if root is not None and root not in ROOT_NAMES:
+        raise typer.BadParameter(f"choose one of {', '.join(ROOT_NAMES)}", param_hint="--root")
+    ws = workspace(ctx, config)
+    specs = clean_selection(ws, models or (), everything, incomplete=incomplete, corrupted=corrupted)
+    plan = plan_clean(ws, specs, incomplete=incomplete, corrupted=corrupted, root=root)
+    if dry_run or not plan.removals:
+        output.render_clean(plan, None, as_json=as_json)
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"clean would remove {len(plan.removals)} item(s) ({plan.bytes:,} bytes); without a terminal "
+                "to confirm it needs --yes.",
+                hint="Look first with --dry-run, then run it again with --yes.",
+            )
+        output.render_clean(plan, None, as_json=False)
+        if not typer.confirm("Remove these?", default=False, err=True):
+            raise typer.Exit(1)
+    result = run_clean(plan)
+    output.render_clean(plan, result, as_json=as_json)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command("checksum")
+def checksum_command(
+    files: Annotated[list[Path], typer.Argument(help="Files to hash.", show_default=False)],
+    algo: Annotated[str, typer.Option(help="sha256 | sha1 | md5.")] = "sha256",
+) -> None:
+    """Print `algo:hex  path` lines, ready to paste into a model's `checksums:` pins."""
+    from modelctl.verify import checksum_files
+
+    if algo not in ("sha256", "sha1", "md5"):
+        raise typer.BadParameter("choose one of sha256, sha1, md5", param_hint="--algo")
+    for path, digest in checksum_files(files, algo):
+        output.checksum_line(algo, digest, path)
