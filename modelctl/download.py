@@ -29,6 +29,7 @@ from modelctl.errors import (
     UsageError,
 )
 from modelctl.hub import HubAccess, RemoteFile, Snapshot, call_with_retries, fetch_snapshot, hub_access
+from modelctl.lockfile import LockedModel, LockFile, locked_for, read_lock, write_lock
 from modelctl.manager import Workspace
 from modelctl.registry import TRUE_WORDS, ModelSpec
 from modelctl.storage import (
@@ -202,14 +203,21 @@ def plan_downloads(workspace: Workspace, options: DownloadOptions, events: Downl
     specs = _select(workspace, options)
     access = None if options.offline else hub_access(options.endpoint, options.token, options.policy.timeout)
     hashes: HashMemo = {}
+    lock = read_lock(workspace.registry) if options.revision is None else None  # --revision overrides
     plans = []
     for spec in specs:
         if access is None:
             plans.append(_offline_plan(workspace, spec, options))
             continue
-        snapshot = _snapshot(access, spec, options, events)
+        locked = locked_for(lock, spec)
+        snapshot = _snapshot(access, spec, options, events, locked.commit if locked else None)
         root, folder = _target(workspace, spec, options.to)
-        remote = _wanted_files(spec, snapshot, options)
+        if locked is not None:
+            _check_against_lock(locked, snapshot)
+            snapshot = Snapshot(snapshot.repo_id, locked.revision, locked.commit, snapshot.files)
+            remote = wanted_files(spec, locked.snapshot(), options)
+        else:
+            remote = wanted_files(spec, snapshot, options)
         files = _survey(folder, remote, workspace.registry.verify, options.force, hashes)
         plans.append(ModelPlan(spec, root, folder, snapshot, files))
     plan = DownloadPlan(workspace, tuple(plans), access, hashes)
@@ -218,9 +226,14 @@ def plan_downloads(workspace: Workspace, options: DownloadOptions, events: Downl
 
 
 def _snapshot(
-    access: HubAccess, spec: ModelSpec, options: DownloadOptions, events: DownloadEvents
+    access: HubAccess,
+    spec: ModelSpec,
+    options: DownloadOptions,
+    events: DownloadEvents,
+    commit: str | None = None,
 ) -> Snapshot:
-    revision = options.revision or spec.revision
+    """The repo at `commit` (the locked one), else at --revision, else at the registry's revision."""
+    revision = commit or options.revision or spec.revision
 
     def fetch() -> Snapshot:
         return fetch_snapshot(access, spec.repo_id, revision, command=options.command([spec.id]))
@@ -271,7 +284,33 @@ def _target(workspace: Workspace, spec: ModelSpec, to: str | None) -> tuple[Root
     )
 
 
-def _wanted_files(spec: ModelSpec, snapshot: Snapshot, options: DownloadOptions) -> tuple[RemoteFile, ...]:
+def lock_models(
+    workspace: Workspace, specs: Sequence[ModelSpec], options: DownloadOptions, events: DownloadEvents
+) -> LockFile:
+    """Resolve each model's revision to a commit and record its selected files in models.lock."""
+    access = hub_access(options.endpoint, options.token, options.policy.timeout)
+    locked = []
+    for spec in specs:
+        snapshot = _snapshot(access, spec, options, events)
+        files = wanted_files(spec, snapshot, options)
+        locked.append(LockedModel(spec.id, spec.repo_id, spec.revision, spec.files, snapshot.commit, files))
+    return write_lock(workspace.registry, locked)
+
+
+def _check_against_lock(locked: LockedModel, snapshot: Snapshot) -> None:
+    """The Hub must still serve, for the locked commit, exactly the locked files."""
+    listed = {f.path: f for f in snapshot.files}
+    differ = [f.path for f in locked.files if listed.get(f.path) != f]
+    if differ:
+        raise BadChecksumError(
+            f"The Hub's files of {locked.repo_id}@{locked.commit[:12]} differ from models.lock: "
+            f"{', '.join(differ)}; nothing was downloaded.",
+            hint="If the repo was rewritten on purpose, run `modelctl lock` again and review the change.",
+        )
+
+
+def wanted_files(spec: ModelSpec, snapshot: Snapshot, options: DownloadOptions) -> tuple[RemoteFile, ...]:
+    """The snapshot's files that the registry's `files:` and --include/--exclude select."""
     patterns = spec.files + options.include
     out = []
     for remote in snapshot.files:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from modelctl.clean import CleanPlan, CleanResult
     from modelctl.download import DownloadEvents, DownloadPlan, DownloadReport, ModelPlan
     from modelctl.ensure import EnsureReport
+    from modelctl.lockfile import LockFile
     from modelctl.transfer import FileJob, FileResult
     from modelctl.verify import ModelVerdict, VerifyReport
 
@@ -780,3 +781,45 @@ def render_clean(plan: CleanPlan, result: CleanResult | None, *, as_json: bool) 
 
 def checksum_line(algo: str, digest: str, path: Path) -> None:
     sys.stdout.write(f"{algo}:{digest}  {path}\n")
+
+
+# --------------------------------------------------------------------------- lock
+
+
+def render_lock(lock: LockFile, ids: list[str], *, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "path": str(lock.path),
+                "models": [
+                    {
+                        "id": m.id,
+                        "repo_id": m.repo_id,
+                        "revision": m.revision,
+                        "commit": m.commit,
+                        "files": len(m.files),
+                        "bytes": sum(f.size for f in m.files),
+                    }
+                    for m in (lock.models[i] for i in ids)
+                ],
+            }
+        )
+        return
+    console = _out()
+    for model_id in ids:
+        m = lock.models[model_id]
+        console.print(f"{m.id}: {m.repo_id}@{m.revision} → {m.commit} ({len(m.files)} files)", markup=False)
+    console.print(
+        f"Wrote {lock.path}. Commit it; CI then downloads and verifies exactly these files.", markup=False
+    )
+
+
+def render_lock_check(registry: Path, differences: list[str], *, as_json: bool) -> None:
+    if as_json:
+        print_json({"registry": str(registry), "in_sync": not differences, "differences": differences})
+        return
+    if not differences:
+        _out().print("models.yaml and models.lock agree.")
+        return
+    warn(differences)
+    _err().print("[bold]Hint:[/] run `modelctl lock` and commit models.lock.")

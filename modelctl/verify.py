@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelctl.formats import check_file
+from modelctl.lockfile import LockedModel, locked_for, read_lock
 from modelctl.manager import Workspace
 from modelctl.registry import ModelSpec
 from modelctl.storage import META_DIR, Location, Manifest, is_glob, locate, read_manifest
@@ -83,10 +84,19 @@ class VerifyReport:
         return DEGRADED if bad else HEALTHY
 
 
-def expectations(spec: ModelSpec, manifest: Manifest | None) -> dict[str, Expectation]:
-    """Every file the model must have, with what is known of its size and hashes."""
+def expectations(
+    spec: ModelSpec, manifest: Manifest | None, locked: LockedModel | None = None
+) -> dict[str, Expectation]:
+    """Every file the model must have, with what is known of its size and hashes.
+
+    models.lock wins over the manifest (it is what the project asked for); the manifest wins over
+    the registry's literal `files:` names; checksum pins are added to whichever applies.
+    """
     out: dict[str, Expectation] = {}
-    if manifest is not None:
+    if locked is not None:
+        for r in locked.files:
+            out[r.path] = Expectation(r.path, r.size, r.sha256, None if r.sha256 else r.blob_id)
+    elif manifest is not None:
         for f in manifest.files:
             out[f.path] = Expectation(f.path, f.size, f.sha256, None if f.is_lfs else f.blob_id)
     else:
@@ -200,11 +210,12 @@ def verify_models(
     """Check every selected model found on disk; hash in parallel; return the findings."""
     start = time.monotonic()
     level = level or workspace.registry.verify
+    lock = read_lock(workspace.registry)
     plans = []
     jobs: list[_HashJob] = []
     for spec in specs:
         found = next((loc for loc in locate(spec, workspace.roots) if loc.exists), None)
-        plans.append(_Plan(spec, found, level, use_cache, jobs))
+        plans.append(_Plan(spec, found, level, use_cache, jobs, locked_for(lock, spec)))
     hashed = 0
     todo = [j for j in jobs if not j.from_cache]
     if todo:
@@ -221,7 +232,13 @@ class _Plan:
     """One model's checks: cheap ones now, hash jobs queued, findings assembled in finish()."""
 
     def __init__(
-        self, spec: ModelSpec, found: Location | None, level: str, use_cache: bool, jobs: list[_HashJob]
+        self,
+        spec: ModelSpec,
+        found: Location | None,
+        level: str,
+        use_cache: bool,
+        jobs: list[_HashJob],
+        locked: LockedModel | None,
     ) -> None:
         self.spec = spec
         self.found = found
@@ -243,7 +260,13 @@ class _Plan:
                 )
             )
         self.cache = VerifyCache(folder) if use_cache else None
-        expected = expectations(spec, manifest)
+        if locked is not None and manifest is not None and manifest.commit != locked.commit:
+            self.findings.append(
+                Finding(
+                    "", "commit", BAD, f"on disk {manifest.commit[:12]}, models.lock {locked.commit[:12]}"
+                )
+            )
+        expected = expectations(spec, manifest, locked)
         on_disk = {f.path for f in found.scan.files}
         for exp in expected.values():
             self._check_file(folder, exp, jobs)

@@ -7,7 +7,16 @@ import typer
 
 from modelctl import output
 from modelctl.cli import app
-from modelctl.cli.options import ConfigOpt, JsonOpt, ModelsArg, SizeOpt, exit_for_health, workspace
+from modelctl.cli.options import (
+    ConfigOpt,
+    EndpointOpt,
+    JsonOpt,
+    ModelsArg,
+    SizeOpt,
+    TokenOpt,
+    exit_for_health,
+    workspace,
+)
 from modelctl.errors import UsageError
 
 LevelOpt = Annotated[
@@ -103,3 +112,36 @@ def checksum_command(
         raise typer.BadParameter("choose one of sha256, sha1, md5", param_hint="--algo")
     for path, digest in checksum_files(files, algo):
         output.checksum_line(algo, digest, path)
+
+
+@app.command("lock")
+def lock_command(
+    ctx: typer.Context,
+    models: ModelsArg = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Only compare models.yaml with models.lock (offline); exit 1 if they differ."
+        ),
+    ] = False,
+    endpoint: EndpointOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Resolve each model's revision to a commit and write models.lock beside models.yaml."""
+    from modelctl.download import download_options, lock_models
+    from modelctl.lockfile import lock_differences, read_lock
+
+    ws = workspace(ctx, config)
+    if check:
+        differences = lock_differences(ws.registry, read_lock(ws.registry))
+        output.render_lock_check(ws.registry.path, differences, as_json=as_json)
+        if differences:
+            raise typer.Exit(1)
+        return
+    specs = ws.registry.select(models or ())
+    options = download_options(endpoint=endpoint, token=token)
+    with output.download_events(quiet=as_json, as_json=as_json) as events:
+        lock = lock_models(ws, specs, options, events)
+    output.render_lock(lock, [s.id for s in specs], as_json=as_json)
