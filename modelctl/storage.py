@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -369,6 +368,8 @@ def model_lock(folder: Path, timeout: float, on_wait: Callable[[int | None], Non
     The lock is an flock (filelock), so the kernel releases it when its holder dies, even by
     kill -9: a dead holder's lock is simply taken over.
     """
+    import socket
+
     from filelock import FileLock, Timeout
 
     from modelctl.errors import DownloadError
