@@ -1,4 +1,12 @@
-"""modelctl: manage model files from the Hugging Face Hub for a project."""
+"""modelctl: manage model files from the Hugging Face Hub for a project.
+
+    from modelctl import ModelManager, ModelLoader, ensure_models
+
+The API names are imported on first use (PEP 562), so `import modelctl` (and the CLI's start-up)
+does not pay for the download and verification machinery.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from modelctl.errors import (
     BadChecksumError,
@@ -12,13 +20,54 @@ from modelctl.errors import (
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "ModelManager": "modelctl.api",
+    "ensure_models": "modelctl.api",
+    "is_cached": "modelctl.api",
+    "get_model_path": "modelctl.api",
+    "download_model": "modelctl.api",
+    "verify_model": "modelctl.api",
+    "ModelLoader": "modelctl.loader",
+    "ModelLoadError": "modelctl.loader",
+    "CORRUPTION_PATTERNS": "modelctl.loader",
+}
+
+if TYPE_CHECKING:
+    from modelctl.api import (
+        ModelManager,
+        download_model,
+        ensure_models,
+        get_model_path,
+        is_cached,
+        verify_model,
+    )
+    from modelctl.loader import CORRUPTION_PATTERNS, ModelLoader, ModelLoadError
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'modelctl' has no attribute {name!r}")
+
+
 __all__ = [
+    "CORRUPTION_PATTERNS",
     "BadChecksumError",
     "ConfigurationError",
     "DownloadError",
     "MissingModelError",
+    "ModelLoadError",
+    "ModelLoader",
+    "ModelManager",
     "ModelManagerError",
     "ModelctlError",
     "NotEnoughSpaceError",
     "__version__",
+    "download_model",
+    "ensure_models",
+    "get_model_path",
+    "is_cached",
+    "verify_model",
 ]

@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from modelctl.errors import (
     BadChecksumError,
@@ -28,6 +27,7 @@ from modelctl.errors import (
     NotEnoughSpaceError,
     UsageError,
 )
+from modelctl.events import DownloadEvents
 from modelctl.hub import HubAccess, RemoteFile, Snapshot, call_with_retries, fetch_snapshot, hub_access
 from modelctl.lockfile import LockedModel, LockFile, locked_for, read_lock, write_lock
 from modelctl.manager import Workspace
@@ -45,7 +45,7 @@ from modelctl.storage import (
     sidecar_path,
     write_manifest,
 )
-from modelctl.transfer import FileJob, FileResult, RetryPolicy, TransferEvents, fetch_file, resumable_bytes
+from modelctl.transfer import FileJob, FileResult, RetryPolicy, fetch_file, resumable_bytes
 
 KEEP, DOWNLOAD, RESUME = "keep", "download", "resume"
 HEADROOM = 64 * 1024 * 1024  # bytes kept free beyond the plan on every target filesystem
@@ -119,12 +119,6 @@ def _env_number(env: Mapping[str, str], name: str, default: float, kind: type) -
 
 
 # --------------------------------------------------------------------------- events
-
-
-class DownloadEvents(TransferEvents, Protocol):
-    def model_start(self, plan: ModelPlan) -> None: ...
-    def lock_wait(self, folder: Path, pid: int | None) -> None: ...
-    def metadata_retry(self, repo_id: str, attempt: int, delay: float, reason: str) -> None: ...
 
 
 # --------------------------------------------------------------------------- plan

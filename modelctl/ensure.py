@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from modelctl.download import DownloadEvents, DownloadOptions, DownloadReport, plan_downloads, run_downloads
+from modelctl.download import DownloadOptions, DownloadReport, plan_downloads, run_downloads
 from modelctl.errors import DownloadError, ModelctlError
+from modelctl.events import DownloadEvents
 from modelctl.manager import Workspace
 from modelctl.registry import ModelSpec
 from modelctl.storage import META_DIR
@@ -56,8 +57,11 @@ def ensure_models(
     specs: Sequence[ModelSpec],
     options: DownloadOptions,
     events: DownloadEvents,
+    *,
+    use_cache: bool = True,
 ) -> EnsureReport:
-    before = verify_models(workspace, specs, explicit=True)
+    """Repair what verify finds bad; `use_cache=False` re-hashes every file first (suspected bit rot)."""
+    before = verify_models(workspace, specs, explicit=True, use_cache=use_cache)
     broken = [v for v in before.models if not v.is_ok]
     if not broken or options.offline:
         return EnsureReport(before, before, {}, None)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelctl.errors import ModelctlError
+from modelctl.events import NullEvents
 from modelctl.manager import ListReport, ModelState, Workspace
 from modelctl.registry import ModelSpec, RegistrySource
 from modelctl.storage import Location, RootState
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from modelctl.clean import CleanPlan, CleanResult
-    from modelctl.download import DownloadEvents, DownloadPlan, DownloadReport, ModelPlan
+    from modelctl.download import DownloadPlan, DownloadReport, ModelPlan
     from modelctl.ensure import EnsureReport
+    from modelctl.events import DownloadEvents
     from modelctl.lockfile import LockFile
     from modelctl.transfer import FileJob, FileResult
     from modelctl.verify import ModelVerdict, VerifyReport
@@ -353,29 +355,8 @@ def _mb_per_s(nbytes: int, seconds: float) -> str:
     return f"{nbytes / max(seconds, 1e-6) / 1e6:.0f} MB/s"
 
 
-class QuietEvents:
+class QuietEvents(NullEvents):
     """--quiet: report nothing while working."""
-
-    def model_start(self, plan: ModelPlan) -> None:
-        pass
-
-    def lock_wait(self, folder: Path, pid: int | None) -> None:
-        pass
-
-    def metadata_retry(self, repo_id: str, attempt: int, delay: float, reason: str) -> None:
-        pass
-
-    def file_start(self, job: FileJob, offset: int) -> None:
-        pass
-
-    def file_advance(self, job: FileJob, nbytes: int) -> None:
-        pass
-
-    def file_retry(self, job: FileJob, attempt: int, delay: float, reason: str) -> None:
-        pass
-
-    def file_done(self, job: FileJob, result: FileResult) -> None:
-        pass
 
 
 class PlainEvents(QuietEvents):

@@ -27,10 +27,11 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from modelctl.errors import BadChecksumError, DownloadError, MissingModelError
+from modelctl.events import TransferEvents
 from modelctl.storage import partial_path, sidecar_path
 
 CHUNK = 1 << 20
@@ -76,15 +77,6 @@ class FileResult:
     fetched: int  # bytes received over the network, all attempts together
     resumed_from: int  # bytes already on disk when the first request went out
     attempts: int
-
-
-class TransferEvents(Protocol):
-    """What the engine reports while it works (called from worker threads)."""
-
-    def file_start(self, job: FileJob, offset: int) -> None: ...
-    def file_advance(self, job: FileJob, nbytes: int) -> None: ...
-    def file_retry(self, job: FileJob, attempt: int, delay: float, reason: str) -> None: ...
-    def file_done(self, job: FileJob, result: FileResult) -> None: ...
 
 
 class _Retry(Exception):

@@ -1,0 +1,127 @@
+"""The Python API: the same functions the CLI calls, for services, evaluators and notebooks.
+
+    from modelctl import ModelManager, ensure_models
+
+    manager = ModelManager.from_config()          # registry chosen as the CLI chooses it
+    path = manager.ensure_model("fastvlm-0.5b")   # verified, repaired if needed → its folder
+    paths = ensure_models()                       # {id: folder} for every model of the registry
+
+Errors are the CLI's: ConfigurationError, MissingModelError, BadChecksumError, DownloadError
+(all ModelctlError). Nothing here prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from modelctl.download import DownloadOptions, DownloadReport, download_options, plan_downloads, run_downloads
+from modelctl.ensure import EnsureReport
+from modelctl.ensure import ensure_models as _ensure
+from modelctl.errors import BadChecksumError, MissingModelError
+from modelctl.events import DownloadEvents, NullEvents
+from modelctl.manager import PRESENT, Workspace, model_state, open_workspace
+from modelctl.registry import ModelSpec, Registry
+from modelctl.verify import VerifyReport, verify_models
+
+
+class ModelManager:
+    """A registry and its storage roots, with the operations of the CLI as methods."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        options: DownloadOptions | None = None,
+        events: DownloadEvents | None = None,
+    ) -> None:
+        self.workspace = workspace
+        self.options = options or download_options()
+        self.events: DownloadEvents = events or NullEvents()
+
+    @classmethod
+    def from_config(cls, path: str | Path | None = None, **settings: object) -> ModelManager:
+        """Open a registry (path, else MODELCTL_CONFIG, CI_MINIMAL_MODELS, ./models.yaml, bundled).
+
+        `settings` are download settings: endpoint, token, offline, retries, timeout, max_workers.
+        """
+        workspace = open_workspace(Path(path) if path is not None else None)
+        return cls(workspace, download_options(**settings))  # type: ignore[arg-type]
+
+    @property
+    def config(self) -> Registry:
+        """The registry (seed 003 called it `config`)."""
+        return self.workspace.registry
+
+    def get_model_spec(self, model_id: str) -> ModelSpec:
+        return self.workspace.registry.get(model_id)
+
+    def is_cached(self, model_id: str) -> bool:
+        """Whether every expected file is on disk (no hashing; `verify` for that)."""
+        return model_state(self.get_model_spec(model_id), self.workspace.roots).status == PRESENT
+
+    def get_model_path(self, model_id: str) -> Path:
+        """The folder of the copy in use; MissingModelError if the model is in no root."""
+        state = model_state(self.get_model_spec(model_id), self.workspace.roots)
+        if state.found is None:
+            raise MissingModelError(
+                f"{model_id} is not on disk in any storage root.",
+                hint=f"Run `modelctl download {model_id}` or ModelManager.ensure_model('{model_id}').",
+            )
+        return state.found.path
+
+    def download(self, ids: Sequence[str], *, force: bool = False) -> DownloadReport:
+        options = replace(self.options, ids=tuple(ids), force=force)
+        plan = plan_downloads(self.workspace, options, self.events)
+        return run_downloads(plan, options, self.events)
+
+    def verify(self, ids: Sequence[str] | None = None, *, use_cache: bool = True) -> VerifyReport:
+        specs = self.workspace.registry.select(ids or ())
+        return verify_models(self.workspace, specs, use_cache=use_cache, explicit=bool(ids))
+
+    def ensure(self, ids: Sequence[str] | None = None, *, use_cache: bool = True) -> EnsureReport:
+        specs = self.workspace.registry.select(ids or ())
+        return _ensure(self.workspace, specs, self.options, self.events, use_cache=use_cache)
+
+    def ensure_model(self, model_id: str, *, use_cache: bool = True) -> Path:
+        """Verify, repair if needed, and return the model's folder; BadChecksumError if still bad."""
+        return self._paths(self.ensure([model_id], use_cache=use_cache))[model_id]
+
+    def ensure_all(self) -> dict[str, Path]:
+        """ensure_model for every model of the registry → {id: folder}."""
+        return self._paths(self.ensure([m.id for m in self.workspace.registry.models]))
+
+    def _paths(self, report: EnsureReport) -> dict[str, Path]:
+        bad = [v for v in report.after.models if not v.is_ok or v.location is None]
+        if bad:
+            details = "; ".join(f"{v.spec.id}: {', '.join(v.bad_files) or 'not on disk'}" for v in bad)
+            raise BadChecksumError(f"Still broken after repair: {details}.")
+        self.workspace = report.after.workspace
+        return {v.spec.id: v.location.path for v in report.after.models if v.location is not None}
+
+
+def ensure_models(config_path: str | Path | None = None) -> dict[str, Path]:
+    """Seed 003's entry point: every model of the registry on disk and verified → {id: folder}."""
+    return ModelManager.from_config(config_path).ensure_all()
+
+
+def is_cached(model_id: str, config_path: str | Path | None = None) -> bool:
+    return ModelManager.from_config(config_path).is_cached(model_id)
+
+
+def get_model_path(model_id: str, config_path: str | Path | None = None) -> Path:
+    return ModelManager.from_config(config_path).get_model_path(model_id)
+
+
+def download_model(model_id: str, config_path: str | Path | None = None) -> Path:
+    """Download (resuming, verifying) one model and return its folder."""
+    report = ModelManager.from_config(config_path).download([model_id])
+    return report.models[0].folder
+
+
+def verify_model(model_id: str, config_path: str | Path | None = None, *, level: str | None = None) -> bool:
+    """True when the model is on disk and every check passes."""
+    manager = ModelManager.from_config(config_path)
+    spec = manager.get_model_spec(model_id)
+    report = verify_models(manager.workspace, [spec], level=level, explicit=True)
+    return report.models[0].is_ok

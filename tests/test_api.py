@@ -1,0 +1,148 @@
+"""The Python API and ModelLoader, with real loaders (safetensors' safe_open, json) on fixture models."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from safetensors import safe_open
+
+import modelctl
+from modelctl import BadChecksumError, MissingModelError, ModelLoader, ModelManager, ensure_models
+from tests.conftest import TINY
+from tests.hubserver import HubServer
+
+TWO = TINY + "  - id: opt\n    repo_id: org/tiny\n    required: false\n    local_dir: opt\n"
+
+
+def load_safetensors(path: Path, **kwargs: Any) -> dict[str, Any]:
+    with safe_open(str(path / "model.safetensors"), framework="numpy") as f:
+        return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+
+
+def load_json(path: Path, **kwargs: Any) -> Any:
+    return json.loads((path / kwargs.get("name", "config.json")).read_text())
+
+
+def test_manager_methods(hub: HubServer, registry: Callable[..., Path], tmp_path: Path) -> None:
+    registry(TINY)
+    manager = ModelManager.from_config()
+    assert manager.get_model_spec("tiny").repo_id == "org/tiny"
+    assert manager.is_cached("tiny") is False
+    with pytest.raises(MissingModelError, match="tiny is not on disk"):
+        manager.get_model_path("tiny")
+    path = manager.ensure_model("tiny")
+    assert path == tmp_path / "home" / "tiny"
+    assert manager.is_cached("tiny") and manager.get_model_path("tiny") == path
+    assert manager.verify().health == "healthy"
+    assert manager.config.path.name == "models.yaml"
+    assert modelctl.verify_model("tiny") is True
+    assert modelctl.get_model_path("tiny") == path and modelctl.is_cached("tiny")
+
+
+def test_ensure_models_returns_every_folder(
+    hub: HubServer, registry: Callable[..., Path], tmp_path: Path
+) -> None:
+    registry(TWO)
+    assert ensure_models() == {"tiny": tmp_path / "home" / "tiny", "opt": tmp_path / "home" / "opt"}
+
+
+def test_loader_loads_with_real_loaders_and_reports_health(
+    hub: HubServer, registry: Callable[..., Path]
+) -> None:
+    registry(TWO)
+    loader = ModelLoader()
+    loader.register("weights", model="tiny", loader=load_safetensors)
+    loader.register("config", model="opt", loader=load_json, required=False)
+    assert loader.load_all() == {"weights": True, "config": True}
+    tensors = loader.get("weights")
+    assert tensors["embed.weight"].shape == (64, 16)
+    assert loader.get("config")["model_type"] == "test"
+    health = loader.health()
+    assert health["status"] == "healthy" and health["loaded_count"] == 2 and health["errors"] == {}
+
+
+def test_silent_corruption_seen_by_the_loader_is_repaired(
+    hub: HubServer, registry: Callable[..., Path], tmp_path: Path
+) -> None:
+    registry(TINY)
+    path = ModelManager.from_config().ensure_model("tiny")
+    ModelManager.from_config().verify()  # the verification cache now vouches for every file
+    expected = hashlib.sha256(load_safetensors(path)["embed.weight"].tobytes()).hexdigest()
+
+    def load_checked(path: Path) -> dict[str, Any]:
+        """A loader that checks its weights, as some do: it sees what a stat-keyed cache cannot."""
+        tensors = load_safetensors(path)
+        if hashlib.sha256(tensors["embed.weight"].tobytes()).hexdigest() != expected:
+            raise ValueError("corrupt tensor data in embed.weight")
+        return tensors
+
+    target = path / "model.safetensors"
+    st = target.stat()
+    data = bytearray(target.read_bytes())
+    data[-3000] ^= 0xFF  # inside embed.weight's data: the header and the size stay valid
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # bit rot: the stat looks unchanged
+    hub.reset_counters()
+    loader = ModelLoader(backoff_base=0.01)
+    loader.register("weights", model="tiny", loader=load_checked, retries=2)
+    assert loader.load_all() == {"weights": True}
+    assert loader.health()["repairs"] == {"weights": 1}
+    assert target.read_bytes() == hub.repos["org/tiny"].files["model.safetensors"]
+    assert [r.path.rsplit("/", 1)[-1] for r in hub.file_gets()] == ["model.safetensors"]
+
+
+def test_other_errors_are_bounded_and_reported(hub: HubServer, registry: Callable[..., Path]) -> None:
+    registry(TWO)
+    calls = []
+
+    def broken(path: Path, **kwargs: Any) -> None:
+        calls.append(path)
+        raise RuntimeError("CUDA out of memory")
+
+    loader = ModelLoader(backoff_base=0.001)
+    loader.register("big", model="opt", loader=broken, required=False, retries=3)
+    loader.register("weights", model="tiny", loader=load_safetensors)
+    assert loader.load_all(parallel=False) == {"big": False, "weights": True}
+    assert len(calls) == 3
+    health = loader.health()
+    assert health["status"] == "degraded"
+    assert health["errors"] == {"big": "RuntimeError: CUDA out of memory"}
+    with pytest.raises(
+        modelctl.ModelLoadError,
+        match=r"'big' is not available \(status: failed\); loading failed with: RuntimeError",
+    ):
+        loader.get("big")
+
+
+def test_path_models_with_checksums(project: Path) -> None:
+    good = project / "vocab.json"
+    good.write_text('{"a": 1}')
+    digest = hashlib.sha256(good.read_bytes()).hexdigest()
+    loader = ModelLoader()
+    loader.register(
+        "vocab", path=good, loader=lambda p: json.loads(p.read_text()), checksum=f"sha256:{digest}"
+    )
+    loader.register("wrong", path=good, loader=lambda p: 1, checksum="sha256:" + "0" * 64, required=False)
+    loader.register("gone", path=project / "nope.bin", loader=lambda p: 1)
+    loader.load_all()
+    assert loader.get("vocab") == {"a": 1}
+    health = loader.health()
+    assert health["status"] == "unhealthy"
+    assert "checksum mismatch" in health["errors"]["wrong"]
+    assert "does not exist" in health["errors"]["gone"]
+    with pytest.raises(modelctl.ConfigurationError):
+        loader.register("x", model="a", path=good, loader=lambda p: 1)
+
+
+def test_ensure_model_raises_when_repair_cannot_fix(hub: HubServer, registry: Callable[..., Path]) -> None:
+    registry(TINY)
+    hub.repos["org/tiny"].files["config.json"] = b""  # the Hub itself serves a broken file...
+    hub.repos["org/tiny"].__post_init__()
+    with pytest.raises(BadChecksumError, match=r"Still broken after repair: tiny: config\.json"):
+        ModelManager.from_config().ensure_model("tiny")
