@@ -7,6 +7,7 @@ folder that is a symlink is removed as a link, and rmtree itself never follows s
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from modelctl.registry import ModelSpec
 from modelctl.storage import META_DIR, OWNER_NAME, Location, locate, model_lock
 
 QUARANTINE = "quarantine"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ def run_clean(plan: CleanPlan) -> CleanResult:
                 for r in items:
                     try:
                         _remove(r.path)
+                        log.info("removed %s (%s, %d bytes)", r.path, r.reason, r.bytes)
                         removed.append(r)
                     except OSError as err:
                         failed.append((r, err.strerror or str(err)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
 import os
 import shutil
 import threading
@@ -50,6 +51,8 @@ from modelctl.transfer import FileJob, FileResult, RetryPolicy, fetch_file, resu
 KEEP, DOWNLOAD, RESUME = "keep", "download", "resume"
 HEADROOM = 64 * 1024 * 1024  # bytes kept free beyond the plan on every target filesystem
 HASH_CHUNK = 1 << 20
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,16 @@ def plan_downloads(workspace: Workspace, options: DownloadOptions, events: Downl
         else:
             remote = wanted_files(spec, snapshot, options)
         files = _survey(folder, remote, workspace.registry.verify, options.force, hashes)
+        for f in files:
+            log.debug("%s: %s %s (%s)", spec.id, f.action, f.remote.path, f.reason)
+        log.info(
+            "%s: %s@%s → %s, %d bytes to fetch",
+            spec.id,
+            spec.repo_id,
+            snapshot.commit,
+            folder,
+            sum(f.needed for f in files),
+        )
         plans.append(ModelPlan(spec, root, folder, snapshot, files))
     plan = DownloadPlan(workspace, tuple(plans), access, hashes)
     check_space(plan)

@@ -6,6 +6,7 @@ verifies, and put back if the download fails, so a failed repair never leaves le
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -22,6 +23,8 @@ from modelctl.storage import META_DIR
 from modelctl.verify import ModelVerdict, VerifyReport, verify_models
 
 QUARANTINE = "quarantine"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ def ensure_models(
             continue
         moved[verdict.spec.id] = _quarantine(verdict, stamp)
         repaired[verdict.spec.id] = verdict.bad_files
+        log.info("%s: quarantined %s", verdict.spec.id, ", ".join(verdict.bad_files))
     ids = tuple(v.spec.id for v in broken)
     try:
         fresh = _refresh(workspace)
@@ -82,6 +86,7 @@ def ensure_models(
         )
         download = run_downloads(plan, options, events)
     except (ModelctlError, KeyboardInterrupt) as err:
+        log.warning("repair failed (%s); restoring quarantined files", err)
         _restore(moved)
         if isinstance(err, ModelctlError):
             still = "; ".join(f"{i}: {', '.join(repaired[i])}" for i in ids)

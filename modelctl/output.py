@@ -25,10 +25,12 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from modelctl.clean import CleanPlan, CleanResult
+    from modelctl.doctor import DoctorReport
     from modelctl.download import DownloadPlan, DownloadReport, ModelPlan
     from modelctl.ensure import EnsureReport
     from modelctl.events import DownloadEvents
     from modelctl.lockfile import LockFile
+    from modelctl.project import InitResult
     from modelctl.transfer import FileJob, FileResult
     from modelctl.verify import ModelVerdict, VerifyReport
 
@@ -804,3 +806,46 @@ def render_lock_check(registry: Path, differences: list[str], *, as_json: bool) 
         return
     warn(differences)
     _err().print("[bold]Hint:[/] run `modelctl lock` and commit models.lock.")
+
+
+# --------------------------------------------------------------------------- small answers
+
+
+def plain_line(text: str) -> None:
+    """One line on stdout, for $(modelctl …) in scripts."""
+    sys.stdout.write(text + "\n")
+
+
+def render_init(result: InitResult) -> None:
+    console = _out()
+    console.print(f"Wrote {result.registry}", markup=False)
+    if result.added_lines:
+        lines = " ".join(line for line in result.added_lines if not line.startswith("#"))
+        console.print(f"Added to {result.gitignore}: {lines}", markup=False)
+    console.print("Next: edit models.yaml, then `modelctl list` and `modelctl ensure`.", markup=False)
+
+
+def render_doctor(report: DoctorReport, *, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "needs_attention": report.needs_attention,
+                "versions": report.versions,
+                "checks": [
+                    {"area": c.area, "status": c.status, "detail": c.detail, "hint": c.hint or None}
+                    for c in report.checks
+                ],
+            }
+        )
+        return
+    from rich.markup import escape
+
+    console = _out()
+    marks = {"ok": "[green]ok[/]     ", "note": "[yellow]note[/]   ", "problem": "[red]PROBLEM[/]"}
+    for c in report.checks:
+        console.print(f"{marks[c.status]} {c.area:<9} {escape(c.detail)}")
+        if c.hint and c.status != "ok":
+            console.print(f"{'':8} {'':<9} [bold]Hint:[/] {escape(c.hint)}")
+    console.print(
+        "Nothing needs attention." if not report.needs_attention else "Some things need attention (above)."
+    )

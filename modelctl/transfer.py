@@ -17,6 +17,7 @@ import email.utils
 import hashlib
 import http.client
 import json
+import logging
 import os
 import random
 import socket
@@ -37,6 +38,8 @@ from modelctl.storage import partial_path, sidecar_path
 CHUNK = 1 << 20
 MAX_REDIRECTS = 10
 SIDECAR_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,13 @@ def fetch_file(
     partial = _Partial(job)
     partial.open()
     resumed_from = partial.offset
+    log.info(
+        "fetch %s (%d bytes) from %s%s",
+        job.rel_path,
+        job.size,
+        _safe(job.url),
+        f", resuming at {resumed_from}" if resumed_from else "",
+    )
     events.file_start(job, resumed_from)
     attempt = 0
     mismatches = 0
@@ -271,6 +281,9 @@ def fetch_file(
                     else backoff_delay(attempt, policy.backoff_base, policy.backoff_max)
                 )
                 delay = min(delay, policy.retry_after_max)
+                log.warning(
+                    "retry %s (attempt %d) in %.1f s: %s", job.rel_path, attempt + 1, delay, err.reason
+                )
                 events.file_retry(job, attempt, delay, err.reason)
                 if stop.wait(delay):
                     raise Cancelled(job.rel_path) from None
@@ -278,6 +291,9 @@ def fetch_file(
             ok, expected, actual = partial.matches()
             if ok:
                 partial.publish()
+                log.info(
+                    "published %s: %s verified (%d bytes received)", job.rel_path, expected, partial.received
+                )
                 result = FileResult(
                     job.rel_path,
                     job.size,
@@ -289,6 +305,7 @@ def fetch_file(
                 events.file_done(job, result)
                 return result
             mismatches += 1
+            log.warning("%s: hash mismatch, expected %s, got %s", job.rel_path, expected, actual)
             partial.truncate()
             if mismatches >= 2:
                 partial.discard()

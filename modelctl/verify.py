@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import stat
 import time
@@ -30,6 +31,8 @@ CHUNK = 1 << 20
 OK, BAD, NOTE = "ok", "bad", "note"
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 LEVELS = ("none", "size", "sha256")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,10 @@ def verify_models(
             todo.sort(key=lambda j: -j.key[2])
             hashed = sum(pool.map(_hash_into, todo))
     verdicts = tuple(p.finish(explicit) for p in plans)
+    for v in verdicts:
+        for f in v.findings:
+            if f.status != OK:
+                log.info("%s: %s %s %s %s", v.spec.id, f.path or "-", f.check, f.status, f.detail)
     cached = sum(1 for j in jobs if j.from_cache)
     return VerifyReport(workspace, level, verdicts, hashed, cached, time.monotonic() - start)
 

@@ -5,6 +5,7 @@ cli/integrity.py (verify, clean, checksum, lock); this module builds the app and
 """
 
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -58,12 +59,25 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     config: ConfigOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug log on stderr.")] = False,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Append every action (with timestamps, retries, hashes) to this file.", show_default=False
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     """Manage model files from the Hugging Face Hub: registry, storage roots, verified downloads."""
     ctx.obj = {"config": config}
+    if verbose or log_file is not None:
+        import sys
+
+        from modelctl.logs import configure
+
+        configure(verbose=verbose, log_file=log_file, stream=sys.stderr)
 
 
 from modelctl.cli import fetching, integrity, listing  # noqa: E402  (they register on `app`)

@@ -12,6 +12,29 @@ import typer
 from modelctl.errors import ExitCode
 from modelctl.manager import Workspace, open_workspace
 
+
+def _registry_for_completion() -> list[tuple[str, str, str | None]]:
+    """(id, help, size) of the registry a command here would use; nothing if it cannot be read."""
+    from modelctl.errors import ModelctlError
+    from modelctl.registry import load_registry
+
+    try:
+        return [(m.id, m.description or m.repo_id, m.size) for m in load_registry().models]
+    except ModelctlError:
+        return []
+
+
+def complete_model_ids(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion of model ids (with their description as help)."""
+    return [(mid, help_) for mid, help_, _ in _registry_for_completion() if mid.startswith(incomplete)]
+
+
+def complete_sizes(incomplete: str) -> list[str]:
+    """Shell completion of --size: the registry's size variants, and 'all'."""
+    sizes = dict.fromkeys(size for _, _, size in _registry_for_completion() if size)
+    return [s for s in [*sizes, "all"] if s.startswith(incomplete)]
+
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -25,12 +48,20 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only each model's path.")]
 SizeOpt = Annotated[
     str | None,
-    typer.Option("--size", "-s", help="Size variant, e.g. 0.5b, or 'all'.", show_default=False),
+    typer.Option(
+        "--size",
+        "-s",
+        help="Size variant, e.g. 0.5b, or 'all'.",
+        show_default=False,
+        autocompletion=complete_sizes,
+    ),
 ]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every model in the registry.")]
 ModelsArg = Annotated[
     list[str] | None,
-    typer.Argument(help="Model ids from the registry.", show_default=False),
+    typer.Argument(
+        help="Model ids from the registry.", show_default=False, autocompletion=complete_model_ids
+    ),
 ]
 MaxWorkersOpt = Annotated[int, typer.Option(min=1, max=64, help="Files fetched at once.")]
 OfflineOpt = Annotated[

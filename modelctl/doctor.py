@@ -1,0 +1,212 @@
+"""`modelctl doctor`: everything that decides whether modelctl can work here, and what to fix."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from modelctl.errors import ModelctlError
+from modelctl.manager import Workspace, open_workspace
+from modelctl.storage import META_DIR, OWNER_NAME, RootState, locate, lock_owner
+
+OK, NOTE, PROBLEM = "ok", "note", "problem"
+PACKAGES = ("modelctl", "typer", "rich", "huggingface_hub", "pyyaml", "platformdirs", "filelock")
+OPTIONAL = ("hf_xet", "hf_transfer")
+
+
+@dataclass(frozen=True)
+class Check:
+    area: str
+    status: str  # ok | note | problem
+    detail: str
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    checks: tuple[Check, ...]
+    versions: dict[str, str | None]
+
+    @property
+    def needs_attention(self) -> bool:
+        return any(c.status == PROBLEM for c in self.checks)
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def run_doctor(config: Path | None = None) -> DoctorReport:
+    checks: list[Check] = []
+    versions = {"python": platform.python_version(), **{p: _version(p) for p in (*PACKAGES, *OPTIONAL)}}
+    checks.append(
+        Check("python", OK, f"Python {versions['python']} on {platform.system()} {platform.machine()}")
+    )
+    for name in PACKAGES:
+        if versions[name] is None:
+            checks.append(Check("packages", PROBLEM, f"{name} is not installed", f"pip install {name}"))
+    for name in OPTIONAL:
+        state = versions[name] or "not installed (optional)"
+        checks.append(Check("packages", OK if versions[name] else NOTE, f"{name}: {state}"))
+    try:
+        workspace = open_workspace(config)
+    except ModelctlError as err:
+        checks.append(Check("registry", PROBLEM, err.message, err.hint))
+        return DoctorReport(tuple(checks), versions)
+    source = workspace.registry.source
+    checks.append(
+        Check("registry", OK, f"{source.path} ({source.reason}), {len(workspace.registry.models)} models")
+    )
+    checks += _root_checks(workspace)
+    checks += _hub_checks()
+    checks += _leftover_checks(workspace)
+    checks += _git_checks(workspace)
+    return DoctorReport(tuple(checks), versions)
+
+
+def _root_checks(workspace: Workspace) -> list[Check]:
+    out = []
+    for state in workspace.roots:
+        out.append(_root_check(state))
+    if not any(s.is_writable for s in workspace.roots):
+        out.append(
+            Check(
+                "storage",
+                PROBLEM,
+                "no storage root is writable: downloads have nowhere to go",
+                "Set MODELCTL_HOME to a writable folder.",
+            )
+        )
+    return out
+
+
+def _root_check(state: RootState) -> Check:
+    root = state.root
+    anchor = next((p for p in (root.path, *root.path.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(anchor).free
+    what = f"{root.name} root {root.path}: " + ("exists" if state.exists else "not created yet")
+    what += f", {'writable' if state.is_writable else 'read-only'}, {free / 1e9:.1f} GB free"
+    if state.problem:
+        return Check(
+            "storage",
+            PROBLEM,
+            f"{root.name} root skipped: {state.problem}",
+            "Fix the folder's permissions or point the root elsewhere in models.yaml.",
+        )
+    return Check("storage", OK, what)
+
+
+def _hub_checks() -> list[Check]:
+    from modelctl.hub import DEFAULT_ENDPOINT, hub_access
+
+    endpoint = os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
+    out = [
+        Check("hub", OK, f"endpoint {endpoint}" + (" (HF_ENDPOINT)" if os.environ.get("HF_ENDPOINT") else ""))
+    ]
+    try:
+        token = hub_access().token
+    except ModelctlError as err:
+        return [Check("hub", PROBLEM, err.message, err.hint)]
+    out.append(
+        Check(
+            "hub",
+            OK,
+            "a token is set" if token else "no token (public repos only)",
+            "" if token else "Set HF_TOKEN or run `hf auth login` for gated or private repos.",
+        )
+    )
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+    out.append(
+        Check("hub", NOTE if offline else OK, "offline mode (HF_HUB_OFFLINE)" if offline else "online")
+    )
+    return out
+
+
+def _leftover_checks(workspace: Workspace) -> list[Check]:
+    out = []
+    for spec in workspace.registry.models:
+        for loc in locate(spec, workspace.roots):
+            if not loc.exists or loc.scan is None:
+                continue
+            if loc.scan.partials:
+                out.append(
+                    Check(
+                        "leftovers",
+                        NOTE,
+                        f"{spec.id}: {len(loc.scan.partials)} partial download files in {loc.path}",
+                        f"`modelctl download {spec.id}` resumes them; `modelctl clean --incomplete` removes them.",
+                    )
+                )
+            pid = lock_owner(loc.path)
+            if pid is not None and (loc.path / META_DIR / OWNER_NAME).exists() and not _alive(pid):
+                out.append(
+                    Check(
+                        "leftovers",
+                        NOTE,
+                        f"{spec.id}: stale lock owner (pid {pid} is gone)",
+                        "Harmless (the next run takes the lock over); `modelctl clean --incomplete` removes it.",
+                    )
+                )
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _git_checks(workspace: Workspace) -> list[Check]:
+    """Model files must never be committed: project and legacy roots inside a git tree must be ignored."""
+    git = shutil.which("git")
+    if git is None:
+        return []
+    out = []
+    for state in workspace.roots:
+        if state.root.name not in ("project", "legacy"):
+            continue
+        path = state.root.path
+        anchor = next((p for p in (path, *path.parents) if p.is_dir()), None)
+        if anchor is None:
+            continue
+        top = subprocess.run(
+            [git, "-C", str(anchor), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if top.returncode != 0:
+            continue
+        repo = Path(top.stdout.strip())
+        try:
+            rel = path.resolve().relative_to(repo.resolve())
+        except ValueError:
+            continue
+        ignored = subprocess.run(
+            [git, "-C", str(repo), "check-ignore", "-q", f"{rel.as_posix()}/"],
+            capture_output=True,
+            check=False,
+        )
+        if ignored.returncode != 0:
+            out.append(
+                Check(
+                    "git",
+                    PROBLEM,
+                    f"the {state.root.name} root {path} is inside the git work tree {repo} "
+                    "and not ignored: model files could be committed",
+                    f"Add this line to {repo / '.gitignore'}: /{rel.as_posix()}/",
+                )
+            )
+    return out

@@ -1,0 +1,51 @@
+"""The action log: `-v` sends it to stderr, `--log-file PATH` appends it to a file with timestamps.
+
+Core modules log through logging.getLogger("modelctl.<module>"); nothing there prints. A filter
+masks anything that looks like a Hugging Face token, and the value of HF_TOKEN, in every record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import TextIO
+
+_TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{6,}")
+
+
+class RedactTokens(logging.Filter):
+    """Never let a token reach a log: hf_… patterns and the current HF_TOKEN are masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        secret = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+        if secret:
+            message = message.replace(secret, "***")
+        record.msg = _TOKEN_RE.sub("hf_***", message)
+        record.args = None
+        return True
+
+
+def configure(*, verbose: bool, log_file: Path | None, stream: TextIO | None = None) -> None:
+    """Attach the handlers asked for; without them the log goes nowhere (and costs nothing)."""
+    logger = logging.getLogger("modelctl")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG if (verbose or log_file) else logging.WARNING)
+    if verbose:
+        console: logging.Handler = logging.StreamHandler(stream)
+        console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        console.addFilter(RedactTokens())
+        logger.addHandler(console)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(log_file, mode="a", encoding="utf-8")
+        to_file.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+        )
+        to_file.addFilter(RedactTokens())
+        logger.addHandler(to_file)
