@@ -80,7 +80,10 @@ def root(
         configure(verbose=verbose, log_file=log_file, stream=sys.stderr)
 
 
-from modelctl.cli import fetching, integrity, listing  # noqa: E402  (they register on `app`)
+# The command modules register on `app`, in the order --help lists them.
+from modelctl.cli import listing  # noqa: E402, I001
+from modelctl.cli import fetching  # noqa: E402
+from modelctl.cli import integrity  # noqa: E402
 
 __all__ = ["app", "fetching", "integrity", "listing", "main"]
 
