@@ -70,7 +70,7 @@ def plan_clean(
     for spec in specs:
         locations = [loc for loc in locate(spec, workspace.roots) if loc.exists]
         for index, loc in enumerate(locations):
-            if root is not None and loc.root.name != root:
+            if loc.root.is_read_only or (root is not None and loc.root.name != root):
                 continue
             if incomplete:
                 removals += _incomplete(spec, loc)

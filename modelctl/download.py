@@ -70,7 +70,7 @@ class DownloadOptions:
     dry_run: bool = False
     max_workers: int = 4
     offline: bool = False
-    endpoint: str | None = None
+    endpoints: tuple[str, ...] = ()
     token: str | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     lock_timeout: float = 600.0
@@ -198,7 +198,7 @@ class DownloadPlan:
 def plan_downloads(workspace: Workspace, options: DownloadOptions, events: DownloadEvents) -> DownloadPlan:
     """Resolve every selected model on the Hub (or on disk, offline) and decide each file."""
     specs = _select(workspace, options)
-    access = None if options.offline else hub_access(options.endpoint, options.token, options.policy.timeout)
+    access = None if options.offline else _access(workspace, options)
     hashes: HashMemo = {}
     lock = read_lock(workspace.registry) if options.revision is None else None  # --revision overrides
     plans = []
@@ -230,6 +230,15 @@ def plan_downloads(workspace: Workspace, options: DownloadOptions, events: Downl
     plan = DownloadPlan(workspace, tuple(plans), access, hashes)
     check_space(plan)
     return plan
+
+
+def _access(workspace: Workspace, options: DownloadOptions) -> HubAccess:
+    return hub_access(
+        options.endpoints,
+        options.token,
+        options.policy.timeout,
+        registry_endpoints=workspace.registry.endpoints,
+    )
 
 
 def _snapshot(
@@ -268,9 +277,13 @@ def _target(workspace: Workspace, spec: ModelSpec, to: str | None) -> tuple[Root
     states = workspace.roots
     if to is not None:
         if to in ROOT_NAMES:
-            state = next(s for s in states if s.root.name == to)
+            state = next((s for s in states if s.root.name == to), None)
+            if state is None:
+                raise UsageError(f"--to {to}: the registry configures no {to} root.")
             root = state.root
-            if not (state.is_writable or (state.exists and os.access(root.path, os.W_OK))):
+            if root.is_read_only or not (
+                state.is_writable or (state.exists and os.access(root.path, os.W_OK))
+            ):
                 raise DownloadError(
                     f"The {to} root {root.path} is not writable.",
                     hint="Choose another root with --to, or fix the folder's permissions.",
@@ -279,7 +292,7 @@ def _target(workspace: Workspace, spec: ModelSpec, to: str | None) -> tuple[Root
             root = Root("custom", Path(to).expanduser().absolute())
         return root, root.path / spec.folder_name
     for loc in locate(spec, states):
-        if loc.exists and os.access(loc.path, os.W_OK | os.X_OK):
+        if loc.exists and not loc.root.is_read_only and os.access(loc.path, os.W_OK | os.X_OK):
             return loc.root, loc.path
     for state in states:
         if state.is_writable and state.problem is None:
@@ -295,7 +308,7 @@ def lock_models(
     workspace: Workspace, specs: Sequence[ModelSpec], options: DownloadOptions, events: DownloadEvents
 ) -> LockFile:
     """Resolve each model's revision to a commit and record its selected files in models.lock."""
-    access = hub_access(options.endpoint, options.token, options.policy.timeout)
+    access = _access(workspace, options)
     locked = []
     for spec in specs:
         snapshot = _snapshot(access, spec, options, events)
@@ -484,6 +497,7 @@ class FileOutcome:
     bytes_fetched: int
     resumed_from: int
     sha256: str | None
+    endpoint: str | None = None  # host that served the bytes (None: kept)
 
 
 @dataclass(frozen=True)
@@ -538,8 +552,11 @@ def _run_model(
         files = _survey(folder, remote, plan.workspace.registry.verify, options.force, plan.hashes)
         model = ModelPlan(model.spec, model.root, folder, model.snapshot, files)
         events.model_start(model)
-        access = plan.access
-        assert access is not None  # offline plans never get here
+        assert plan.access is not None  # offline plans never get here
+        # The endpoint that answered the metadata is tried first for the files too.
+        access = (
+            plan.access.starting_with(model.snapshot.endpoint) if model.snapshot.endpoint else plan.access
+        )
         jobs = [_job(model, f, access) for f in files if f.action != KEEP]
         results: dict[str, FileResult] = {}
         failures: list[ModelctlError] = []
@@ -576,7 +593,9 @@ def _run_model(
             outcomes.append(FileOutcome(f.remote.path, f.remote.size, KEEP, 0, 0, sha256))
         else:
             r = results[f.remote.path]
-            outcomes.append(FileOutcome(r.rel_path, r.size, f.action, r.fetched, r.resumed_from, r.sha256))
+            outcomes.append(
+                FileOutcome(r.rel_path, r.size, f.action, r.fetched, r.resumed_from, r.sha256, r.endpoint)
+            )
     return ModelOutcome(model.spec, model.root, folder, model.snapshot.commit, tuple(outcomes))
 
 
@@ -590,7 +609,7 @@ def _job(model: ModelPlan, plan: FilePlan, access: HubAccess) -> FileJob:
         partial_path(dest).unlink(missing_ok=True)
         sidecar_path(dest).unlink(missing_ok=True)
     return FileJob(
-        url=access.file_url(model.snapshot.repo_id, model.snapshot.commit, remote.path),
+        urls=access.file_urls(model.snapshot.repo_id, model.snapshot.commit, remote.path),
         dest=dest,
         rel_path=remote.path,
         size=remote.size,

@@ -72,7 +72,8 @@ def ensure_models(
     moved: dict[str, _Aside] = {}
     repaired: dict[str, tuple[str, ...]] = {}
     for verdict in broken:
-        if verdict.location is None:
+        if verdict.location is None or verdict.location.root.is_read_only:
+            # Absent, or in a read-only store: a complete copy goes to the first writable root.
             repaired[verdict.spec.id] = ("*",)
             continue
         moved[verdict.spec.id] = _quarantine(verdict, stamp)

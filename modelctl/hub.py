@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -46,48 +46,67 @@ class Snapshot:
     revision: str
     commit: str
     files: tuple[RemoteFile, ...]
+    endpoint: str | None = None  # where the metadata came from (None: from disk or models.lock)
 
 
 @dataclass(frozen=True)
 class HubAccess:
-    """Where the Hub is and who we are: resolved once per command, passed down explicitly."""
+    """Where the Hub is (an ordered list: a mirror first, say) and who we are; resolved once."""
 
-    endpoint: str
+    endpoints: tuple[str, ...]
     token: str | None = None
     timeout: float = 30.0
 
     @property
-    def host(self) -> str:
-        return urlsplit(self.endpoint).netloc
+    def endpoint(self) -> str:
+        return self.endpoints[0]
 
-    def file_url(self, repo_id: str, commit: str, path: str) -> str:
-        """The resolve URL of one file."""
+    def starting_with(self, endpoint: str) -> HubAccess:
+        """The same endpoints, `endpoint` first (the one that answered the metadata)."""
+        rest = tuple(e for e in self.endpoints if e != endpoint)
+        return HubAccess((endpoint, *rest), self.token, self.timeout)
+
+    def file_urls(self, repo_id: str, commit: str, path: str) -> tuple[str, ...]:
+        """The resolve URL of one file at each endpoint, in order."""
         from huggingface_hub import hf_hub_url
 
-        return hf_hub_url(repo_id, path, revision=commit, endpoint=self.endpoint)
+        return tuple(hf_hub_url(repo_id, path, revision=commit, endpoint=e) for e in self.endpoints)
 
     def headers_for(self, url: str) -> dict[str, str]:
-        """Headers for a file request: the token only ever goes to the endpoint's own host."""
+        """Headers for a file request: the token only goes to a configured endpoint's host."""
         headers = {"user-agent": "modelctl", "accept-encoding": "identity"}
-        if self.token and urlsplit(url).netloc == self.host:
+        if self.token and urlsplit(url).netloc in {urlsplit(e).netloc for e in self.endpoints}:
             headers["authorization"] = f"Bearer {self.token}"
         return headers
 
     def __repr__(self) -> str:  # never show the token, even in a debug traceback
-        return f"HubAccess(endpoint={self.endpoint!r}, token={'***' if self.token else None})"
+        return f"HubAccess(endpoints={self.endpoints!r}, token={'***' if self.token else None})"
 
 
-def hub_access(endpoint: str | None = None, token: str | None = None, timeout: float = 30.0) -> HubAccess:
-    """Flag > environment (HF_ENDPOINT, HF_TOKEN) > huggingface_hub's stored login > default."""
-    chosen = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-    if urlsplit(chosen).scheme not in ("http", "https") or not urlsplit(chosen).netloc:
-        raise ConfigurationError(
-            f"Endpoint {chosen!r} is not an http(s) URL.",
-            hint="Pass --endpoint https://host[:port] or set HF_ENDPOINT to one.",
-        )
+def hub_access(
+    endpoints: Sequence[str] = (),
+    token: str | None = None,
+    timeout: float = 30.0,
+    *,
+    registry_endpoints: Sequence[str] = (),
+) -> HubAccess:
+    """Endpoints: --endpoint (repeatable) > HF_ENDPOINT > the registry's `endpoints:` > huggingface.co.
+
+    Token: --token > HF_TOKEN > huggingface_hub's stored login.
+    """
+    env = os.environ.get("HF_ENDPOINT")
+    chosen = tuple(endpoints) or ((env,) if env else tuple(registry_endpoints)) or (DEFAULT_ENDPOINT,)
+    chosen = tuple(dict.fromkeys(e.rstrip("/") for e in chosen))
+    for endpoint in chosen:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigurationError(
+                f"Endpoint {endpoint!r} is not an http(s) URL.",
+                hint="Pass --endpoint https://host[:port] or set HF_ENDPOINT to one.",
+            )
     if token is None:
         token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or _stored_token()
-    return HubAccess(endpoint=chosen, token=token or None, timeout=timeout)
+    return HubAccess(endpoints=chosen, token=token or None, timeout=timeout)
 
 
 def _stored_token() -> str | None:
@@ -100,23 +119,43 @@ def _stored_token() -> str | None:
 
 
 def fetch_snapshot(access: HubAccess, repo_id: str, revision: str, *, command: str) -> Snapshot:
-    """Resolve revision → commit and list every file of that commit with size and hashes."""
+    """Resolve revision → commit and list its files, failing over along the endpoints.
+
+    An endpoint that refuses the connection, times out or answers 5xx is skipped for the next;
+    an answer (even "not found") from a working endpoint is final.
+    """
+    failures: list[str] = []
+    for index, endpoint in enumerate(access.endpoints):
+        try:
+            return _fetch_from(endpoint, access, repo_id, revision, command=command)
+        except DownloadError as err:
+            if not err.is_retryable or index == len(access.endpoints) - 1:
+                if failures:
+                    err.message += "\nEarlier endpoints failed too: " + "; ".join(failures)
+                raise
+            failures.append(f"{endpoint}: {err.message}")
+    raise AssertionError("unreachable: at least one endpoint")
+
+
+def _fetch_from(endpoint: str, access: HubAccess, repo_id: str, revision: str, *, command: str) -> Snapshot:
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
 
-    api = HfApi(endpoint=access.endpoint, token=access.token or False)
-    with translate_errors(repo_id, revision, command=command, access=access):
+    api = HfApi(endpoint=endpoint, token=access.token or False)
+    with translate_errors(
+        repo_id, revision, command=command, endpoint=endpoint, has_token=bool(access.token)
+    ):
         info = api.model_info(repo_id, revision=revision, timeout=access.timeout)
         commit = info.sha or ""
         if not _SHA1_RE.match(commit):
             raise DownloadError(
-                f"The Hub at {access.endpoint} answered revision '{revision}' of {repo_id} "
+                f"The Hub at {endpoint} answered revision '{revision}' of {repo_id} "
                 f"without a commit id (got {commit!r}).",
                 hint="Check that HF_ENDPOINT points at a Hugging Face Hub or a mirror of it.",
             )
         entries = api.list_repo_tree(repo_id, revision=commit, recursive=True)
         files = [_remote_file(repo_id, e) for e in entries if isinstance(e, RepoFile)]
-    return Snapshot(repo_id, revision, commit, tuple(sorted(files, key=lambda f: f.path)))
+    return Snapshot(repo_id, revision, commit, tuple(sorted(files, key=lambda f: f.path)), endpoint)
 
 
 def _remote_file(repo_id: str, entry: Any) -> RemoteFile:
@@ -127,7 +166,9 @@ def _remote_file(repo_id: str, entry: Any) -> RemoteFile:
 
 
 @contextmanager
-def translate_errors(repo_id: str, revision: str, *, command: str, access: HubAccess) -> Iterator[None]:
+def translate_errors(
+    repo_id: str, revision: str, *, command: str, endpoint: str, has_token: bool
+) -> Iterator[None]:
     """Turn huggingface_hub and HTTP-client errors into ModelctlErrors with a next step."""
     from huggingface_hub import errors as hf
 
@@ -142,27 +183,27 @@ def translate_errors(repo_id: str, revision: str, *, command: str, access: HubAc
             "or `hf auth login`.",
         ) from err
     except hf.RepositoryNotFoundError as err:
-        token_hint = "" if access.token else f", or run `{command} --token hf_...` if it is private"
+        token_hint = "" if has_token else f", or run `{command} --token hf_...` if it is private"
         raise MissingModelError(
-            f"Repository {repo_id} was not found at {access.endpoint} (HTTP {_status(err)}).",
+            f"Repository {repo_id} was not found at {endpoint} (HTTP {_status(err)}).",
             hint=f"Check repo_id in the registry{token_hint}.",
         ) from err
     except hf.RevisionNotFoundError as err:
         raise MissingModelError(
-            f"Revision '{revision}' of {repo_id} was not found at {access.endpoint}.",
+            f"Revision '{revision}' of {repo_id} was not found at {endpoint}.",
             hint="Check `revision:` in the registry, or pass --revision with a branch, tag or commit.",
         ) from err
     except hf.RemoteEntryNotFoundError as err:
         raise MissingModelError(f"{repo_id}@{revision}: {err}") from err
     except hf.OfflineModeIsEnabled as err:
         raise DownloadError(
-            f"huggingface_hub is in offline mode and cannot reach {access.endpoint}.",
+            f"huggingface_hub is in offline mode and cannot reach {endpoint}.",
             hint=f"Run `HF_HUB_OFFLINE=0 {command}`.",
         ) from err
     except hf.HfHubHTTPError as err:
         status = _status(err)
         raise DownloadError(
-            f"The Hub at {access.endpoint} answered HTTP {status} for {repo_id}@{revision}.",
+            f"The Hub at {endpoint} answered HTTP {status} for {repo_id}@{revision}.",
             hint="Try again later; if it persists, check HF_ENDPOINT and your token.",
             is_retryable=status in ("408", "429") or status.startswith("5"),
         ) from err
@@ -172,7 +213,7 @@ def translate_errors(repo_id: str, revision: str, *, command: str, access: HubAc
         if not isinstance(err, (OSError, ValueError)) and not type(err).__module__.startswith("httpx"):
             raise
         raise DownloadError(
-            f"Cannot reach the Hub at {access.endpoint} for {repo_id}: {_describe(err)}",
+            f"Cannot reach the Hub at {endpoint} for {repo_id}: {_describe(err)}",
             hint=f"Check the network and HF_ENDPOINT; to use only what is on disk run `{command} --offline`.",
             is_retryable=True,
         ) from err

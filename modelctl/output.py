@@ -400,7 +400,7 @@ class PlainEvents(QuietEvents):
     def file_done(self, job: FileJob, result: FileResult) -> None:
         took = time.monotonic() - self._started.get(job.rel_path, time.monotonic())
         self._line(
-            f"  done {job.rel_path}: {result.fetched:,} bytes fetched in {took:.1f} s "
+            f"  done {job.rel_path}: {result.fetched:,} bytes from {result.endpoint} in {took:.1f} s "
             f"({_mb_per_s(result.fetched, took)}), sha256 {result.sha256[:12]}… verified"
         )
 
@@ -560,6 +560,7 @@ def render_download(report: DownloadReport, *, as_json: bool, quiet: bool) -> No
                                 "bytes_fetched": f.bytes_fetched,
                                 "resumed_from": f.resumed_from,
                                 "sha256": f.sha256,
+                                "endpoint": f.endpoint,
                             }
                             for f in m.files
                         ],

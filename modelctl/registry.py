@@ -36,8 +36,8 @@ _REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _FOLDER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._ +-]*$")
 _HEX_RE = re.compile(r"^[0-9a-f]+$")
 
-_TOP_KEYS = ("storage", "verify", "models", "cache_dir")
-_STORAGE_KEYS = ("user", "project", "legacy")
+_TOP_KEYS = ("storage", "verify", "models", "endpoints", "cache_dir")
+_STORAGE_KEYS = ("user", "shared", "project", "legacy")
 _MODEL_KEYS = (
     "id",
     "repo_id",
@@ -89,6 +89,7 @@ class StorageConfig(NamedTuple):
     user: Path | None
     project: Path
     legacy: Path
+    shared: Path | None = None  # a read-only store (a fleet's NFS share): searched, never written
 
 
 class RegistrySource(NamedTuple):
@@ -111,6 +112,7 @@ class Registry(NamedTuple):
     storage: StorageConfig
     verify: str
     models: tuple[ModelSpec, ...]
+    endpoints: tuple[str, ...] = ()  # Hub URLs tried in order (a mirror first, then the Hub)
 
     @property
     def path(self) -> Path:
@@ -326,8 +328,27 @@ def parse_registry(text: str, source: RegistrySource, base_dir: Path) -> Registr
     if verify not in VERIFY_LEVELS:
         problems.add("verify", f"must be one of {', '.join(VERIFY_LEVELS)}, got {verify!r}")
     models = _parse_models(problems, data.get("models"))
+    endpoints = _parse_endpoints(problems, data.get("endpoints"))
     problems.raise_if_any()
-    return Registry(source=source, storage=storage, verify=str(verify), models=models)
+    return Registry(source=source, storage=storage, verify=str(verify), models=models, endpoints=endpoints)
+
+
+def _parse_endpoints(problems: _Problems, raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        problems.add("endpoints", f"expected a list of Hub URLs, got {_kind(raw)}")
+        return ()
+    out = []
+    for index, item in enumerate(raw):
+        text = _string(problems, f"endpoints[{index}]", item)
+        if text is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", text):
+            problems.add(f"endpoints[{index}]", f"'{text}' is not an http(s) URL, e.g. http://mirror:8090")
+        elif text is not None:
+            out.append(text.rstrip("/"))
+    return tuple(out)
 
 
 def _kind(value: Any) -> str:
@@ -386,6 +407,7 @@ def _parse_storage(problems: _Problems, data: Mapping[str, Any], base: Path) -> 
         user=values.get("user"),
         project=values.get("project") or base / "models",
         legacy=values.get("legacy") or base / "checkpoints",
+        shared=values.get("shared"),
     )
 
 

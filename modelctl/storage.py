@@ -16,7 +16,8 @@ from typing import NamedTuple
 
 from modelctl.registry import ModelSpec, StorageConfig
 
-ROOT_NAMES = ("user", "project", "legacy")
+ROOT_NAMES = ("user", "shared", "project", "legacy")
+READ_ONLY_ROOTS = ("shared",)  # searched and verified like the others, never written
 # Per-model metadata (manifest, verification cache, quarantine) lives in this folder.
 META_DIR = ".modelctl"
 # huggingface_hub's `--local-dir` metadata; skipped so models fetched by `hf` can be adopted.
@@ -29,10 +30,14 @@ _GLOB_CHARS = frozenset("*?[")
 
 
 class Root(NamedTuple):
-    """A storage root: its name (user, project, legacy) and absolute path."""
+    """A storage root: its name (user, shared, project, legacy) and absolute path."""
 
     name: str
     path: Path
+
+    @property
+    def is_read_only(self) -> bool:
+        return self.name in READ_ONLY_ROOTS
 
 
 class RootState(NamedTuple):
@@ -91,9 +96,11 @@ def user_root_path(storage: StorageConfig, environ: Mapping[str, str] | None = N
 
 
 def resolve_roots(storage: StorageConfig, environ: Mapping[str, str] | None = None) -> tuple[Root, ...]:
-    """The three roots in precedence order."""
+    """The roots in precedence order: user, shared (when configured), project, legacy."""
+    shared = (Root("shared", storage.shared),) if storage.shared is not None else ()
     return (
         Root("user", user_root_path(storage, environ)),
+        *shared,
         Root("project", storage.project),
         Root("legacy", storage.legacy),
     )
@@ -103,7 +110,8 @@ def probe_root(root: Root) -> RootState:
     """Look at a root without changing it: exists, readable, writable (or creatable)."""
     path = root.path
     if not path.exists():
-        return RootState(root, exists=False, is_readable=False, is_writable=_is_creatable(path))
+        creatable = not root.is_read_only and _is_creatable(path)
+        return RootState(root, exists=False, is_readable=False, is_writable=creatable)
     if not path.is_dir():
         return RootState(root, True, False, False, problem=f"{path} is not a folder")
     try:
@@ -112,7 +120,7 @@ def probe_root(root: Root) -> RootState:
     except OSError as err:
         reason = err.strerror or str(err)
         return RootState(root, True, False, False, problem=f"{path} cannot be read ({reason})")
-    return RootState(root, True, True, os.access(path, os.W_OK | os.X_OK))
+    return RootState(root, True, True, not root.is_read_only and os.access(path, os.W_OK | os.X_OK))
 
 
 def _is_creatable(path: Path) -> bool:

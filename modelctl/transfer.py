@@ -62,7 +62,7 @@ def backoff_delay(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
 class FileJob:
     """One file to fetch: where from, where to, and what its bytes must hash to."""
 
-    url: str
+    urls: tuple[str, ...]  # the file at each endpoint, in order of preference
     dest: Path
     rel_path: str
     size: int
@@ -80,6 +80,7 @@ class FileResult:
     fetched: int  # bytes received over the network, all attempts together
     resumed_from: int  # bytes already on disk when the first request went out
     attempts: int
+    endpoint: str = ""  # host that served the last bytes
 
 
 class _Retry(Exception):
@@ -257,17 +258,18 @@ def fetch_file(
         "fetch %s (%d bytes) from %s%s",
         job.rel_path,
         job.size,
-        _safe(job.url),
+        _safe(job.urls[0]),
         f", resuming at {resumed_from}" if resumed_from else "",
     )
     events.file_start(job, resumed_from)
     attempt = 0
     mismatches = 0
+    current = 0  # index into job.urls: a failing endpoint hands over to the next one
     try:
         while True:
             attempt += 1
             try:
-                _stream(job, partial, policy, events, stop)
+                _stream(job, job.urls[current], partial, policy, stop, events)
             except _Retry as err:
                 if attempt >= policy.attempts:
                     raise DownloadError(
@@ -281,10 +283,13 @@ def fetch_file(
                     else backoff_delay(attempt, policy.backoff_base, policy.backoff_max)
                 )
                 delay = min(delay, policy.retry_after_max)
-                log.warning(
-                    "retry %s (attempt %d) in %.1f s: %s", job.rel_path, attempt + 1, delay, err.reason
-                )
-                events.file_retry(job, attempt, delay, err.reason)
+                reason = err.reason
+                if len(job.urls) > 1:  # fail over: next endpoint at once, wait only on wrapping around
+                    current = (current + 1) % len(job.urls)
+                    delay = delay if current == 0 else 0.0
+                    reason += f"; trying {urlsplit(job.urls[current]).netloc}"
+                log.warning("retry %s (attempt %d) in %.1f s: %s", job.rel_path, attempt + 1, delay, reason)
+                events.file_retry(job, attempt, delay, reason)
                 if stop.wait(delay):
                     raise Cancelled(job.rel_path) from None
                 continue
@@ -301,6 +306,7 @@ def fetch_file(
                     partial.received,
                     resumed_from,
                     attempt,
+                    urlsplit(job.urls[current]).netloc,
                 )
                 events.file_done(job, result)
                 return result
@@ -320,10 +326,14 @@ def fetch_file(
 
 
 def _stream(
-    job: FileJob, partial: _Partial, policy: RetryPolicy, events: TransferEvents, stop: threading.Event
+    job: FileJob,
+    url: str,
+    partial: _Partial,
+    policy: RetryPolicy,
+    stop: threading.Event,
+    events: TransferEvents,
 ) -> None:
-    """One attempt: request what is missing and append it to the partial file."""
-    url = job.url
+    """One attempt at url: request what is missing and append it to the partial file."""
     for _ in range(MAX_REDIRECTS + 1):
         conn, target = _connect(url, policy.timeout)
         try:
@@ -349,7 +359,7 @@ def _stream(
             return
         finally:
             conn.close()
-    raise DownloadError(f"{job.rel_path}: more than {MAX_REDIRECTS} redirects from {_safe(job.url)}.")
+    raise DownloadError(f"{job.rel_path}: more than {MAX_REDIRECTS} redirects from {_safe(url)}.")
 
 
 def _receive(

@@ -157,10 +157,11 @@ def _hash_into(job: _HashJob) -> int:
 class VerifyCache:
     """Digests of files by (device, inode, size, mtime_ns), kept in the model's metadata folder."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, read_only: bool = False) -> None:
         self.path = folder / META_DIR / CACHE_NAME
         self.entries: dict[str, dict[str, object]] = {}
         self.dirty = False
+        self.read_only = read_only  # a shared store: use what is cached there, never write
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             if data.get("version") == CACHE_VERSION and isinstance(data.get("files"), dict):
@@ -182,7 +183,7 @@ class VerifyCache:
 
     def save(self) -> None:
         """Merge with what another run may have written meanwhile, then replace atomically."""
-        if not self.dirty or not self.path.parent.is_dir():
+        if not self.dirty or self.read_only or not self.path.parent.is_dir():
             return
         other = VerifyCache(self.path.parent.parent).entries
         entries = {**other, **self.entries}
@@ -266,7 +267,7 @@ class _Plan:
                     "unreadable manifest ignored; run download to rebuild it",
                 )
             )
-        self.cache = VerifyCache(folder) if use_cache else None
+        self.cache = VerifyCache(folder, read_only=found.root.is_read_only) if use_cache else None
         if locked is not None and manifest is not None and manifest.commit != locked.commit:
             self.findings.append(
                 Finding(

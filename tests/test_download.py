@@ -520,3 +520,38 @@ def test_files_placed_by_another_tool_are_hashed_once_and_adopted(
     assert all(f["verified_at"] for f in manifest["files"])
     recorded = {f["path"]: f["sha256"] for f in manifest["files"]}
     assert recorded["config.json"] == hashlib.sha256(files_of(hub)["config.json"]).hexdigest()
+
+
+def test_endpoints_fail_over_and_say_who_served_each_file(
+    cli: Run, hub: HubServer, registry: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HF_ENDPOINT")
+    with HubServer() as second:
+        second.add(Repo("org/tiny", model_files()))
+        dead = "http://127.0.0.1:9"  # connection refused
+        registry(f"endpoints: [{dead}, {hub.url}, {second.url}]\n" + TINY)
+        hub.faults[BIG] = Fault(status=503, times=None)  # the first live mirror cannot serve one file
+        data = cli.json("download", "tiny")
+        served = {f["path"]: f["endpoint"] for f in data["models"][0]["files"]}
+        assert served[BIG] == f"127.0.0.1:{second.port}"
+        assert served["config.json"] == f"127.0.0.1:{hub.port}"
+        assert_identical(tmp_path / "home" / "tiny", files_of(hub))
+        assert second.file_gets(BIG) and not second.file_gets("config.json")
+    hub.faults.clear()
+    flags = cli.json(
+        "download", "tiny", "--force", "--endpoint", dead, "--endpoint", hub.url, "--retries", "2"
+    )
+    assert {f["endpoint"] for f in flags["models"][0]["files"] if f["path"] != BIG} == {
+        f"127.0.0.1:{hub.port}"
+    }
+
+
+def test_all_endpoints_down_names_each(
+    cli: Run, registry: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    registry("endpoints: [http://127.0.0.1:9, http://127.0.0.1:7]\n" + TINY)
+    result = cli("download", "tiny", "--retries", "1")
+    assert result.exit_code == 1
+    assert "Cannot reach the Hub at http://127.0.0.1:7" in result.stderr
+    assert "Earlier endpoints failed too: http://127.0.0.1:9" in result.stderr

@@ -119,3 +119,31 @@ def test_header_length_corruption_repaired(cli: Run, hub: HubServer, downloaded:
     data = cli.json("ensure")
     assert data["repaired"] == {"tiny": ["model.safetensors"]}
     assert st.read_bytes() == hub.repos["org/tiny"].files["model.safetensors"]
+
+
+def test_shared_read_only_store_is_used_never_written_and_repaired_elsewhere(
+    cli: Run, hub: HubServer, registry: Callable[..., Path], project: Path, tmp_path: Path
+) -> None:
+    shared = tmp_path / "nfs"
+    registry(TINY)
+    cli.json("download", "tiny", "--to", str(shared))  # someone filled the shared store
+    registry("storage:\n  shared: " + str(shared) + "\n" + TINY)
+    before = {p: p.read_bytes() for p in (shared / "tiny").rglob("*") if p.is_file()}
+    listed = cli.json("list")["models"][0]
+    assert (listed["status"], listed["root"]) == ("present", "shared")
+    assert [r["name"] for r in cli.json("list")["roots"]] == ["user", "shared", "project", "legacy"]
+    assert cli.json("verify")["health"] == "healthy"
+    hub.reset_counters()
+    assert cli.json("download", "tiny")["models"][0]["root"] == "user"  # never written: a copy goes to user
+    assert (tmp_path / "home" / "tiny" / "config.json").exists()
+    cli.json("clean", "tiny", "--root", "user", "--yes")
+    (shared / "tiny" / "config.json").write_bytes(b"")  # the share goes bad (outside modelctl)
+    before[shared / "tiny" / "config.json"] = b""
+    data = cli.json("ensure")
+    assert data["repaired"] == {"tiny": ["*"]} and data["health"] == "healthy"
+    assert data["models"][0]["root"] == "user"
+    after = {p: p.read_bytes() for p in (shared / "tiny").rglob("*") if p.is_file()}
+    assert after == before  # the shared store was not touched (no quarantine, cache or manifest write)
+    assert cli.json("clean", "tiny", "--yes")["items"][0]["root"] == "user"
+    assert (shared / "tiny" / "model.safetensors").exists()
+    assert cli("download", "tiny", "--to", "shared").exit_code == 1

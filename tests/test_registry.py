@@ -155,7 +155,7 @@ def test_every_problem_is_reported_at_once(project: Path) -> None:
         ("cache_dir: m\nstorage: {project: p}\nmodels: []\n", "cache_dir: conflicts with storage.project"),
         (
             "storage: models\nmodels: []\n",
-            "storage: expected a mapping with keys user, project, legacy, got a string",
+            "storage: expected a mapping with keys user, shared, project, legacy, got a string",
         ),
     ],
 )

@@ -79,7 +79,7 @@ def download_command(
         force=force,
         dry_run=dry_run,
         max_workers=max_workers,
-        endpoint=endpoint,
+        endpoints=tuple(endpoint or ()),
         token=token,
     )
     ws = workspace(ctx, config)
@@ -126,7 +126,7 @@ def ensure_command(
         lock_timeout=lock_timeout,
         offline=offline,
         max_workers=max_workers,
-        endpoint=endpoint,
+        endpoints=tuple(endpoint or ()),
         token=token,
     )
     ws = workspace(ctx, config)

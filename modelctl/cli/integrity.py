@@ -141,7 +141,7 @@ def lock_command(
             raise typer.Exit(1)
         return
     specs = ws.registry.select(models or ())
-    options = download_options(endpoint=endpoint, token=token)
+    options = download_options(endpoints=tuple(endpoint or ()), token=token)
     with output.download_events(quiet=as_json, as_json=as_json) as events:
         lock = lock_models(ws, specs, options, events)
     output.render_lock(lock, [s.id for s in specs], as_json=as_json)

@@ -68,8 +68,13 @@ OfflineOpt = Annotated[
     bool, typer.Option("--offline", help="No network: use only what is on disk (also HF_HUB_OFFLINE=1).")
 ]
 EndpointOpt = Annotated[
-    str | None,
-    typer.Option(help="Hub URL. Default: HF_ENDPOINT, else https://huggingface.co.", show_default=False),
+    list[str] | None,
+    typer.Option(
+        "--endpoint",
+        help="Hub URL; repeat for fail-over, in order. Default: HF_ENDPOINT, else the registry's "
+        "`endpoints:`, else https://huggingface.co.",
+        show_default=False,
+    ),
 ]
 TokenOpt = Annotated[
     str | None,
