@@ -27,6 +27,7 @@ from modelctl.errors import (
     ModelctlError,
     NotEnoughSpaceError,
     UsageError,
+    disk_error,
 )
 from modelctl.events import DownloadEvents
 from modelctl.hub import HubAccess, RemoteFile, Snapshot, call_with_retries, fetch_snapshot, hub_access
@@ -577,13 +578,11 @@ def _run_model(
                 except ModelctlError as err:
                     failures.append(err)
                 except OSError as err:
-                    failures.append(
-                        DownloadError(
-                            f"{job.rel_path}: cannot write {job.dest}: {err.strerror or err}",
-                            hint="Check free space and permissions of the target root.",
-                        )
-                    )
-        _write_manifest(model, results)
+                    failures.append(disk_error(err, f"{job.rel_path}: writing {job.dest}"))
+        try:
+            _write_manifest(model, results)
+        except OSError as err:
+            failures.append(disk_error(err, f"{model.spec.id}: writing its manifest"))
     if failures:
         raise _worst(failures, model)
     outcomes = []
@@ -659,10 +658,11 @@ def _write_manifest(model: ModelPlan, results: Mapping[str, FileResult]) -> None
 
 
 def _worst(failures: Sequence[ModelctlError], model: ModelPlan) -> ModelctlError:
-    """The error that decides the exit code (integrity before not-found before the rest)."""
+    """The error that decides the exit code: integrity, then disk space, then not-found, then the rest."""
+    order = (BadChecksumError, NotEnoughSpaceError, MissingModelError)
 
     def rank(err: ModelctlError) -> int:
-        return 0 if isinstance(err, BadChecksumError) else 1 if isinstance(err, MissingModelError) else 2
+        return next((i for i, kind in enumerate(order) if isinstance(err, kind)), len(order))
 
     worst = min(failures, key=rank)
     others = [f"  {e.message}" for e in failures if e is not worst]

@@ -76,3 +76,18 @@ class NotEnoughSpaceError(ModelctlError):
 
     exit_code = ExitCode.NO_SPACE
     default_hint = "Free space on the target disk, or choose another root with --to."
+
+
+def disk_error(err: OSError, what: str) -> ModelctlError:
+    """An OSError from writing to a storage root, as ours: a full disk is exit 5, the rest exit 1."""
+    import errno
+
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NotEnoughSpaceError(
+            f"{what}: the disk filled up; nothing unverified was published.",
+            hint="Free space there and run the same command again: it resumes from the partial files.",
+        )
+    return DownloadError(
+        f"{what}: {err.strerror or err}.",
+        hint="Check the permissions and health of the target root.",
+    )

@@ -297,9 +297,12 @@ def parse_registry(text: str, source: RegistrySource, base_dir: Path) -> Registr
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = f":{mark.line + 1}" if mark else ""
+        context = ""
+        if err.context and err.context_mark and err.context_mark is not mark:
+            context = f" ({err.context} started at line {err.context_mark.line + 1})"
         raise ConfigurationError(
-            f"{path}{line}: YAML syntax error: {err.problem or err}",
-            hint="Fix the YAML syntax at that line (indentation, a missing ':' or quote).",
+            f"{path}{line}: YAML syntax error: {err.problem or err}{context}",
+            hint="Fix the YAML syntax there (indentation, a missing ':', quote or closing bracket).",
         ) from err
     except yaml.YAMLError as err:
         raise ConfigurationError(f"{path}: YAML error: {err}") from err

@@ -350,8 +350,12 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
     target = manifest_path(folder)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{MANIFEST_NAME}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    try:
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # the old manifest stays as it was
+        raise
 
 
 # --------------------------------------------------------------------------- lock

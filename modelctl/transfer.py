@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from modelctl.errors import BadChecksumError, DownloadError, MissingModelError
+from modelctl.errors import BadChecksumError, DownloadError, MissingModelError, disk_error
 from modelctl.events import TransferEvents
 from modelctl.storage import partial_path, sidecar_path
 
@@ -411,7 +411,12 @@ def _receive(
             n = resp.readinto(view[: min(CHUNK, job.size - partial.offset)])
             if not n:
                 break
-            partial.write(view[:n])
+            try:
+                partial.write(view[:n])
+            except OSError as err:  # our disk, not the network: retrying would not help
+                raise disk_error(
+                    err, f"{job.rel_path}: writing {partial.path} at {partial.offset} of {job.size} bytes"
+                ) from None
             events.file_advance(job, n)
         else:
             if resp.read(1):

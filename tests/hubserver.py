@@ -115,6 +115,7 @@ class HubServer:
         self.chunk = chunk
         self.delay = delay  # seconds to sleep after each chunk (slow server)
         self.support_range = True
+        self.api_failures = 0  # answer the next N API (metadata) requests with HTTP 500
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
@@ -245,6 +246,12 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             path = parts.path
             if path.startswith("/api/models/"):
+                with hub._lock:
+                    failing = hub.api_failures > 0
+                    hub.api_failures -= 1 if failing else 0
+                if failing:
+                    self._send(req, 500, b"internal error")
+                    return
                 rest = path[len("/api/models/") :]
                 for marker, fn in (("/revision/", self._info), ("/tree/", self._tree)):
                     if marker in rest:
