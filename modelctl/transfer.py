@@ -19,6 +19,7 @@ import http.client
 import json
 import logging
 import os
+import queue
 import random
 import socket
 import ssl
@@ -402,26 +403,27 @@ def _receive(
     if length is not None and length.isdigit() and partial.offset + int(length) != job.size:
         # A body that cannot add up to the listed size is not worth receiving.
         raise _Retry(f"server announced {partial.offset + int(length)} bytes, the Hub listed {job.size}")
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
+    received = partial.offset
     try:
-        while partial.offset < job.size:
-            if stop.is_set():
-                raise Cancelled(job.rel_path)
-            n = resp.readinto(view[: min(CHUNK, job.size - partial.offset)])
-            if not n:
-                break
-            try:
-                partial.write(view[:n])
-            except OSError as err:  # our disk, not the network: retrying would not help
-                raise disk_error(
-                    err, f"{job.rel_path}: writing {partial.path} at {partial.offset} of {job.size} bytes"
-                ) from None
-            events.file_advance(job, n)
-        else:
-            if resp.read(1):
-                partial.truncate()
-                raise _Retry(f"server sent more than the {job.size} bytes the Hub listed")
+        sink = _Sink(job, partial, events)
+        try:
+            while received < job.size and sink.error is None:
+                if stop.is_set():
+                    raise Cancelled(job.rel_path)
+                buf = sink.take()
+                n = resp.readinto(memoryview(buf)[: min(CHUNK, job.size - received)])
+                if not n:
+                    sink.give_back(buf)
+                    break
+                sink.put(buf, n)
+                received += n
+            else:
+                if sink.error is None and resp.read(1):
+                    sink.close()
+                    partial.truncate()
+                    raise _Retry(f"server sent more than the {job.size} bytes the Hub listed")
+        finally:
+            sink.close()  # everything received is written and hashed before we look at the offset
     except (OSError, http.client.HTTPException) as err:
         if isinstance(err, (socket.timeout, TimeoutError)):
             raise _Retry(
@@ -430,6 +432,63 @@ def _receive(
         raise _Retry(f"connection lost at {partial.offset} of {job.size} bytes ({_describe(err)})") from None
     if partial.offset < job.size:
         raise _Retry(f"connection closed at {partial.offset} of {job.size} bytes")
+
+
+class _Sink:
+    """Writes and hashes received chunks on a second thread while the first receives the next.
+
+    One stream is CPU-bound here: recv, sha256 (~1.5 GB/s) and write, one after the other, gave
+    590 MB/s for an 805 MB file. recv and hashlib both release the GIL, so handing each chunk to
+    a writer thread lets the two cores overlap them (bench/download has the numbers). Buffers
+    circulate through a free list, so at most DEPTH MiB are in flight.
+    """
+
+    DEPTH = 4
+
+    def __init__(self, job: FileJob, partial: _Partial, events: TransferEvents) -> None:
+        self.job = job
+        self.partial = partial
+        self.events = events
+        self.error: OSError | None = None
+        self.free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(self.DEPTH):
+            self.free.put(bytearray(CHUNK))
+        self.work: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, name=f"write {job.rel_path}", daemon=True)
+        self.thread.start()
+
+    def take(self) -> bytearray:
+        return self.free.get()
+
+    def give_back(self, buf: bytearray) -> None:
+        self.free.put(buf)
+
+    def put(self, buf: bytearray, n: int) -> None:
+        self.work.put((buf, n))
+
+    def _run(self) -> None:
+        while (item := self.work.get()) is not None:
+            buf, n = item
+            if self.error is None:
+                try:
+                    self.partial.write(memoryview(buf)[:n])
+                    self.events.file_advance(self.job, n)
+                except OSError as err:  # our disk, not the network: retrying would not help
+                    self.error = err
+            self.free.put(buf)
+
+    def close(self) -> None:
+        """Wait for every queued chunk; raise the disk error the writer met, if any."""
+        if not self.closed:
+            self.closed = True
+            self.work.put(None)
+            self.thread.join()
+        if self.error is not None:
+            job, partial = self.job, self.partial
+            raise disk_error(
+                self.error, f"{job.rel_path}: writing {partial.path} at {partial.offset} of {job.size} bytes"
+            )
 
 
 def _connect(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
