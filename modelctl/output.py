@@ -162,26 +162,9 @@ def _state_json(state: ModelState) -> dict[str, Any]:
 
 
 def _manifest_json(state: ModelState) -> dict[str, Any] | None:
-    m = state.manifest
-    if m is None:
-        return None
-    return {
-        "repo_id": m.repo_id,
-        "revision": m.revision,
-        "commit": m.commit,
-        "updated_at": m.updated_at,
-        "files": [
-            {
-                "path": f.path,
-                "size": f.size,
-                "sha256": f.sha256,
-                "blob_id": f.blob_id,
-                "lfs": f.is_lfs,
-                "verified_at": f.verified_at,
-            }
-            for f in m.files
-        ],
-    }
+    from modelctl.storage import manifest_json
+
+    return None if state.manifest is None else manifest_json(state.manifest)
 
 
 def _header_json(workspace: Workspace) -> dict[str, Any]:

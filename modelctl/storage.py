@@ -323,11 +323,9 @@ def read_manifest(folder: Path) -> Manifest | None:
         return None
 
 
-def write_manifest(folder: Path, manifest: Manifest) -> None:
-    """Write the manifest atomically (temp file + os.replace)."""
-    import json
-
-    data = {
+def manifest_json(manifest: Manifest) -> dict[str, object]:
+    """The manifest as written to disk (and shown by `info --json`)."""
+    return {
         "version": MANIFEST_VERSION,
         "repo_id": manifest.repo_id,
         "revision": manifest.revision,
@@ -347,6 +345,13 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
             for f in sorted(manifest.files, key=lambda f: f.path)
         ],
     }
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    """Write the manifest atomically (temp file + os.replace)."""
+    import json
+
+    data = manifest_json(manifest)
     target = manifest_path(folder)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{MANIFEST_NAME}.{os.getpid()}.tmp")

@@ -108,3 +108,12 @@ models:
     repo_id: org/tiny
     size: 0.5b
 """
+
+
+@pytest.fixture
+def downloaded(cli: Run, hub: HubServer, registry: Callable[..., Path], tmp_path: Path) -> Path:
+    """org/tiny downloaded into the user root (request counters reset); its folder."""
+    registry(TINY)
+    cli.json("download", "tiny")
+    hub.reset_counters()
+    return tmp_path / "home" / "tiny"

@@ -6,19 +6,9 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import TINY, Run
-from tests.hubserver import HubServer
 
 BIG = "weights/big.bin"
-
-
-@pytest.fixture
-def downloaded(cli: Run, hub: HubServer, registry: Callable[..., Path], tmp_path: Path) -> Path:
-    registry(TINY)
-    cli.json("download", "tiny")
-    return tmp_path / "home" / "tiny"
 
 
 def test_incomplete_removes_only_leftovers(cli: Run, downloaded: Path) -> None:

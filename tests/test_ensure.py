@@ -7,20 +7,10 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import TINY, Run
 from tests.hubserver import Fault, HubServer
 
 BIG = "weights/big.bin"
-
-
-@pytest.fixture
-def downloaded(cli: Run, hub: HubServer, registry: Callable[..., Path], tmp_path: Path) -> Path:
-    registry(TINY)
-    cli.json("download", "tiny")
-    hub.reset_counters()
-    return tmp_path / "home" / "tiny"
 
 
 def served(hub: HubServer) -> dict[str, int]:

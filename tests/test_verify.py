@@ -20,13 +20,6 @@ from tests.hubserver import HubServer
 BIG = "weights/big.bin"
 
 
-@pytest.fixture
-def downloaded(cli: Run, hub: HubServer, registry: Callable[..., Path], tmp_path: Path) -> Path:
-    registry(TINY)
-    cli.json("download", "tiny")
-    return tmp_path / "home" / "tiny"
-
-
 def bad_files(data: dict) -> dict[str, set[str]]:
     return {m["id"]: set(m["bad_files"]) for m in data["models"]}
 

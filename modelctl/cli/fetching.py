@@ -1,5 +1,6 @@
 """download and ensure: bring models onto disk, verified, resuming what an earlier run left."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,6 +24,16 @@ from modelctl.cli.options import (
     exit_for_health,
     workspace,
 )
+from modelctl.manager import Workspace
+
+
+def _announced_workspace(ctx: typer.Context, config: Path | None, *, quiet: bool) -> Workspace:
+    """The workspace; on stderr, unless quiet, which registry is used and the roots skipped."""
+    ws = workspace(ctx, config)
+    if not quiet:
+        output.registry_note(ws.registry.source)
+        output.warn(ws.warnings)
+    return ws
 
 
 @app.command("download")
@@ -82,10 +93,7 @@ def download_command(
         endpoints=tuple(endpoint or ()),
         token=token,
     )
-    ws = workspace(ctx, config)
-    if not (as_json or quiet):
-        output.registry_note(ws.registry.source)
-        output.warn(ws.warnings)
+    ws = _announced_workspace(ctx, config, quiet=quiet or as_json)
     with output.download_events(quiet=quiet, as_json=as_json) as events:
         plan = plan_downloads(ws, options, events)
         if dry_run:
@@ -129,10 +137,7 @@ def ensure_command(
         endpoints=tuple(endpoint or ()),
         token=token,
     )
-    ws = workspace(ctx, config)
-    if not (as_json or quiet):
-        output.registry_note(ws.registry.source)
-        output.warn(ws.warnings)
+    ws = _announced_workspace(ctx, config, quiet=quiet or as_json)
     specs = ensure_selection(ws, models or (), size, everything)
     with output.download_events(quiet=quiet, as_json=as_json) as events:
         report = ensure_models(ws, specs, options, events)
