@@ -410,7 +410,7 @@ def test_13a_listing_that_disagrees_with_the_body(hub: HubServer, tiny: Path, pr
 def test_13b_content_that_changes_between_listing_and_transfer(
     hub: HubServer, tiny: Path, project: Path
 ) -> None:
-    hub.delay = 0.01
+    hub.delay = 0.03  # six small files first, one chunk each: ~0.2 s to rewrite the repo in
     proc = start(project, "download", "tiny", "--max-workers", "1")
     wait_for(lambda: any("/tree/" in r.path for r in hub.requests))  # listed, not yet transferred
     original = files_of(hub)[BIG]
