@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _data import write_random
+
 DATA = Path(os.environ.get("MODELCTL_BENCH_DATA", "/tmp/modelctl-bench-hub"))
 REPO = "bench/model"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -54,15 +56,8 @@ def make_model(total_mb: int) -> dict[str, dict[str, object]]:
     files: dict[str, dict[str, object]] = {}
     for name, share in shares.items():
         size = int(total_mb * share) << 20
-        digest = hashlib.sha256()
-        with (DATA / "files" / name).open("wb") as f:
-            left = size
-            while left:
-                block = os.urandom(min(left, 8 << 20))
-                f.write(block)
-                digest.update(block)
-                left -= len(block)
-        files[name] = {"size": size, "sha256": digest.hexdigest(), "lfs": True}
+        sha256 = write_random(DATA / "files" / name, size)
+        files[name] = {"size": size, "sha256": sha256, "lfs": True}
     small = {
         "config.json": {"model_type": "bench", "hidden_size": 4096},
         "tokenizer.json": {"vocab": list(range(5000))},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -13,6 +12,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _data import write_random
 
 import modelctl.storage as storage_module
 from modelctl.storage import Manifest, ManifestFile, write_manifest
@@ -44,15 +45,8 @@ def make_data(total_mb: int) -> dict[str, tuple[int, str]]:
     files = {}
     for name, share in sizes.items():
         size = int(total_mb * share) * 1024 * 1024
-        digest = hashlib.sha256()
-        with (CACHE / "model" / name).open("wb") as f:
-            left = size
-            while left:
-                block = os.urandom(min(left, 8 << 20))
-                f.write(block)
-                digest.update(block)
-                left -= len(block)
-        files[name] = (size, digest.hexdigest())
+        sha256 = write_random(CACHE / "model" / name, size)
+        files[name] = (size, sha256)
     index.write_text(json.dumps({"total_mb": total_mb, "files": files}))
     return files
 
