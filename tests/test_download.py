@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -555,3 +556,32 @@ def test_all_endpoints_down_names_each(
     assert result.exit_code == 1
     assert "Cannot reach the Hub at http://127.0.0.1:7" in result.stderr
     assert "Earlier endpoints failed too: http://127.0.0.1:9" in result.stderr
+
+
+def test_quiet_prints_only_the_folder_and_env_sets_the_retries(
+    cli: Run, hub: HubServer, tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quiet = cli("download", "tiny", "-q")
+    assert quiet.exit_code == 0 and quiet.stdout == f"{tiny}\n" and quiet.stderr == ""
+    hub.faults["config.json"] = Fault(status=500, times=None)
+    monkeypatch.setenv("MODELCTL_RETRIES", "2")
+    result = cli("download", "tiny", "--force")
+    assert result.exit_code == 1 and "config.json: HTTP 500; gave up after 2 attempts" in result.stderr
+    assert len(hub.file_gets("config.json")) == 1 + 2  # the first run, then two attempts
+
+
+def test_rich_progress_on_a_terminal(hub: HubServer, tiny: Path, project: Path) -> None:
+    script = shutil.which("script")
+    if script is None:
+        pytest.skip("util-linux script is needed to give modelctl a terminal")
+    hub.faults[BIG] = Fault(cut_after=1_000_000, times=1)
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "120"}
+    command = f"{sys.executable} -m modelctl download tiny"
+    result = subprocess.run(
+        [script, "-qec", command, "/dev/null"], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout
+    screen = result.stdout
+    assert "tiny (total)" in screen and "━" in screen  # the overall bar, drawn by Rich
+    assert f"retry {BIG} (attempt 2)" in screen  # retries are printed above the bars
+    assert_identical(tiny, files_of(hub))

@@ -102,3 +102,14 @@ def test_damaged_lock_is_a_clear_error(cli: Run, registry: Callable[..., Path], 
     assert result.exit_code == 1
     assert f"{project / 'models.lock'} is damaged" in result.stderr
     assert "modelctl lock" in result.stderr
+
+
+def test_revision_flag_overrides_the_lock_for_one_run(
+    cli: Run, hub: HubServer, registry: Callable[..., Path]
+) -> None:
+    registry(TINY)
+    cli.json("lock")
+    hub.repos["org/tiny"].files["config.json"] = b'{"changed": true}'  # the lock no longer matches
+    assert cli("download", "tiny").exit_code == 3
+    data = cli.json("download", "tiny", "--revision", "main")
+    assert data["models"][0]["commit"] == hub.repos["org/tiny"].commit
