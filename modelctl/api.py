@@ -40,13 +40,32 @@ class ModelManager:
         self.events: DownloadEvents = events or NullEvents()
 
     @classmethod
-    def from_config(cls, path: str | Path | None = None, **settings: object) -> ModelManager:
+    def from_config(
+        cls,
+        path: str | Path | None = None,
+        *,
+        endpoint: str | Sequence[str] | None = None,
+        token: str | None = None,
+        offline: bool = False,
+        retries: int | None = None,
+        timeout: float | None = None,
+        max_workers: int = 4,
+    ) -> ModelManager:
         """Open a registry (path, else MODELCTL_CONFIG, CI_MINIMAL_MODELS, ./models.yaml, bundled).
 
-        `settings` are download settings: endpoint, token, offline, retries, timeout, max_workers.
+        endpoint: one Hub URL or an ordered list (fail-over); the rest as the CLI's options.
         """
         workspace = open_workspace(Path(path) if path is not None else None)
-        return cls(workspace, download_options(**settings))  # type: ignore[arg-type]
+        endpoints = (endpoint,) if isinstance(endpoint, str) else tuple(endpoint or ())
+        options = download_options(
+            endpoints=endpoints,
+            token=token,
+            offline=offline,
+            retries=retries,
+            timeout=timeout,
+            max_workers=max_workers,
+        )
+        return cls(workspace, options)
 
     @property
     def config(self) -> Registry:

@@ -146,3 +146,15 @@ def test_ensure_model_raises_when_repair_cannot_fix(hub: HubServer, registry: Ca
     hub.repos["org/tiny"].__post_init__()
     with pytest.raises(BadChecksumError, match=r"Still broken after repair: tiny: config\.json"):
         ModelManager.from_config().ensure_model("tiny")
+
+
+def test_from_config_settings_reach_the_downloads(
+    hub: HubServer, registry: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("HF_ENDPOINT")
+    registry(TINY)
+    manager = ModelManager.from_config(endpoint=["http://127.0.0.1:9", hub.url], retries=2, max_workers=1)
+    report = manager.download(["tiny"])
+    assert {f.endpoint for f in report.models[0].files} == {f"127.0.0.1:{hub.port}"}
+    offline = ModelManager.from_config(offline=True)
+    assert offline.download(["tiny"]).bytes_fetched == 0
