@@ -82,19 +82,19 @@ TokenOpt = Annotated[
 ]
 RetriesOpt = Annotated[
     int | None,
-    typer.Option(help="Attempts per file [env MODELCTL_RETRIES, default 5].", show_default=False),
+    typer.Option(help="Attempts per file (env MODELCTL_RETRIES, default 5).", show_default=False),
 ]
 TimeoutOpt = Annotated[
     float | None,
     typer.Option(
-        help="Seconds to wait for a connection or data [env MODELCTL_TIMEOUT, default 30].",
+        help="Seconds to wait for a connection or data (env MODELCTL_TIMEOUT, default 30).",
         show_default=False,
     ),
 ]
 LockTimeoutOpt = Annotated[
     float | None,
     typer.Option(
-        help="Seconds to wait for another modelctl on the same model [env MODELCTL_LOCK_TIMEOUT, default 600].",
+        help="Seconds to wait for another modelctl on the same model (env MODELCTL_LOCK_TIMEOUT, default 600).",
         show_default=False,
     ),
 ]
