@@ -23,6 +23,7 @@ import queue
 import random
 import socket
 import ssl
+import sys
 import threading
 import time
 import urllib.request
@@ -102,6 +103,7 @@ class _Partial:
         self.sidecar = sidecar_path(job.dest)
         self.offset = 0
         self.received = 0  # bytes that came over the network, all attempts together
+        self.flushed = 0  # bytes handed to the kernel's writeback so far
         self.etag: str | None = None
         self.fd = -1
         self._reset_hashes()
@@ -133,7 +135,7 @@ class _Partial:
                 break
             self._hash(view[:n])
             done += n
-        self.offset = done
+        self.offset = self.flushed = done
 
     def _hash(self, data: memoryview) -> None:
         self.sha256.update(data)
@@ -144,6 +146,7 @@ class _Partial:
         """Start the file over from zero."""
         os.ftruncate(self.fd, 0)
         self.offset = 0
+        self.flushed = 0
         self.etag = None
         self._reset_hashes()
         self.sidecar.unlink(missing_ok=True)
@@ -173,6 +176,9 @@ class _Partial:
         self._hash(data)
         self.offset += len(data)
         self.received += len(data)
+        if self.offset - self.flushed >= WRITEBACK:
+            _start_writeback(self.fd, self.flushed, self.offset - self.flushed)
+            self.flushed = self.offset
 
     def matches(self) -> tuple[bool, str, str]:
         """(ok, expected, actual) for the bytes on disk."""
@@ -209,6 +215,36 @@ class _Partial:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+WRITEBACK = 32 << 20  # start writing every 32 MiB to disk while downloading
+
+
+def _sync_file_range() -> Any:
+    """libc's sync_file_range (Linux), or None. os has no binding for it, hence ctypes."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.sync_file_range
+        fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+        return fn
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNC_FILE_RANGE = _sync_file_range() if sys.platform.startswith("linux") else None
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing this range now (SYNC_FILE_RANGE_WRITE does not wait).
+
+    Without it a VM with GBs of dirty-page headroom writes nothing until the fsync before publish,
+    so the whole disk write happened after the download: measured 2.4-2.9 s -> 1.5 s for 1.5 GB.
+    """
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE
 
 
 def _resumable_sidecar(
