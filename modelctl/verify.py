@@ -14,7 +14,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -365,10 +365,6 @@ class _Plan:
         order = {BAD: 0, NOTE: 1, OK: 2}
         findings = sorted(self.findings, key=lambda f: (order[f.status], f.path, f.check))
         return ModelVerdict(self.spec, self.found, tuple(findings), True)
-
-
-def bad_paths(verdicts: Iterable[ModelVerdict]) -> dict[str, tuple[str, ...]]:
-    return {v.spec.id: v.bad_files for v in verdicts if v.bad_files}
 
 
 def checksum_files(paths: Sequence[Path], algo: str) -> list[tuple[Path, str]]:
