@@ -21,7 +21,8 @@ from modelctl.ensure import EnsureReport
 from modelctl.ensure import ensure_models as _ensure
 from modelctl.errors import BadChecksumError, MissingModelError
 from modelctl.events import DownloadEvents, NullEvents
-from modelctl.manager import PRESENT, Workspace, model_state, open_workspace
+from modelctl.lockfile import locked_for
+from modelctl.manager import PRESENT, ModelState, Workspace, lock_in_force, model_state, open_workspace
 from modelctl.registry import ModelSpec, Registry
 from modelctl.verify import VerifyReport, verify_models
 
@@ -75,17 +76,37 @@ class ModelManager:
     def get_model_spec(self, model_id: str) -> ModelSpec:
         return self.workspace.registry.get(model_id)
 
+    def _state(self, model_id: str) -> ModelState:
+        spec = self.get_model_spec(model_id)
+        lock = lock_in_force(self.workspace.registry)
+        return model_state(spec, self.workspace.roots, locked_for(lock, spec) if lock else None)
+
     def is_cached(self, model_id: str) -> bool:
-        """Whether every expected file is on disk (no hashing; `verify` for that)."""
-        return model_state(self.get_model_spec(model_id), self.workspace.roots).status == PRESENT
+        """Whether every file of the model's commit is on disk and was verified as it is now.
+
+        No hashing: a file changed since its last check makes this False (`verify` hashes it).
+        """
+        return self._state(model_id).status == PRESENT
 
     def get_model_path(self, model_id: str) -> Path:
-        """The folder of the copy in use; MissingModelError if the model is in no root."""
-        state = model_state(self.get_model_spec(model_id), self.workspace.roots)
+        """The folder of the complete copy in use.
+
+        MissingModelError if the model is in no root; BadChecksumError if the copy is incomplete,
+        unverified or known bad (ensure_model repairs it).
+        """
+        state = self._state(model_id)
         if state.found is None:
             raise MissingModelError(
                 f"{model_id} is not on disk in any storage root.",
                 hint=f"Run `modelctl download {model_id}` or ModelManager.ensure_model('{model_id}').",
+            )
+        if state.status != PRESENT:
+            problems = [*state.missing, *state.mismatched, *state.bad, *state.unchecked]
+            raise BadChecksumError(
+                f"{model_id} at {state.found.path} is {state.status}"
+                + (f": {', '.join(problems[:5])}" if problems else "")
+                + ".",
+                hint=f"Call ModelManager.ensure_model('{model_id}') or run `modelctl ensure {model_id}`.",
             )
         return state.found.path
 

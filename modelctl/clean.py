@@ -16,8 +16,9 @@ from pathlib import Path
 
 from modelctl.errors import DownloadError, UsageError
 from modelctl.manager import Workspace
+from modelctl.record import META_DIR
 from modelctl.registry import ModelSpec
-from modelctl.storage import META_DIR, OWNER_NAME, Location, locate, model_lock
+from modelctl.storage import OWNER_NAME, Location, locate, model_lock
 
 QUARANTINE = "quarantine"
 
@@ -58,25 +59,40 @@ def plan_clean(
     incomplete: bool,
     corrupted: bool,
     root: str | None,
+    outdated: bool = False,
+    use_cache: bool = True,
 ) -> CleanPlan:
-    """What clean would remove, looking at every root (or only `root`) of every selected model."""
+    """What clean would remove, looking at every root (or only `root`) of every selected model.
+
+    A folder whose record names another repo or revision is not this model's: never removed.
+    """
     removals: list[Removal] = []
     bad_by_model: dict[str, tuple[str, ...]] = {}
+    in_use: dict[str, Path] = {}
     if corrupted:
         from modelctl.verify import verify_models
 
-        report = verify_models(workspace, specs)
-        bad_by_model = {v.spec.id: v.bad_files for v in report.models}
+        report = verify_models(workspace, specs, use_cache=use_cache)
+        bad_by_model = {v.spec.id: v.repairable for v in report.models}
+        in_use = {v.spec.id: v.location.path for v in report.models if v.location is not None}
+    whole = not (incomplete or corrupted or outdated)
     for spec in specs:
-        locations = [loc for loc in locate(spec, workspace.roots) if loc.exists]
-        for index, loc in enumerate(locations):
+        for loc in locate(spec, workspace.roots):
+            if not loc.exists or loc.is_other:
+                continue
             if loc.root.is_read_only or (root is not None and loc.root.name != root):
                 continue
             if incomplete:
                 removals += _incomplete(spec, loc)
-            if corrupted and index == 0:  # verify looks at the copy in use, the first one found
+            if corrupted and in_use.get(spec.id) == loc.path:  # verify judged the copy in use
                 removals += _corrupted(spec, loc, bad_by_model.get(spec.id, ()))
-            if not incomplete and not corrupted:
+            if outdated and loc.record is not None:
+                removals += [
+                    _removal(spec, loc, loc.path / rel, f"not in commit {loc.record.commit[:12]}")
+                    for rel in loc.record.outdated
+                    if (loc.path / rel).is_file() and rel not in loc.record.by_path()
+                ]
+            if whole:
                 removals.append(_removal(spec, loc, loc.path, "whole model"))
     return CleanPlan(tuple(_inside_roots(removals, workspace)), ())
 
@@ -160,14 +176,20 @@ def _remove(path: Path) -> None:
 
 
 def clean_selection(
-    workspace: Workspace, ids: Sequence[str], everything: bool, *, incomplete: bool, corrupted: bool
+    workspace: Workspace,
+    ids: Sequence[str],
+    everything: bool,
+    *,
+    incomplete: bool,
+    corrupted: bool,
+    outdated: bool = False,
 ) -> tuple[ModelSpec, ...]:
-    """Named models; all models for --all, --incomplete or --corrupted; else a usage error."""
+    """Named models; all models for --all, --incomplete, --corrupted or --outdated; else a usage error."""
     if ids or everything:
         return workspace.registry.select(ids, None, everything)
-    if incomplete or corrupted:
+    if incomplete or corrupted or outdated:
         return workspace.registry.models
     raise UsageError(
-        "Name the models to remove (MODEL ... or --all), or choose --incomplete / --corrupted.",
+        "Name the models to remove (MODEL ... or --all), or choose --incomplete / --corrupted / --outdated.",
         hint="Try `modelctl clean --incomplete --dry-run` to see leftovers of interrupted downloads.",
     )

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from modelctl.errors import ModelctlError
 from modelctl.manager import Workspace, open_workspace
-from modelctl.storage import META_DIR, OWNER_NAME, RootState, locate, lock_owner
+from modelctl.record import META_DIR
+from modelctl.storage import OWNER_NAME, RootState, locate, lock_owner
 
 OK, NOTE, PROBLEM = "ok", "note", "problem"
 PACKAGES = ("modelctl", "typer", "rich", "huggingface_hub", "pyyaml", "platformdirs", "filelock")
@@ -67,6 +68,7 @@ def run_doctor(config: Path | None = None) -> DoctorReport:
     )
     checks += _root_checks(workspace)
     checks += _hub_checks()
+    checks += _model_checks(workspace)
     checks += _leftover_checks(workspace)
     checks += _git_checks(workspace)
     return DoctorReport(tuple(checks), versions)
@@ -127,6 +129,39 @@ def _hub_checks() -> list[Check]:
     out.append(
         Check("hub", NOTE if offline else OK, "offline mode (HF_HUB_OFFLINE)" if offline else "online")
     )
+    return out
+
+
+def _model_checks(workspace: Workspace) -> list[Check]:
+    """Each model on disk judged by its record (no hashing): complete, or what is wrong and the fix."""
+    from modelctl.manager import MISSING, PRESENT, lock_in_force, model_state
+
+    try:
+        lock = lock_in_force(workspace.registry)
+    except ModelctlError as err:
+        return [Check("models", PROBLEM, err.message, err.hint)]
+    out = []
+    for spec in workspace.registry.models:
+        entry = lock.models.get(spec.id) if lock is not None else None
+        state = model_state(
+            spec, workspace.roots, entry if entry is not None and entry.matches(spec) else None
+        )
+        if state.status in (PRESENT, MISSING):
+            continue
+        problems = [*state.missing, *state.mismatched, *state.bad]
+        detail = f"{spec.id}: {state.status}" + (f" ({', '.join(problems[:4])})" if problems else "")
+        if state.found is not None:
+            detail += f" in {state.found.path}"
+        for line in state.warnings:
+            detail += f"; {line.split(': ', 1)[-1]}"
+        out.append(
+            Check(
+                "models",
+                NOTE,  # the model's state, not the machine's: `verify`'s exit code judges it
+                detail,
+                f"`modelctl ensure {spec.id}` completes and verifies it (resuming partial files).",
+            )
+        )
     return out
 
 

@@ -32,20 +32,30 @@ from modelctl.errors import (
 from modelctl.events import DownloadEvents
 from modelctl.hub import HubAccess, RemoteFile, Snapshot, call_with_retries, fetch_snapshot, hub_access
 from modelctl.lockfile import LockedModel, LockFile, locked_for, read_lock, write_lock
-from modelctl.manager import Workspace
+from modelctl.manager import Workspace, model_state
+from modelctl.record import (
+    OWN,
+    UNRECORDED,
+    Checked,
+    Record,
+    RecordFile,
+    checked_now,
+    identity,
+    is_glob,
+    is_safe_relative,
+    plan_record,
+    read_record,
+    with_checks,
+    write_record,
+)
 from modelctl.registry import TRUE_WORDS, ModelSpec
 from modelctl.storage import (
     ROOT_NAMES,
-    Manifest,
-    ManifestFile,
     Root,
-    is_safe_relative,
-    locate,
+    folder_names,
     model_lock,
     partial_path,
-    read_manifest,
     sidecar_path,
-    write_manifest,
 )
 from modelctl.transfer import FileJob, FileResult, RetryPolicy, fetch_file, resumable_bytes
 
@@ -122,9 +132,6 @@ def _env_number(env: Mapping[str, str], name: str, default: float, kind: type) -
         ) from None
 
 
-# --------------------------------------------------------------------------- events
-
-
 # --------------------------------------------------------------------------- plan
 
 
@@ -135,8 +142,8 @@ class LocalState:
     size: int | None  # None: no file
     is_verified: bool  # good enough to keep at the registry's verify level
     partial_size: int | None  # bytes of a resumable partial, None if none
-    sha256: str | None = None  # content sha256, when known (manifest record or hashed now)
-    verified_at: str | None = None  # when the content was last hashed and matched
+    sha256: str | None = None  # content sha256, when known (the record or hashed now)
+    checked: Checked | None = None  # the check that vouches for the file (record or hashed now)
 
 
 @dataclass(frozen=True)
@@ -204,12 +211,14 @@ def plan_downloads(workspace: Workspace, options: DownloadOptions, events: Downl
     lock = read_lock(workspace.registry) if options.revision is None else None  # --revision overrides
     plans = []
     for spec in specs:
-        if access is None:
-            plans.append(_offline_plan(workspace, spec, options))
-            continue
+        if options.revision is not None:  # --revision: that revision is the model asked for
+            spec = spec._replace(revision=options.revision)
         locked = locked_for(lock, spec)
+        if access is None:
+            plans.append(_offline_plan(workspace, spec, options, locked))
+            continue
         snapshot = _snapshot(access, spec, options, events, locked.commit if locked else None)
-        root, folder = _target(workspace, spec, options.to)
+        root, folder = _target(workspace, spec, options.to, locked)
         if locked is not None:
             _check_against_lock(locked, snapshot)
             snapshot = Snapshot(snapshot.repo_id, locked.revision, locked.commit, snapshot.files)
@@ -250,7 +259,7 @@ def _snapshot(
     commit: str | None = None,
 ) -> Snapshot:
     """The repo at `commit` (the locked one), else at --revision, else at the registry's revision."""
-    revision = commit or options.revision or spec.revision
+    revision = commit or spec.revision
 
     def fetch() -> Snapshot:
         return fetch_snapshot(access, spec.repo_id, revision, command=options.command([spec.id]))
@@ -273,8 +282,13 @@ def _select(workspace: Workspace, options: DownloadOptions) -> tuple[ModelSpec, 
     return registry.select(options.ids, options.size, options.everything)
 
 
-def _target(workspace: Workspace, spec: ModelSpec, to: str | None) -> tuple[Root, Path]:
-    """--to, else the writable root the model is already in, else the first writable root."""
+def _target(
+    workspace: Workspace, spec: ModelSpec, to: str | None, locked: LockedModel | None
+) -> tuple[Root, Path]:
+    """--to, else the writable root the model is already in, else the first writable root.
+
+    A folder whose record names another repo or revision is never written into.
+    """
     states = workspace.roots
     if to is not None:
         if to in ROOT_NAMES:
@@ -291,18 +305,33 @@ def _target(workspace: Workspace, spec: ModelSpec, to: str | None) -> tuple[Root
                 )
         else:
             root = Root("custom", Path(to).expanduser().absolute())
-        return root, root.path / spec.folder_name
-    for loc in locate(spec, states):
-        if loc.exists and not loc.root.is_read_only and os.access(loc.path, os.W_OK | os.X_OK):
-            return loc.root, loc.path
+        folder = root.path / folder_names(spec, root)[0]
+        _refuse_other(spec, folder)
+        return root, folder
+    found = model_state(spec, states, locked).found
+    if found is not None and not found.root.is_read_only and os.access(found.path, os.W_OK | os.X_OK):
+        return found.root, found.path
     for state in states:
         if state.is_writable and state.problem is None:
-            return state.root, state.root.path / spec.folder_name
+            folder = state.root.path / folder_names(spec, state.root)[0]
+            if identity(read_record(folder), spec.repo_id, spec.revision) in (OWN, UNRECORDED):
+                return state.root, folder
     tried = "; ".join(f"{s.root.name} {s.root.path}" for s in states)
     raise DownloadError(
         f"No storage root is writable for {spec.id} (tried {tried}).",
         hint="Set MODELCTL_HOME to a writable folder, or pass --to PATH.",
     )
+
+
+def _refuse_other(spec: ModelSpec, folder: Path, record: Record | None = None) -> None:
+    """DownloadError when the folder's record names another repo or revision than spec."""
+    record = record or read_record(folder)
+    if record is not None and identity(record, spec.repo_id, spec.revision) not in (OWN, UNRECORDED):
+        raise DownloadError(
+            f"{folder} holds {record.repo_id}@{record.revision}, not {spec.repo_id}@{spec.revision} "
+            f"({spec.id}); nothing was written there.",
+            hint="Remove or move that folder yourself, or give the model its own `local_dir:` in the registry.",
+        )
 
 
 def lock_models(
@@ -346,6 +375,13 @@ def wanted_files(spec: ModelSpec, snapshot: Snapshot, options: DownloadOptions) 
         if any(fnmatch.fnmatchcase(remote.path, p) for p in options.exclude):
             continue
         out.append(remote)
+    listed_paths = {f.path for f in snapshot.files}
+    absent = [p for p in (*spec.files, *spec.checksums) if not is_glob(p) and p not in listed_paths]
+    if absent:
+        raise MissingModelError(
+            f"{spec.repo_id}@{snapshot.revision} has no file named {', '.join(absent)}; nothing was downloaded.",
+            hint=f"Check `files:` and `checksums:` of {spec.id} in the registry.",
+        )
     if not out:
         listed = ", ".join(patterns) if patterns else "every file"
         raise MissingModelError(
@@ -358,18 +394,18 @@ def wanted_files(spec: ModelSpec, snapshot: Snapshot, options: DownloadOptions) 
 def _survey(
     folder: Path, remote: Sequence[RemoteFile], level: str, force: bool, hashes: HashMemo
 ) -> tuple[FilePlan, ...]:
-    """Look at the folder (stat, manifest, sidecars; hash files the manifest cannot vouch for)."""
-    manifest = read_manifest(folder)
-    records = manifest.by_path() if manifest else {}
+    """Look at the folder (stat, record, sidecars; hash files the record cannot vouch for)."""
+    record = read_record(folder)
+    known = record.by_path() if record is not None else {}
     out = []
     for item in remote:
-        local = _local_state(folder / item.path, item, records.get(item.path), level, hashes)
+        local = _local_state(folder / item.path, item, known.get(item.path), level, hashes)
         out.append(decide(item, local, force=force))
     return tuple(out)
 
 
 def _local_state(
-    dest: Path, remote: RemoteFile, record: ManifestFile | None, level: str, hashes: HashMemo
+    dest: Path, remote: RemoteFile, entry: RecordFile | None, level: str, hashes: HashMemo
 ) -> LocalState:
     partial = resumable_bytes(dest, remote.size, remote.sha256, remote.blob_id)
     try:
@@ -380,26 +416,21 @@ def _local_state(
         return LocalState(None, False, partial)
     if st.st_size != remote.size:
         return LocalState(st.st_size, False, partial)
-    if record is not None and record.is_unchanged(st) and _record_matches(record, remote):
-        return LocalState(st.st_size, True, partial, record.sha256, record.verified_at)
+    algo, expected = ("sha256", remote.sha256) if remote.sha256 else ("git-sha1", remote.blob_id)
+    if entry is not None and entry.checked is not None and entry.checked.is_current(st):
+        digests = entry.checked.digests
+        if algo in digests:  # hashed at this very stat: matching or known bad, no need to hash again
+            ok = digests[algo] == expected
+            return LocalState(st.st_size, ok, partial, digests.get("sha256"), entry.checked if ok else None)
     if level in ("none", "size"):  # the registry asks for no more than this
         return LocalState(st.st_size, True, partial)
     key = (str(dest), st.st_size, st.st_mtime_ns, st.st_ino)
     if key not in hashes:
         hashes[key] = hash_file(dest)
     sha256, blob_id = hashes[key]
-    ok = sha256 == remote.sha256 if remote.sha256 is not None else blob_id == remote.blob_id
-    return LocalState(st.st_size, ok, partial, sha256, _now() if ok else None)
-
-
-def _record_matches(record: ManifestFile, remote: RemoteFile) -> bool:
-    if remote.sha256 is not None:
-        return record.sha256 == remote.sha256
-    return record.blob_id == remote.blob_id
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    checked = checked_now(st, {"sha256": sha256, "git-sha1": blob_id})
+    ok = checked.digests[algo] == expected
+    return LocalState(st.st_size, ok, partial, sha256, checked)
 
 
 def hash_file(path: Path) -> tuple[str, str]:
@@ -416,38 +447,32 @@ def hash_file(path: Path) -> tuple[str, str]:
     return sha256.hexdigest(), sha1.hexdigest()
 
 
-def _offline_plan(workspace: Workspace, spec: ModelSpec, options: DownloadOptions) -> ModelPlan:
-    """Offline: the model must already be complete on disk (by its manifest)."""
-    for loc in locate(spec, workspace.roots):
-        if not loc.exists:
-            continue
-        manifest = read_manifest(loc.path)
-        if manifest is None:
-            continue
+def _offline_plan(
+    workspace: Workspace, spec: ModelSpec, options: DownloadOptions, locked: LockedModel | None
+) -> ModelPlan:
+    """Offline: the model must already be complete on disk and verify (by its record or models.lock)."""
+    from modelctl.verify import verify_models
+
+    verdict = verify_models(workspace, [spec], explicit=True).models[0]
+    found = verdict.location
+    record = found.record if found is not None else None
+    if verdict.is_ok and found is not None and record is not None:
         files = tuple(
-            FilePlan(
-                RemoteFile(f.path, f.size, f.blob_id or "", f.sha256 if f.is_lfs else None),
-                KEEP,
-                0,
-                "offline",
-            )
-            for f in manifest.files
+            FilePlan(RemoteFile(f.path, f.size, f.blob_id, f.sha256), KEEP, 0, "offline")
+            for f in (locked.files if locked is not None else record.selected(spec.files))
         )
-        absent = [
-            f.remote.path
-            for f in files
-            if not (loc.path / f.remote.path).is_file()
-            or (loc.path / f.remote.path).stat().st_size != f.remote.size
-        ]
-        if not absent:
-            snapshot = Snapshot(
-                manifest.repo_id, manifest.revision, manifest.commit, tuple(f.remote for f in files)
-            )
-            return ModelPlan(spec, loc.root, loc.path, snapshot, files, is_offline=True)
-    searched = ", ".join(f"{s.root.name} {s.root.path}" for s in workspace.roots)
+        snapshot = Snapshot(record.repo_id, record.revision, record.commit, tuple(f.remote for f in files))
+        return ModelPlan(spec, found.root, found.path, snapshot, files, is_offline=True)
+    problems = [
+        f"{f.path}: {f.detail}" if f.path else f.detail for f in verdict.findings if f.status == "bad"
+    ]
+    if found is not None:
+        where = f" in {found.path}"
+    else:
+        where = " (searched: " + ", ".join(f"{s.root.name} {s.root.path}" for s in workspace.roots) + ")"
     raise MissingModelError(
-        f"{spec.id} is not complete on disk and offline mode is on (searched: {searched}).",
-        hint=f"Connect and run `HF_HUB_OFFLINE=0 {options.command([spec.id])}`.",
+        f"{spec.id} is not complete on disk and offline mode is on{where}:\n  " + "\n  ".join(problems),
+        hint=f"Connect and run `HF_HUB_OFFLINE=0 {options.command([spec.id])}` to fetch what is missing.",
     )
 
 
@@ -552,6 +577,10 @@ def _run_model(
         remote = [f.remote for f in model.files]
         files = _survey(folder, remote, plan.workspace.registry.verify, options.force, plan.hashes)
         model = ModelPlan(model.spec, model.root, folder, model.snapshot, files)
+        try:
+            record = _write_plan(model)  # before the first byte: what a complete model is
+        except OSError as err:
+            raise disk_error(err, f"{model.spec.id}: writing its record in {folder}") from None
         events.model_start(model)
         assert plan.access is not None  # offline plans never get here
         # The endpoint that answered the metadata is tried first for the files too.
@@ -570,7 +599,7 @@ def _run_model(
             except KeyboardInterrupt:
                 stop.set()  # workers stop at their next chunk, keeping their partial files
                 pool.shutdown(wait=False, cancel_futures=True)
-                _write_manifest(model, _finished(futures))
+                _record_results(folder, record, _finished(futures))
                 raise
             for future, job in futures.items():
                 try:
@@ -580,9 +609,9 @@ def _run_model(
                 except OSError as err:
                     failures.append(disk_error(err, f"{job.rel_path}: writing {job.dest}"))
         try:
-            _write_manifest(model, results)
+            _record_results(folder, record, results)
         except OSError as err:
-            failures.append(disk_error(err, f"{model.spec.id}: writing its manifest"))
+            failures.append(disk_error(err, f"{model.spec.id}: writing its record"))
     if failures:
         raise _worst(failures, model)
     outcomes = []
@@ -627,34 +656,37 @@ def _finished(futures: Mapping[Future[FileResult], FileJob]) -> dict[str, FileRe
     return done
 
 
-def _write_manifest(model: ModelPlan, results: Mapping[str, FileResult]) -> None:
-    """Record every file now known good: the kept ones and the fetched ones."""
-    now = _now()
-    records = []
-    for f in model.files:
-        remote = f.remote
-        if f.action == KEEP and f.local is not None:
-            sha256 = remote.sha256 or f.local.sha256
-            verified_at = f.local.verified_at
-        elif remote.path in results:
-            sha256, verified_at = results[remote.path].sha256, now
-        else:
-            continue
-        st = (model.folder / remote.path).stat()
-        records.append(
-            ManifestFile(
-                remote.path,
-                remote.size,
-                sha256,
-                remote.blob_id,
-                remote.is_lfs,
-                verified_at,
-                st.st_mtime_ns,
-                st.st_ino,
-            )
-        )
+def _write_plan(model: ModelPlan) -> Record:
+    """Record the commit's every file before fetching: pending until verified, never dropped.
+
+    Kept files carry the check that vouched for them. A folder that another run filled with a
+    different model meanwhile is refused.
+    """
     snap = model.snapshot
-    write_manifest(model.folder, Manifest(snap.repo_id, snap.revision, snap.commit, tuple(records), now))
+    previous = read_record(model.folder)
+    _refuse_other(model.spec, model.folder, previous)
+    listing = (RecordFile(f.path, f.size, f.sha256, f.blob_id) for f in snap.files)
+    record = plan_record(snap.repo_id, snap.revision, snap.commit, listing, previous)
+    kept = {
+        f.remote.path: f.local.checked
+        for f in model.files
+        if f.action == KEEP and f.local is not None and f.local.checked is not None
+    }
+    record = with_checks(record, kept)
+    write_record(model.folder, record)
+    return record
+
+
+def _record_results(folder: Path, record: Record, results: Mapping[str, FileResult]) -> None:
+    """Mark the files fetched and verified this run; every other file stays as the plan has it."""
+    checks = {}
+    for rel, result in results.items():
+        digests = {"sha256": result.sha256}
+        entry = record.by_path().get(rel)
+        if entry is not None and not entry.is_lfs:
+            digests["git-sha1"] = entry.blob_id  # the transfer checked it before publishing
+        checks[rel] = checked_now((folder / rel).stat(), digests)
+    write_record(folder, with_checks(record, checks))
 
 
 def _worst(failures: Sequence[ModelctlError], model: ModelPlan) -> ModelctlError:

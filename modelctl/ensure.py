@@ -18,8 +18,8 @@ from modelctl.download import DownloadOptions, DownloadReport, plan_downloads, r
 from modelctl.errors import DownloadError, ModelctlError
 from modelctl.events import DownloadEvents
 from modelctl.manager import Workspace
+from modelctl.record import META_DIR
 from modelctl.registry import ModelSpec
-from modelctl.storage import META_DIR
 from modelctl.verify import ModelVerdict, VerifyReport, verify_models
 
 QUARANTINE = "quarantine"
@@ -77,8 +77,8 @@ def ensure_models(
             repaired[verdict.spec.id] = ("*",)
             continue
         moved[verdict.spec.id] = _quarantine(verdict, stamp)
-        repaired[verdict.spec.id] = verdict.bad_files
-        log.info("%s: quarantined %s", verdict.spec.id, ", ".join(verdict.bad_files))
+        repaired[verdict.spec.id] = verdict.repairable or _incomplete(verdict)
+        log.info("%s: quarantined %s", verdict.spec.id, ", ".join(verdict.repairable))
     ids = tuple(v.spec.id for v in broken)
     try:
         fresh = _refresh(workspace)
@@ -119,12 +119,15 @@ class _Aside:
 
 
 def _quarantine(verdict: ModelVerdict, stamp: str) -> _Aside:
-    """Move the model's bad files (those that exist) into its quarantine folder."""
+    """Move the model's bad files (those that exist and the model names) into its quarantine folder.
+
+    Files the model's record does not name are the user's: reported as extra, never moved.
+    """
     assert verdict.location is not None
     model_folder = verdict.location.path
     aside = model_folder / META_DIR / QUARANTINE / stamp
     pairs = []
-    for rel in verdict.bad_files:
+    for rel in verdict.repairable:
         source = model_folder / rel
         if not source.is_file() or source.is_symlink():
             continue
@@ -133,6 +136,13 @@ def _quarantine(verdict: ModelVerdict, stamp: str) -> _Aside:
         os.replace(source, target)
         pairs.append((source, target))
     return _Aside(aside, tuple(pairs))
+
+
+def _incomplete(verdict: ModelVerdict) -> tuple[str, ...]:
+    """What a repair with no bad file to replace does: complete or check the model's files."""
+    if any(f.check == "record" for f in verdict.findings):
+        return ("(checked against the Hub)",)
+    return ("(completed)",)
 
 
 def _restore(moved: dict[str, _Aside]) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 
 from modelctl.errors import ConfigurationError
 from modelctl.hub import RemoteFile, Snapshot
+from modelctl.record import is_safe_relative
 from modelctl.registry import ModelSpec, Registry
-from modelctl.storage import is_safe_relative
 
 LOCK_NAME = "models.lock"
 LOCK_VERSION = 1

@@ -6,24 +6,28 @@ nothing prints. The CLI renders what these return.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
+from modelctl.record import BAD, VERIFIED, Record, RecordFile, is_glob
 from modelctl.registry import ModelSpec, Registry, load_registry
 from modelctl.storage import (
     LocalFile,
     Location,
-    Manifest,
     RootState,
     locate,
     missing_files,
     probe_root,
-    read_manifest,
     resolve_roots,
 )
 
-MISSING, PRESENT, PARTIAL = "missing", "present", "partial"
+if TYPE_CHECKING:
+    from modelctl.lockfile import LockedModel, LockFile
+
+MISSING, PRESENT, PARTIAL, UNVERIFIED = "missing", "present", "partial", "unverified"
 
 
 class Workspace(NamedTuple):
@@ -50,23 +54,36 @@ def open_workspace(
 
 
 class ModelState(NamedTuple):
-    """A model as far as it can be known without hashing or network."""
+    """A model as far as it can be known without hashing or network (stat and the record).
+
+    `found` is the copy in use: the first root's copy that is complete by its record, else the
+    first whose record names this model, else the first folder with no record at all. A folder
+    whose record names another repo or revision is never this model's.
+    """
 
     spec: ModelSpec
-    status: str  # missing | present | partial
+    status: str  # missing | partial | unverified | present | other repo | other revision
     locations: tuple[Location, ...]  # one per root, in precedence order
-    missing: tuple[str, ...]  # expected names/globs with no file on disk
-    mismatched: tuple[str, ...] = ()  # files whose size differs from the manifest's
-    manifest: Manifest | None = None
+    missing: tuple[str, ...]  # expected files (or names, globs) with no file on disk
+    mismatched: tuple[str, ...] = ()  # files whose size differs from the expected size
+    record: Record | None = None
+    found: Location | None = None
+    unchecked: tuple[str, ...] = ()  # present, right size, content not verified since written or changed
+    bad: tuple[str, ...] = ()  # content checked at this very stat and found not to match
 
     @property
-    def found(self) -> Location | None:
-        return next((loc for loc in self.locations if loc.exists), None)
+    def manifest(self) -> Record | None:  # the name `info --json` has always used
+        return self.record
 
     @property
     def shadowed(self) -> tuple[Location, ...]:
         found = self.found
-        return tuple(loc for loc in self.locations if loc.exists and loc is not found)
+        return tuple(loc for loc in self.locations if loc.exists and not loc.is_other and loc is not found)
+
+    @property
+    def others(self) -> tuple[Location, ...]:
+        """Folders where this model would be, holding another repo or revision."""
+        return tuple(loc for loc in self.locations if loc.is_other)
 
     @property
     def files(self) -> tuple[LocalFile, ...]:
@@ -86,31 +103,114 @@ class ModelState(NamedTuple):
     @property
     def warnings(self) -> tuple[str, ...]:
         out = [f"{self.spec.id}: {loc.problem}" for loc in self.locations if loc.problem]
+        for loc in self.others:
+            assert loc.record is not None
+            out.append(
+                f"{self.spec.id}: {loc.path} holds {loc.record.repo_id}@{loc.record.revision}, not "
+                f"{self.spec.repo_id}@{self.spec.revision}; it is left alone"
+            )
         found = self.found
         if found and found.scan:
             out += [f"{self.spec.id}: {item}" for item in found.scan.skipped]
         return tuple(out)
 
 
-def model_state(spec: ModelSpec, roots: Sequence[RootState]) -> ModelState:
-    """Where the model is, and whether its expected files are all there."""
+def expected_files(
+    spec: ModelSpec, record: Record | None, locked: LockedModel | None
+) -> tuple[RecordFile, ...] | None:
+    """The files the model must have, each with its last check; None when nothing says which.
+
+    models.lock says, else the record's listing of the commit filtered by the registry's
+    `files:` globs. A record read from a 0.1 manifest lists only what was written: it says
+    nothing about completeness.
+    """
+    known = record.by_path() if record is not None else {}
+    if locked is not None:
+        out = []
+        for f in locked.files:
+            mine = RecordFile(f.path, f.size, f.sha256, f.blob_id)
+            old = known.get(f.path)
+            out.append(
+                mine._replace(checked=old.checked) if old is not None and old.same_content(mine) else mine
+            )
+        return tuple(out)
+    if record is None or not record.is_planned:
+        return None
+    return record.selected(spec.files)
+
+
+def model_state(spec: ModelSpec, roots: Sequence[RootState], locked: LockedModel | None = None) -> ModelState:
+    """Where the model is, and whether every expected file is there and verified (by stat)."""
     locations = locate(spec, roots)
-    found = next((loc for loc in locations if loc.exists), None)
-    if found is None or found.scan is None:
-        return ModelState(spec, MISSING, locations, ())
-    scan = found.scan
-    manifest = read_manifest(found.path)
-    mismatched: tuple[str, ...] = ()
-    if manifest is not None:  # what the last download fetched is what must be there
-        sizes = {f.path: f.size for f in scan.files}
-        missing = tuple(f.path for f in manifest.files if f.path not in sizes)
-        mismatched = tuple(f.path for f in manifest.files if f.path in sizes and sizes[f.path] != f.size)
-    else:
+    judged = [_judge(spec, loc, locked) for loc in locations if loc.exists and not loc.is_other]
+    chosen = (
+        next((j for j in judged if j.status == PRESENT), None)
+        or next((j for j in judged if j.found is not None and j.found.is_own), None)
+        or (judged[0] if judged else None)
+    )
+    if chosen is None:
+        status = MISSING
+        other = next((loc for loc in locations if loc.is_other), None)
+        if other is not None:
+            status = other.identity
+        return ModelState(spec, status, locations, ())
+    return chosen._replace(locations=locations)
+
+
+def _judge(spec: ModelSpec, loc: Location, locked: LockedModel | None) -> ModelState:
+    scan = loc.scan
+    assert scan is not None
+    expected = expected_files(spec, loc.record, locked)
+    sizes = {f.path: f for f in scan.files}
+    if expected is None:
         missing = missing_files(spec, scan)
-    if not scan.files and not missing:
-        missing = ("(any file: the folder is empty)",)
-    status = PARTIAL if missing or mismatched or scan.partials else PRESENT
-    return ModelState(spec, status, locations, missing, mismatched, manifest)
+        if not scan.files and not missing:
+            missing = ("(any file: the folder is empty)",)
+        status = PARTIAL if missing or scan.partials else UNVERIFIED
+        return ModelState(spec, status, (), missing, (), loc.record, loc, unchecked=tuple(sizes))
+    missing_l, mismatched, unchecked, bad = [], [], [], []
+    for f in expected:
+        st = _stat(loc.path / f.path) if f.path in sizes else None
+        state = f.state_of(st)
+        if st is None:
+            missing_l.append(f.path)
+        elif st.st_size != f.size:
+            mismatched.append(f.path)
+        elif state == BAD:
+            bad.append(f.path)
+        elif state != VERIFIED:
+            unchecked.append(f.path)
+    listed = {f.path for f in expected}
+    missing_l += [
+        name
+        for name in (*spec.files, *spec.checksums)
+        if not is_glob(name) and name not in listed | set(sizes)
+    ]
+    if not expected and not missing_l:
+        missing_l.append("(no file of the commit matches `files:`)")
+    if missing_l or mismatched or bad or scan.partials:
+        status = PARTIAL
+    else:
+        status = UNVERIFIED if unchecked else PRESENT
+    return ModelState(
+        spec,
+        status,
+        (),
+        tuple(dict.fromkeys(missing_l)),
+        tuple(mismatched),
+        loc.record,
+        loc,
+        tuple(unchecked),
+        tuple(bad),
+    )
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
 
 
 class ListReport(NamedTuple):
@@ -142,4 +242,22 @@ def list_models(
 ) -> ListReport:
     """State of the selected models (all when nothing is named)."""
     specs = workspace.registry.select(ids, size)
-    return ListReport(workspace, tuple(model_state(s, workspace.roots) for s in specs))
+    lock = lock_in_force(workspace.registry)
+    return ListReport(
+        workspace, tuple(model_state(s, workspace.roots, _locked_or_none(lock, s)) for s in specs)
+    )
+
+
+def lock_in_force(registry: Registry) -> LockFile | None:
+    """models.lock beside the registry, if there is one (imported only when the file exists)."""
+    if registry.source.is_bundled or not registry.path.with_name("models.lock").exists():
+        return None
+    from modelctl.lockfile import read_lock
+
+    return read_lock(registry)
+
+
+def _locked_or_none(lock: LockFile | None, spec: ModelSpec) -> LockedModel | None:
+    """The lock entry for spec when it still matches the registry (list does not judge staleness)."""
+    entry = lock.models.get(spec.id) if lock is not None else None
+    return entry if entry is not None and entry.matches(spec) else None

@@ -44,7 +44,14 @@ _REASONS = {
     "found": "found in this folder or a parent",
     "bundled": "the bundled default",
 }
-_STATUS_STYLE = {"present": "green", "partial": "yellow", "missing": "red"}
+_STATUS_STYLE = {
+    "present": "green",
+    "partial": "yellow",
+    "unverified": "yellow",
+    "missing": "red",
+    "other repo": "red",
+    "other revision": "red",
+}
 
 
 def _out() -> Console:
@@ -157,14 +164,25 @@ def _state_json(state: ModelState) -> dict[str, Any]:
         "file_count": len(state.files),
         "missing": list(state.missing),
         "mismatched": list(state.mismatched),
+        "unverified": list(state.unchecked),
+        "bad": list(state.bad),
         "partials": list(state.partials),
+        "others": [
+            {
+                "root": loc.root.name,
+                "path": str(loc.path),
+                "repo_id": loc.record.repo_id if loc.record else None,
+                "revision": loc.record.revision if loc.record else None,
+            }
+            for loc in state.others
+        ],
     }
 
 
 def _manifest_json(state: ModelState) -> dict[str, Any] | None:
-    from modelctl.storage import manifest_json
+    from modelctl.record import record_json
 
-    return None if state.manifest is None else manifest_json(state.manifest)
+    return None if state.record is None else record_json(state.record)
 
 
 def _header_json(workspace: Workspace) -> dict[str, Any]:
@@ -179,7 +197,9 @@ def _summary(report: ListReport) -> dict[str, int]:
         "total": len(report.models),
         "present": report.count_status("present"),
         "partial": report.count_status("partial"),
+        "unverified": report.count_status("unverified"),
         "missing": report.count_status("missing"),
+        "other": report.count_status("other repo") + report.count_status("other revision"),
         "required_not_present": report.required_missing,
         "bytes": report.bytes,
     }
@@ -241,7 +261,10 @@ def render_list(report: ListReport, *, as_json: bool) -> None:
         console.print(table)
     s = _summary(report)
     line = (
-        f"{s['total']} model{'' if s['total'] == 1 else 's'}: {s['present']} present, {s['partial']} partial, {s['missing']} missing"
+        f"{s['total']} model{'' if s['total'] == 1 else 's'}: {s['present']} present, {s['partial']} partial, "
+        + (f"{s['unverified']} unverified, " if s["unverified"] else "")
+        + (f"{s['other']} held by another repo or revision, " if s["other"] else "")
+        + f"{s['missing']} missing"
         f" ({s['required_not_present']} required not present); {human_bytes(s['bytes'])} on disk"
     )
     console.print(line)
@@ -300,8 +323,20 @@ def _render_one_info(console: Console, state: ModelState) -> None:
         else:
             detail = loc.problem or "not here"
         facts.add_row(f"{loc.root.name} root", escape(f"{loc.path}  ({detail})"))
-    if state.manifest:
-        facts.add_row("commit", escape(f"{state.manifest.commit} (downloaded {state.manifest.updated_at})"))
+    if state.record:
+        facts.add_row(
+            "record",
+            escape(f"{state.record.repo_id}@{state.record.commit} (updated {state.record.updated_at})"),
+        )
+    elif found is not None:
+        facts.add_row("record", "none: unverified (`modelctl ensure` checks it against the Hub)")
+    for loc in state.others:
+        other = loc.record
+        assert other is not None
+        facts.add_row(
+            f"{loc.root.name} root",
+            escape(f"{loc.path} holds {other.repo_id}@{other.revision}: not this model"),
+        )
     if state.missing:
         facts.add_row("missing", escape(", ".join(state.missing)))
     if state.mismatched:
@@ -309,14 +344,20 @@ def _render_one_info(console: Console, state: ModelState) -> None:
     if state.partials:
         facts.add_row("partial", escape(", ".join(state.partials)))
     console.print(facts)
-    expected = state.manifest.by_path() if state.manifest else {}
+    expected = {f.path: f for f in state.record.selected(spec.files)} if state.record else {}
     if state.files or expected:
         files = Table(box=None, header_style="bold", pad_edge=False)
         files.add_column("file")
         files.add_column("on disk", justify="right")
         files.add_column("expected", justify="right")
         files.add_column("hash")
+        files.add_column("state")
         on_disk = {f.path: f.size for f in state.files}
+        states = {
+            **dict.fromkeys(state.unchecked, "unverified"),
+            **dict.fromkeys(state.bad, "bad"),
+            **dict.fromkeys(state.mismatched, "wrong size"),
+        }
         for name in sorted(set(on_disk) | set(expected)):
             record = expected.get(name)
             digest = (
@@ -329,6 +370,7 @@ def _render_one_info(console: Console, state: ModelState) -> None:
                 human_bytes(on_disk[name]) if name in on_disk else "missing",
                 human_bytes(record.size) if record else "",
                 digest,
+                states.get(name, "verified" if record and name in on_disk else ""),
             )
         console.print(files)
 

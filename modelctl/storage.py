@@ -14,19 +14,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+from modelctl.record import (
+    FOREIGN_META_DIRS,
+    META_DIR,
+    OWN,
+    UNRECORDED,
+    Record,
+    identity,
+    is_glob,
+    read_record,
+)
 from modelctl.registry import ModelSpec, StorageConfig
 
 ROOT_NAMES = ("user", "shared", "project", "legacy")
 READ_ONLY_ROOTS = ("shared",)  # searched and verified like the others, never written
-# Per-model metadata (manifest, verification cache, quarantine) lives in this folder.
-META_DIR = ".modelctl"
-# huggingface_hub's `--local-dir` metadata; skipped so models fetched by `hf` can be adopted.
-FOREIGN_META_DIRS = (".cache",)
 # A download in progress: bytes in `<file>.partial`, its sidecar in `<file>.partial.json`.
 PARTIAL_SUFFIX = ".partial"
 SIDECAR_SUFFIX = ".partial.json"
 FOREIGN_PARTIAL_SUFFIXES = (".incomplete",)
-_GLOB_CHARS = frozenset("*?[")
 
 
 class Root(NamedTuple):
@@ -74,13 +79,23 @@ class FolderScan(NamedTuple):
 
 
 class Location(NamedTuple):
-    """A model's folder under one root."""
+    """A model's folder under one root, and whose files its record says they are."""
 
     root: Root
     path: Path
     exists: bool
     scan: FolderScan | None = None
     problem: str | None = None
+    record: Record | None = None
+    identity: str = UNRECORDED  # own | unverified (no record) | other repo | other revision
+
+    @property
+    def is_own(self) -> bool:
+        return self.exists and self.identity == OWN
+
+    @property
+    def is_other(self) -> bool:
+        return self.exists and self.identity not in (OWN, UNRECORDED)
 
 
 def user_root_path(storage: StorageConfig, environ: Mapping[str, str] | None = None) -> Path:
@@ -137,26 +152,66 @@ def _is_inside(path: Path, root: Path) -> bool:
         return False
 
 
-def locate(spec: ModelSpec, states: Iterable[RootState]) -> tuple[Location, ...]:
-    """The model's folder under every root, in precedence order, scanned where it exists."""
+def repo_folder_name(repo_id: str, revision: str) -> str:
+    """The user root's folder for a repo at a revision: `org--name`, `org--name@rev` off main.
+
+    The user root is shared by every project on the machine, and two projects may give one id
+    to different repos or revisions: naming folders by what they hold (as the Hugging Face
+    cache does) keeps them apart.
+    """
+    from urllib.parse import quote
+
+    name = repo_id.replace("/", "--")
+    return name if revision == "main" else f"{name}@{quote(revision, safe='')}"
+
+
+def folder_names(spec: ModelSpec, root: Root, revision: str | None = None) -> tuple[str, ...]:
+    """Where the model may be under root: the layout's folder first, then the 0.1 layout's.
+
+    The user root names folders from the repo; the other roots from `local_dir` or the id. A
+    user-root folder of the 0.1 layout (named by id) is taken only if its record names this repo.
+    """
+    if root.name != "user":
+        return (spec.folder_name,)
+    return tuple(dict.fromkeys((repo_folder_name(spec.repo_id, revision or spec.revision), spec.folder_name)))
+
+
+def locate(spec: ModelSpec, states: Iterable[RootState], revision: str | None = None) -> tuple[Location, ...]:
+    """The model's folder under every root, in precedence order, scanned and identified."""
+    revision = revision or spec.revision
     out = []
     for state in states:
-        folder = state.root.path / spec.folder_name
-        if not state.is_usable:
-            out.append(Location(state.root, folder, exists=False))  # the root itself is warned about
-            continue
-        if not (folder.is_dir() or folder.is_symlink()):
-            out.append(Location(state.root, folder, exists=False))
-            continue
-        if folder.is_symlink() and not _is_inside(folder, state.root.path):
-            problem = f"{folder} is a symlink to outside the {state.root.name} root; ignored"
-            out.append(Location(state.root, folder, exists=False, problem=problem))
-            continue
-        if not folder.is_dir():
-            out.append(Location(state.root, folder, exists=False, problem=f"{folder} is not a folder"))
-            continue
-        out.append(Location(state.root, folder, exists=True, scan=scan_folder(folder, state.root.path)))
+        names = folder_names(spec, state.root, revision)
+        first = _locate_one(spec, state, state.root.path / names[0], revision)
+        for name in names[1:]:
+            if first.exists:
+                break
+            older = _locate_one(spec, state, state.root.path / name, revision)
+            if older.is_own:
+                first = older
+        out.append(first)
     return tuple(out)
+
+
+def _locate_one(spec: ModelSpec, state: RootState, folder: Path, revision: str) -> Location:
+    if not state.is_usable:
+        return Location(state.root, folder, exists=False)  # the root itself is warned about
+    if not (folder.is_dir() or folder.is_symlink()):
+        return Location(state.root, folder, exists=False)
+    if folder.is_symlink() and not _is_inside(folder, state.root.path):
+        problem = f"{folder} is a symlink to outside the {state.root.name} root; ignored"
+        return Location(state.root, folder, exists=False, problem=problem)
+    if not folder.is_dir():
+        return Location(state.root, folder, exists=False, problem=f"{folder} is not a folder")
+    record = read_record(folder)
+    return Location(
+        state.root,
+        folder,
+        exists=True,
+        scan=scan_folder(folder, state.root.path),
+        record=record,
+        identity=identity(record, spec.repo_id, revision),
+    )
 
 
 def scan_folder(folder: Path, root: Path) -> FolderScan:
@@ -204,10 +259,6 @@ def scan_folder(folder: Path, root: Path) -> FolderScan:
     return FolderScan(tuple(files), tuple(sorted(partials)), tuple(sorted(skipped)))
 
 
-def is_glob(pattern: str) -> bool:
-    return any(ch in _GLOB_CHARS for ch in pattern)
-
-
 def missing_files(spec: ModelSpec, scan: FolderScan) -> tuple[str, ...]:
     """Expected names and globs with no file on disk, judged from the registry alone.
 
@@ -237,130 +288,6 @@ def partial_path(dest: Path) -> Path:
 def sidecar_path(dest: Path) -> Path:
     """The small JSON beside a partial file that says what it is a part of."""
     return dest.with_name(dest.name + SIDECAR_SUFFIX)
-
-
-def is_safe_relative(path: str) -> bool:
-    """A repo path that stays inside the model folder: relative, no '..', no NUL or backslash."""
-    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
-        return False
-    parts = path.split("/")
-    return all(part not in ("", ".", "..") for part in parts) and parts[0] not in (
-        META_DIR,
-        *FOREIGN_META_DIRS,
-    )
-
-
-# --------------------------------------------------------------------------- manifest
-
-MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
-
-
-class ManifestFile(NamedTuple):
-    """A file as last verified: its expected size and hashes, and the stat it had then."""
-
-    path: str
-    size: int
-    sha256: str | None  # content sha256 (the Hub's for LFS files; computed for others when known)
-    blob_id: str | None  # git blob sha1
-    is_lfs: bool
-    verified_at: str | None  # when the content was last hashed and matched
-    mtime_ns: int
-    inode: int
-
-    def is_unchanged(self, st: os.stat_result) -> bool:
-        """True when the file on disk is, by its stat, the one that was verified."""
-        return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns and st.st_ino == self.inode
-
-
-class Manifest(NamedTuple):
-    """What `download` fetched into a model folder: repo, commit and every file's hashes."""
-
-    repo_id: str
-    revision: str
-    commit: str
-    files: tuple[ManifestFile, ...]
-    updated_at: str
-
-    def by_path(self) -> dict[str, ManifestFile]:
-        return {f.path: f for f in self.files}
-
-
-def manifest_path(folder: Path) -> Path:
-    return folder / META_DIR / MANIFEST_NAME
-
-
-def read_manifest(folder: Path) -> Manifest | None:
-    """The folder's manifest, or None when absent or unreadable (it is then rebuilt, not trusted)."""
-    import json
-
-    try:
-        data = json.loads(manifest_path(folder).read_text(encoding="utf-8"))
-        if data.get("version") != MANIFEST_VERSION:
-            return None
-        files = tuple(
-            ManifestFile(
-                path=str(f["path"]),
-                size=int(f["size"]),
-                sha256=f.get("sha256"),
-                blob_id=f.get("blob_id"),
-                is_lfs=bool(f.get("lfs", False)),
-                verified_at=f.get("verified_at"),
-                mtime_ns=int(f.get("mtime_ns", 0)),
-                inode=int(f.get("inode", 0)),
-            )
-            for f in data["files"]
-            if is_safe_relative(str(f["path"]))
-        )
-        return Manifest(
-            str(data["repo_id"]),
-            str(data["revision"]),
-            str(data["commit"]),
-            files,
-            str(data.get("updated_at", "")),
-        )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def manifest_json(manifest: Manifest) -> dict[str, object]:
-    """The manifest as written to disk (and shown by `info --json`)."""
-    return {
-        "version": MANIFEST_VERSION,
-        "repo_id": manifest.repo_id,
-        "revision": manifest.revision,
-        "commit": manifest.commit,
-        "updated_at": manifest.updated_at,
-        "files": [
-            {
-                "path": f.path,
-                "size": f.size,
-                "sha256": f.sha256,
-                "blob_id": f.blob_id,
-                "lfs": f.is_lfs,
-                "verified_at": f.verified_at,
-                "mtime_ns": f.mtime_ns,
-                "inode": f.inode,
-            }
-            for f in sorted(manifest.files, key=lambda f: f.path)
-        ],
-    }
-
-
-def write_manifest(folder: Path, manifest: Manifest) -> None:
-    """Write the manifest atomically (temp file + os.replace)."""
-    import json
-
-    data = manifest_json(manifest)
-    target = manifest_path(folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{MANIFEST_NAME}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # the old manifest stays as it was
-        raise
 
 
 # --------------------------------------------------------------------------- lock

@@ -1,15 +1,16 @@
 """Integrity of model folders: presence, size, hashes, format headers, leftovers. Returns a report.
 
-What a file must be comes from the folder's manifest (written by `download`), from the registry's
-checksum pins, and from the registry's literal `files:` names. Hashing is parallel (threads:
-hashlib and file reads release the GIL) and remembered per file by (device, inode, size,
-mtime_ns) in `.modelctl/verify-cache.json`, so an unchanged file is never hashed twice.
+Which files a model must have, and what each must hash to, comes from models.lock or from the
+folder's record (record.py: every file of the commit, written before the first byte), plus the
+registry's checksum pins. A folder with no record is *unverified*: nothing says it is complete.
+Hashing is parallel (threads: hashlib and file reads release the GIL) and its results go back
+into the record by (inode, size, mtime_ns), so an unchanged file is never hashed twice and a file
+found bad stays bad for ensure, clean and download until its bytes change.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import stat
@@ -21,12 +22,11 @@ from pathlib import Path
 
 from modelctl.formats import check_file
 from modelctl.lockfile import LockedModel, locked_for, read_lock
-from modelctl.manager import Workspace
+from modelctl.manager import ModelState, Workspace, expected_files, model_state
+from modelctl.record import META_DIR, RECORD_NAME, Checked, Record, checked_now, is_glob, read_record
 from modelctl.registry import ModelSpec
-from modelctl.storage import META_DIR, Location, Manifest, is_glob, locate, read_manifest
+from modelctl.storage import Location
 
-CACHE_NAME = "verify-cache.json"
-CACHE_VERSION = 1
 CHUNK = 1 << 20
 OK, BAD, NOTE = "ok", "bad", "note"
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
@@ -60,6 +60,12 @@ class ModelVerdict:
     location: Location | None
     findings: tuple[Finding, ...]
     is_present: bool
+    expected: tuple[str, ...] = ()  # the files the model must have (the only ones repair may replace)
+
+    @property
+    def repairable(self) -> tuple[str, ...]:
+        """Bad files that the model's record or models.lock names: ensure may replace these."""
+        return tuple(p for p in self.bad_files if p in self.expected)
 
     @property
     def bad_files(self) -> tuple[str, ...]:
@@ -88,24 +94,24 @@ class VerifyReport:
 
 
 def expectations(
-    spec: ModelSpec, manifest: Manifest | None, locked: LockedModel | None = None
-) -> dict[str, Expectation]:
+    spec: ModelSpec, record: Record | None, locked: LockedModel | None = None
+) -> dict[str, Expectation] | None:
     """Every file the model must have, with what is known of its size and hashes.
 
-    models.lock wins over the manifest (it is what the project asked for); the manifest wins over
-    the registry's literal `files:` names; checksum pins are added to whichever applies.
+    models.lock wins over the record (it is what the project asked for); checksum pins are added
+    to whichever applies. None when neither says which files the model has (no record).
     """
-    out: dict[str, Expectation] = {}
-    if locked is not None:
-        for r in locked.files:
-            out[r.path] = Expectation(r.path, r.size, r.sha256, None if r.sha256 else r.blob_id)
-    elif manifest is not None:
-        for f in manifest.files:
-            out[f.path] = Expectation(f.path, f.size, f.sha256, None if f.is_lfs else f.blob_id)
-    else:
-        for name in spec.files:
-            if not is_glob(name):
-                out[name] = Expectation(name)
+    files = expected_files(spec, record, locked)
+    if files is None:
+        return None
+    out = {f.path: Expectation(f.path, f.size, f.sha256, None if f.is_lfs else f.blob_id) for f in files}
+    for name in spec.files:
+        if not is_glob(name) and name not in out:
+            out[name] = Expectation(name)  # the commit does not list it: missing
+    return _with_pins(spec, out)
+
+
+def _with_pins(spec: ModelSpec, out: dict[str, Expectation]) -> dict[str, Expectation]:
     for name, pin in spec.checksums.items():
         base = out.get(name, Expectation(name))
         out[name] = Expectation(
@@ -123,7 +129,7 @@ class _HashJob:
 
     path: Path
     algos: set[str]
-    key: tuple[int, int, int, int]  # dev, ino, size, mtime_ns
+    st: os.stat_result  # the file as it was when the job was made
     digests: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     from_cache: bool = False
@@ -134,7 +140,7 @@ def _hash_into(job: _HashJob) -> int:
     hashers: dict[str, hashlib._Hash] = {}
     for algo in job.algos:
         if algo == "git-sha1":
-            hashers[algo] = hashlib.sha1(b"blob %d\0" % job.key[2])
+            hashers[algo] = hashlib.sha1(b"blob %d\0" % job.st.st_size)
         else:
             hashers[algo] = hashlib.new(algo)
     done = 0
@@ -152,47 +158,6 @@ def _hash_into(job: _HashJob) -> int:
         return done
     job.digests.update({algo: h.hexdigest() for algo, h in hashers.items()})
     return done
-
-
-class VerifyCache:
-    """Digests of files by (device, inode, size, mtime_ns), kept in the model's metadata folder."""
-
-    def __init__(self, folder: Path, *, read_only: bool = False) -> None:
-        self.path = folder / META_DIR / CACHE_NAME
-        self.entries: dict[str, dict[str, object]] = {}
-        self.dirty = False
-        self.read_only = read_only  # a shared store: use what is cached there, never write
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            if data.get("version") == CACHE_VERSION and isinstance(data.get("files"), dict):
-                self.entries = data["files"]
-        except (OSError, ValueError, AttributeError):
-            self.entries = {}  # absent or damaged: start over, it is only a cache
-
-    def get(self, rel: str, key: tuple[int, int, int, int]) -> dict[str, str]:
-        entry = self.entries.get(rel)
-        if not isinstance(entry, dict) or entry.get("key") != list(key):
-            return {}
-        digests = entry.get("digests")
-        return {str(k): str(v) for k, v in digests.items()} if isinstance(digests, dict) else {}
-
-    def put(self, rel: str, key: tuple[int, int, int, int], digests: dict[str, str]) -> None:
-        merged = {**self.get(rel, key), **digests}
-        self.entries[rel] = {"key": list(key), "digests": merged, "at": _now()}
-        self.dirty = True
-
-    def save(self) -> None:
-        """Merge with what another run may have written meanwhile, then replace atomically."""
-        if not self.dirty or self.read_only or not self.path.parent.is_dir():
-            return
-        other = VerifyCache(self.path.parent.parent).entries
-        entries = {**other, **self.entries}
-        tmp = self.path.with_name(f"{CACHE_NAME}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": entries}), encoding="utf-8")
-            os.replace(tmp, self.path)
-        except OSError:
-            tmp.unlink(missing_ok=True)  # a read-only root: verifying still worked
 
 
 def _now() -> str:
@@ -215,19 +180,20 @@ def verify_models(
     start = time.monotonic()
     level = level or workspace.registry.verify
     lock = read_lock(workspace.registry)
-    plans = []
+    checkers = []
     jobs: list[_HashJob] = []
     for spec in specs:
-        found = next((loc for loc in locate(spec, workspace.roots) if loc.exists), None)
-        plans.append(_Plan(spec, found, level, use_cache, jobs, locked_for(lock, spec)))
+        locked = locked_for(lock, spec)
+        state = model_state(spec, workspace.roots, locked)
+        checkers.append(_Checker(state, level, use_cache, jobs, locked))
     hashed = 0
     todo = [j for j in jobs if not j.from_cache]
     if todo:
         with ThreadPoolExecutor(max_workers=workers or min(len(todo), os.cpu_count() or 2)) as pool:
             # Largest files first, so the pool does not end waiting on one big file.
-            todo.sort(key=lambda j: -j.key[2])
+            todo.sort(key=lambda j: -j.st.st_size)
             hashed = sum(pool.map(_hash_into, todo))
-    verdicts = tuple(p.finish(explicit) for p in plans)
+    verdicts = tuple(c.finish(explicit) for c in checkers)
     for v in verdicts:
         for f in v.findings:
             if f.status != OK:
@@ -236,45 +202,52 @@ def verify_models(
     return VerifyReport(workspace, level, verdicts, hashed, cached, time.monotonic() - start)
 
 
-class _Plan:
+class _Checker:
     """One model's checks: cheap ones now, hash jobs queued, findings assembled in finish()."""
 
     def __init__(
         self,
-        spec: ModelSpec,
-        found: Location | None,
+        state: ModelState,
         level: str,
         use_cache: bool,
         jobs: list[_HashJob],
         locked: LockedModel | None,
     ) -> None:
-        self.spec = spec
-        self.found = found
+        self.spec = spec = state.spec
+        self.state = state
+        self.found = found = state.found
         self.level = level
+        self.use_cache = use_cache
         self.findings: list[Finding] = []
         self.hash_checks: list[tuple[Expectation, _HashJob]] = []
-        self.cache: VerifyCache | None = None
+        self.expected: tuple[str, ...] = ()
         if found is None or found.scan is None:
             return
         folder = found.path
-        manifest = read_manifest(folder)
-        if manifest is None and (folder / META_DIR / "manifest.json").exists():
+        record = found.record
+        if record is None and (folder / META_DIR / RECORD_NAME).exists():
+            self.findings.append(
+                Finding(f"{META_DIR}/{RECORD_NAME}", "format", NOTE, "unreadable record ignored")
+            )
+        if locked is not None and record is not None and record.commit != locked.commit:
+            self.findings.append(
+                Finding("", "commit", BAD, f"on disk {record.commit[:12]}, models.lock {locked.commit[:12]}")
+            )
+        expected = expectations(spec, record, locked)
+        if expected is None:
+            what = "a 0.1 manifest that lists only what was written" if record else "no modelctl record"
             self.findings.append(
                 Finding(
-                    ".modelctl/manifest.json",
-                    "format",
-                    NOTE,
-                    "unreadable manifest ignored; run download to rebuild it",
+                    "",
+                    "record",
+                    BAD,
+                    f"unverified: {what}, so nothing says these are every file of {spec.repo_id}@{spec.revision}; "
+                    f"`modelctl ensure {spec.id}` checks them against the Hub (fetching only what differs)",
                 )
             )
-        self.cache = VerifyCache(folder, read_only=found.root.is_read_only) if use_cache else None
-        if locked is not None and manifest is not None and manifest.commit != locked.commit:
-            self.findings.append(
-                Finding(
-                    "", "commit", BAD, f"on disk {manifest.commit[:12]}, models.lock {locked.commit[:12]}"
-                )
-            )
-        expected = expectations(spec, manifest, locked)
+            expected = _with_pins(spec, {n: Expectation(n) for n in spec.files if not is_glob(n)})
+        self.known = record.by_path() if record is not None else {}
+        self.expected = tuple(expected)
         on_disk = {f.path for f in found.scan.files}
         for exp in expected.values():
             self._check_file(folder, exp, jobs)
@@ -282,8 +255,17 @@ class _Plan:
             problem = check_file(folder / rel)
             if problem:
                 self.findings.append(Finding(rel, "format", BAD, problem))
-            elif manifest is not None:
-                self.findings.append(Finding(rel, "extra", NOTE, "not in the manifest"))
+            elif record is not None and rel in set(record.outdated):
+                self.findings.append(
+                    Finding(
+                        rel,
+                        "extra",
+                        NOTE,
+                        f"not in commit {record.commit[:12]}; `modelctl clean --outdated` removes it",
+                    )
+                )
+            elif record is not None and rel not in self.known:
+                self.findings.append(Finding(rel, "extra", NOTE, "not a file of the model's commit"))
         for rel in found.scan.partials:
             self.findings.append(Finding(rel, "leftover", NOTE, "partial download (resumable)"))
         for item in found.scan.skipped:
@@ -296,7 +278,7 @@ class _Plan:
         try:
             st = path.lstat()
         except FileNotFoundError:
-            self.findings.append(Finding(exp.path, "present", BAD, "missing"))
+            self.findings.append(Finding(exp.path, "present", BAD, self._absent(exp.path)))
             return
         except OSError as err:
             self.findings.append(Finding(exp.path, "readable", BAD, err.strerror or str(err)))
@@ -329,22 +311,38 @@ class _Plan:
         if not algos:
             self.findings.append(Finding(exp.path, "size" if exp.size is not None else "present", OK))
             return
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        job = _HashJob(path, algos, key)
-        if self.cache is not None:
-            known = self.cache.get(exp.path, key)
+        job = _HashJob(path, algos, st)
+        entry = self.known.get(exp.path)
+        if (
+            self.use_cache
+            and entry is not None
+            and entry.checked is not None
+            and entry.checked.is_current(st)
+        ):
+            known = entry.checked.digests
             if algos <= set(known):
                 job.digests = {a: known[a] for a in algos}
                 job.from_cache = True
         jobs.append(job)
         self.hash_checks.append((exp, job))
 
+    def _absent(self, rel: str) -> str:
+        if rel in self.state.partials or f"{rel}.partial" in self.state.partials:
+            return "missing: its download was interrupted (the partial file resumes)"
+        entry = self.known.get(rel)
+        return "missing: not downloaded yet" if entry is not None and entry.checked is None else "missing"
+
     def finish(self, explicit: bool) -> ModelVerdict:
         if self.found is None:
             # A model never downloaded is a problem when it is required or was asked for by name.
             status = BAD if (self.spec.required or explicit) else NOTE
-            finding = Finding("", "present", status, "not downloaded in any root")
-            return ModelVerdict(self.spec, None, (finding,), False)
+            detail = "not downloaded in any root"
+            others = self.state.others
+            if others and others[0].record is not None:
+                rec = others[0].record
+                detail += f" ({others[0].path} holds {rec.repo_id}@{rec.revision}, not {self.spec.repo_id}@{self.spec.revision})"
+            return ModelVerdict(self.spec, None, (Finding("", "present", status, detail),), False)
+        checks: dict[str, Checked] = {}
         for exp, job in self.hash_checks:
             if job.error:
                 self.findings.append(Finding(exp.path, "readable", BAD, job.error))
@@ -358,13 +356,40 @@ class _Plan:
                     self.findings.append(Finding(exp.path, algo, OK, "cached" if job.from_cache else ""))
                 else:
                     self.findings.append(Finding(exp.path, algo, BAD, f"expected {hexdigest}, got {actual}"))
-            if self.cache is not None and not job.from_cache and job.digests:
-                self.cache.put(exp.path, job.key, job.digests)
-        if self.cache is not None:
-            self.cache.save()
+            if not job.from_cache and job.digests and exp.path in self.known:
+                old = self.known[exp.path].checked
+                merged = {**(old.digests if old and old.is_current(job.st) else {}), **job.digests}
+                checks[exp.path] = checked_now(job.st, merged)
+        record = self.found.record
+        if checks and record is not None and not self.found.root.is_read_only:
+            save_checks(self.found.path, record, checks)
         order = {BAD: 0, NOTE: 1, OK: 2}
         findings = sorted(self.findings, key=lambda f: (order[f.status], f.path, f.check))
-        return ModelVerdict(self.spec, self.found, tuple(findings), True)
+        return ModelVerdict(self.spec, self.found, tuple(findings), True, self.expected)
+
+
+def save_checks(folder: Path, record: Record, checks: dict[str, Checked]) -> None:
+    """Write what hashing found into the record, unless another modelctl is working on the model.
+
+    Read again under the folder's lock: a download may have replaced the record meanwhile, and
+    only checks of files whose expected content is unchanged are written into it.
+    """
+    from modelctl.errors import DownloadError
+    from modelctl.record import with_checks, write_record
+    from modelctl.storage import model_lock
+
+    try:
+        with model_lock(folder, 0.0, lambda pid: None):
+            current = read_record(folder)
+            if current is None or (current.repo_id, current.commit) != (record.repo_id, record.commit):
+                return
+            before, now_known = record.by_path(), current.by_path()
+            mine = {
+                p: c for p, c in checks.items() if p in now_known and now_known[p].same_content(before[p])
+            }
+            write_record(folder, with_checks(current, mine))
+    except (DownloadError, OSError):
+        return  # busy or not writable: the record is only a cache here; the verdict stands
 
 
 def checksum_files(paths: Sequence[Path], algo: str) -> list[tuple[Path, str]]:
@@ -381,7 +406,7 @@ def checksum_files(paths: Sequence[Path], algo: str) -> list[tuple[Path, str]]:
             ) from None
         if not stat.S_ISREG(st.st_mode):
             raise MissingModelError(f"{path} is not a regular file.", hint="Pass files, not folders.")
-        jobs.append(_HashJob(path, {algo}, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)))
+        jobs.append(_HashJob(path, {algo}, st))
     with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 2) or 1) as pool:
         list(pool.map(_hash_into, jobs))
     for job in jobs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import textwrap
 from collections.abc import Callable, Iterator
@@ -65,6 +66,37 @@ def put_files(folder: Path, files: dict[str, bytes]) -> None:
         target.write_bytes(data)
 
 
+def put_model(
+    folder: Path,
+    files: dict[str, bytes],
+    *,
+    repo_id: str = "org/tiny",
+    revision: str = "main",
+    commit: str = "c" * 40,
+    listing: dict[str, bytes] | None = None,
+) -> Path:
+    """A model folder as a complete download leaves it: the files and a record naming them verified.
+
+    `listing` is the commit's every file (default: `files`); listed files not in `files` are absent.
+    """
+    from modelctl.record import Record, RecordFile, checked_now, write_record
+    from tests.hubserver import LFS_SUFFIXES, git_blob_sha1
+
+    put_files(folder, files)
+    entries = []
+    for name, data in (listing if listing is not None else files).items():
+        sha256 = hashlib.sha256(data).hexdigest()
+        entry = RecordFile(
+            name, len(data), sha256 if name.endswith(LFS_SUFFIXES) else None, git_blob_sha1(data)
+        )
+        if name in files:
+            digests = {"sha256": sha256, "git-sha1": git_blob_sha1(data)}
+            entry = entry._replace(checked=checked_now((folder / name).stat(), digests))
+        entries.append(entry)
+    write_record(folder, Record(repo_id, revision, commit, tuple(entries), "2026-01-01T00:00:00Z"))
+    return folder
+
+
 class Run:
     """Invoke the CLI in-process; stdout and stderr are kept apart."""
 
@@ -116,4 +148,4 @@ def downloaded(cli: Run, hub: HubServer, registry: Callable[..., Path], tmp_path
     registry(TINY)
     cli.json("download", "tiny")
     hub.reset_counters()
-    return tmp_path / "home" / "tiny"
+    return tmp_path / "home" / "org--tiny"

@@ -37,7 +37,7 @@ def test_manager_methods(hub: HubServer, registry: Callable[..., Path], tmp_path
     with pytest.raises(MissingModelError, match="tiny is not on disk"):
         manager.get_model_path("tiny")
     path = manager.ensure_model("tiny")
-    assert path == tmp_path / "home" / "tiny"
+    assert path == tmp_path / "home" / "org--tiny"
     assert manager.is_cached("tiny") and manager.get_model_path("tiny") == path
     assert manager.verify().health == "healthy"
     assert manager.config.path.name == "models.yaml"
@@ -49,7 +49,10 @@ def test_ensure_models_returns_every_folder(
     hub: HubServer, registry: Callable[..., Path], tmp_path: Path
 ) -> None:
     registry(TWO)
-    assert ensure_models() == {"tiny": tmp_path / "home" / "tiny", "opt": tmp_path / "home" / "opt"}
+    assert ensure_models() == {
+        "tiny": tmp_path / "home" / "org--tiny",
+        "opt": tmp_path / "home" / "org--tiny",
+    }  # one repo: one folder
 
 
 def test_loader_loads_with_real_loaders_and_reports_health(

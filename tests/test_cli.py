@@ -9,14 +9,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import Run, put_files
+from tests.conftest import Run, put_files, put_model
 
 GOOD = {"config.json": b"{}", "model.safetensors": b"x" * 10}
 
 
 def test_list_table_and_summary(cli: Run, registry: Callable[..., Path], project: Path) -> None:
     path = registry()
-    put_files(project / "models" / "tiny", GOOD)
+    put_model(project / "models" / "tiny", GOOD)
     result = cli("list")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
@@ -48,8 +48,8 @@ def test_list_table_and_summary(cli: Run, registry: Callable[..., Path], project
 
 def test_list_json_shape(cli: Run, registry: Callable[..., Path], project: Path, tmp_path: Path) -> None:
     path = registry()
-    put_files(project / "models" / "tiny", GOOD)
-    put_files(tmp_path / "home" / "tiny", {"config.json": b"{}"})
+    put_files(project / "models" / "tiny", GOOD)  # made by hand: unverified
+    put_model(tmp_path / "home" / "org--tiny", {"config.json": b"{}"}, listing=GOOD)  # interrupted
     data = cli.json("list")
     assert data["registry"] == {"path": str(path), "reason": "found"}
     assert [r["name"] for r in data["roots"]] == ["user", "project", "legacy"]
@@ -71,20 +71,25 @@ def test_list_json_shape(cli: Run, registry: Callable[..., Path], project: Path,
         "required": True,
         "status": "partial",
         "root": "user",
-        "path": str(tmp_path / "home" / "tiny"),
+        "path": str(tmp_path / "home" / "org--tiny"),
         "shadowed": [{"root": "project", "path": str(project / "models" / "tiny")}],
         "bytes": 2,
         "file_count": 1,
-        "missing": ["*.safetensors"],
+        "missing": ["model.safetensors"],
         "mismatched": [],
+        "unverified": [],
+        "bad": [],
         "partials": [],
+        "others": [],
     }
     assert big["status"] == "missing" and big["root"] is None and big["shadowed"] == []
     assert data["summary"] == {
         "total": 2,
         "present": 0,
         "partial": 1,
+        "unverified": 0,
         "missing": 1,
+        "other": 0,
         "required_not_present": 1,
         "bytes": 2,
     }
@@ -109,7 +114,7 @@ def test_list_empty_registry_gives_empty_arrays(cli: Run, registry: Callable[...
 
 def test_info_json_shape(cli: Run, registry: Callable[..., Path], project: Path) -> None:
     registry()
-    put_files(project / "checkpoints" / "Big-Model", {"w.bin": b"abc"})
+    put_files(project / "checkpoints" / "Big-Model", {"w.bin": b"abc"})  # no record: unverified
     data = cli.json("info", "big")
     (big,) = data["models"]
     assert big["spec"] == {
@@ -124,7 +129,7 @@ def test_info_json_shape(cli: Run, registry: Callable[..., Path], project: Path)
         "checksums": {},
         "description": None,
     }
-    assert big["status"] == "present" and big["root"] == "legacy"
+    assert big["status"] == "unverified" and big["root"] == "legacy"
     assert [(loc["root"], loc["exists"], loc["bytes"]) for loc in big["locations"]] == [
         ("user", False, 0),
         ("project", False, 0),
@@ -136,7 +141,7 @@ def test_info_json_shape(cli: Run, registry: Callable[..., Path], project: Path)
 
 def test_info_by_size_and_table(cli: Run, registry: Callable[..., Path], project: Path) -> None:
     registry()
-    put_files(project / "models" / "tiny", GOOD)
+    put_model(project / "models" / "tiny", GOOD)
     assert [m["id"] for m in cli.json("info", "--size", "0.5b")["models"]] == ["tiny"]
     result = cli("info", "tiny")
     assert result.exit_code == 0

@@ -25,7 +25,7 @@ BIG = "weights/big.bin"
 def tiny(registry: Callable[..., Path], tmp_path: Path) -> Path:
     """The registry with org/tiny; returns the folder the model will land in (user root)."""
     registry(TINY)
-    return tmp_path / "home" / "tiny"
+    return tmp_path / "home" / "org--tiny"
 
 
 def files_of(hub: HubServer) -> dict[str, bytes]:
@@ -162,8 +162,11 @@ def test_flipped_byte_is_never_published(cli: Run, hub: HubServer, tiny: Path) -
     assert not (tiny / "model.safetensors.partial").exists()
     assert len(hub.file_gets("model.safetensors")) == 2  # one retry from zero, then give up
     assert (tiny / "config.json").read_bytes() == files_of(hub)["config.json"]  # the good ones stay
-    manifest = json.loads((tiny / ".modelctl" / "manifest.json").read_text())
-    assert "model.safetensors" not in {f["path"] for f in manifest["files"]}
+    record = json.loads((tiny / ".modelctl" / "manifest.json").read_text())
+    states = {f["path"]: f["state"] for f in record["files"]}
+    assert states["model.safetensors"] == "pending"  # still expected: the model is incomplete
+    assert states["config.json"] == "verified"
+    assert cli("verify", "tiny").exit_code == 3
 
 
 def test_flipped_byte_once_is_repaired_by_one_refetch(cli: Run, hub: HubServer, tiny: Path) -> None:
@@ -299,7 +302,7 @@ def test_token_is_not_sent_to_another_host_after_a_redirect(
         assert cdn and all(r.host.startswith("localhost:") and r.authorization is None for r in cdn)
         assert resolve and all(r.authorization == "Bearer hf_redirect_secret" for r in resolve)
         assert "hf_redirect_secret" not in result.stdout + result.stderr
-        assert_identical(tmp_path / "home" / "tiny", server.repos["org/tiny"].files)
+        assert_identical(tmp_path / "home" / "org--tiny", server.repos["org/tiny"].files)
         written = b"".join(p.read_bytes() for p in (tmp_path / "home").rglob("*") if p.is_file())
         assert b"hf_redirect_secret" not in written and b"sig=secret" not in written
 
@@ -518,8 +521,8 @@ def test_files_placed_by_another_tool_are_hashed_once_and_adopted(
     assert data["models"][0]["path"] == str(folder)
     assert {f["action"] for f in data["models"][0]["files"]} == {"keep"}
     manifest = json.loads((folder / ".modelctl" / "manifest.json").read_text())
-    assert all(f["verified_at"] for f in manifest["files"])
-    recorded = {f["path"]: f["sha256"] for f in manifest["files"]}
+    assert all(f["state"] == "verified" and f["checked"]["at"] for f in manifest["files"])
+    recorded = {f["path"]: f["checked"]["digests"]["sha256"] for f in manifest["files"]}
     assert recorded["config.json"] == hashlib.sha256(files_of(hub)["config.json"]).hexdigest()
 
 
@@ -536,7 +539,7 @@ def test_endpoints_fail_over_and_say_who_served_each_file(
         served = {f["path"]: f["endpoint"] for f in data["models"][0]["files"]}
         assert served[BIG] == f"127.0.0.1:{second.port}"
         assert served["config.json"] == f"127.0.0.1:{hub.port}"
-        assert_identical(tmp_path / "home" / "tiny", files_of(hub))
+        assert_identical(tmp_path / "home" / "org--tiny", files_of(hub))
         assert second.file_gets(BIG) and not second.file_gets("config.json")
     hub.faults.clear()
     flags = cli.json(

@@ -76,7 +76,7 @@ def test_missing_required_model_is_downloaded(
     assert data["repaired"] == {"tiny": ["*"]}
     assert data["health"] == "healthy"
     for name, content in hub.repos["org/tiny"].files.items():
-        assert (tmp_path / "home" / "tiny" / name).read_bytes() == content
+        assert (tmp_path / "home" / "org--tiny" / name).read_bytes() == content
 
 
 def test_failed_repair_puts_the_bad_files_back_and_names_them(
@@ -125,7 +125,7 @@ def test_shared_read_only_store_is_used_never_written_and_repaired_elsewhere(
     assert cli.json("verify")["health"] == "healthy"
     hub.reset_counters()
     assert cli.json("download", "tiny")["models"][0]["root"] == "user"  # never written: a copy goes to user
-    assert (tmp_path / "home" / "tiny" / "config.json").exists()
+    assert (tmp_path / "home" / "org--tiny" / "config.json").exists()
     cli.json("clean", "tiny", "--root", "user", "--yes")
     (shared / "tiny" / "config.json").write_bytes(b"")  # the share goes bad (outside modelctl)
     before[shared / "tiny" / "config.json"] = b""

@@ -32,7 +32,7 @@ def test_setup_script_fetches_repairs_and_reports(
     registry(TINY)
     first = run_script(project)
     assert first.returncode == 0, first.stderr
-    folder = tmp_path / "home" / "tiny"
+    folder = tmp_path / "home" / "org--tiny"
     assert first.stdout == f"model ready: {folder}\n"
     assert (folder / "config.json").read_bytes() == hub.repos["org/tiny"].files["config.json"]
     (folder / "config.json").write_bytes(b"")

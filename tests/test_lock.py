@@ -83,7 +83,7 @@ def test_verify_uses_the_lock_without_manifest_or_network(
     registry(TINY)
     cli.json("lock")
     cli.json("download", "tiny")
-    folder = tmp_path / "home" / "tiny"
+    folder = tmp_path / "home" / "org--tiny"
     (folder / ".modelctl" / "manifest.json").unlink()
     hub.reset_counters()
     assert cli.json("verify", env={"HF_HUB_OFFLINE": "1"})["health"] == "healthy"

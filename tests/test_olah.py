@@ -243,7 +243,7 @@ def test_download_through_olah_is_byte_identical(cli: Run, through_olah: Olah, t
     files = FILES[TINY]
     mark = through_olah.mark()
     data = cli.json("download", "tiny")
-    folder = tmp_path / "home" / "tiny"
+    folder = tmp_path / "home" / "olahorg--tiny"
     assert_identical(folder, files)
     (model,) = data["models"]
     assert model["commit"] == through_olah.commits[TINY]
@@ -286,7 +286,7 @@ def test_second_run_fetches_nothing(cli: Run, through_olah: Olah) -> None:
 def test_a_tag_resolves_to_its_commit(cli: Run, through_olah: Olah, tmp_path: Path) -> None:
     data = cli.json("download", "tiny-v1")
     assert data["models"][0]["commit"] == through_olah.commits[TINY + "@v1"]
-    assert_identical(tmp_path / "home" / "tiny-v1", OLD_FILES)
+    assert_identical(tmp_path / "home" / "olahorg--tiny@v1", OLD_FILES)
 
 
 def test_partial_from_an_earlier_run_is_completed_though_olah_ignores_range(
@@ -299,7 +299,7 @@ def test_partial_from_an_earlier_run_is_completed_though_olah_ignores_range(
     """
     data = FILES[TINY][BIG]
     half = len(data) // 2
-    folder = tmp_path / "home" / "tiny"
+    folder = tmp_path / "home" / "olahorg--tiny"
     (folder / "weights").mkdir(parents=True)
     (folder / "weights" / "big.bin.partial").write_bytes(data[:half])
     sha256 = hashlib.sha256(data).hexdigest()
@@ -330,7 +330,7 @@ def test_a_run_killed_mid_file_leaves_a_partial_the_next_run_replaces(
 ) -> None:
     """olah sends no ETag, so the partial it leaves has no validator: the next run starts it over."""
     data = FILES[HUGE]["weights/huge.bin"]
-    folder = tmp_path / "home" / "huge"
+    folder = tmp_path / "home" / "olahorg--huge"
     partial = folder / "weights" / "huge.bin.partial"
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelctl", "download", "huge"],
@@ -376,7 +376,7 @@ def test_olah_failing_the_listing_is_an_error_and_nothing_is_published(
     assert result.returncode == 1, result.stderr
     assert f"Error: The Hub at {through_olah.url} answered HTTP 500 for {BINARY}@main." in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "home" / "binary-tokenizer").exists()
+    assert not (tmp_path / "home" / "olahorg--binary-tokenizer").exists()
 
 
 def test_olah_failing_one_file_is_an_error_and_that_file_is_not_published(
@@ -388,7 +388,7 @@ def test_olah_failing_one_file_is_an_error_and_that_file_is_not_published(
     assert result.exit_code == 1, result.stderr
     assert "model.safetensors: HTTP 500; gave up after 2 attempts" in result.stderr
     assert through_olah.gets(MISSING, "model.safetensors", since=mark) == [500, 500]
-    folder = tmp_path / "home" / "missing-object"
+    folder = tmp_path / "home" / "olahorg--missing-object"
     assert not (folder / "model.safetensors").exists()
     assert (folder / "config.json").read_bytes() == FILES[MISSING]["config.json"]
 
@@ -399,4 +399,4 @@ def test_failover_from_a_dead_endpoint_to_olah(
     registry(f"endpoints: [http://127.0.0.1:9, {olah.url}]\nmodels:\n  - id: tiny\n    repo_id: {TINY}\n")
     result = cli.json("download", "tiny", "--retries", "2")
     assert {f["endpoint"] for f in result["models"][0]["files"]} == {olah.netloc}
-    assert_identical(tmp_path / "home" / "tiny", FILES[TINY])
+    assert_identical(tmp_path / "home" / "olahorg--tiny", FILES[TINY])

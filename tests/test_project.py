@@ -56,8 +56,8 @@ def test_path_prints_the_verified_folder(
     assert missing.exit_code == 4 and "modelctl ensure tiny" in missing.stderr
     cli.json("download", "tiny")
     ok = cli("path", "tiny")
-    assert ok.exit_code == 0 and ok.stdout == f"{tmp_path / 'home' / 'tiny'}\n"
-    (tmp_path / "home" / "tiny" / "config.json").write_bytes(b"")
+    assert ok.exit_code == 0 and ok.stdout == f"{tmp_path / 'home' / 'org--tiny'}\n"
+    (tmp_path / "home" / "org--tiny" / "config.json").write_bytes(b"")
     bad = cli("path", "tiny")
     assert bad.exit_code == 3 and "fails verify: config.json" in bad.stderr and bad.stdout == ""
 
@@ -74,7 +74,8 @@ def test_doctor_reports_and_flags_unignored_roots(
     assert healthy["needs_attention"] is False
     assert healthy["versions"]["huggingface_hub"].startswith("2.")
     details = " | ".join(c["detail"] for c in healthy["checks"])
-    assert "tiny: 1 partial download files" in details and "stale lock owner (pid 999999 is gone)" in details
+    assert "tiny: partial" in details and "tiny: 1 partial download files" in details
+    assert "stale lock owner (pid 999999 is gone)" in details
     assert "no token" in details
     subprocess.run(["git", "init", "-q", str(project)], check=True)
     result = cli("doctor", "--json")

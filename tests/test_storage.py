@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.manager import MISSING, PARTIAL, PRESENT, list_models, open_workspace
+from modelctl.manager import MISSING, PARTIAL, PRESENT, UNVERIFIED, list_models, open_workspace
 from modelctl.registry import StorageConfig
 from modelctl.storage import resolve_roots
-from tests.conftest import TWO_MODELS, put_files, write
+from tests.conftest import TWO_MODELS, put_files, put_model, write
 
 GOOD = {"config.json": b"{}", "model.safetensors": b"x" * 10}
 
@@ -30,7 +30,7 @@ def states(project: Path) -> dict[str, object]:
 
 
 def test_model_in_legacy_only_is_found_there(project: Path, roots: dict[str, Path]) -> None:
-    put_files(roots["legacy"] / "tiny", GOOD)
+    put_model(roots["legacy"] / "tiny", GOOD)
     tiny = states(project)["tiny"]
     assert tiny.status == PRESENT
     assert tiny.found.root.name == "legacy"
@@ -41,17 +41,36 @@ def test_model_in_legacy_only_is_found_there(project: Path, roots: dict[str, Pat
 
 
 def test_user_root_wins_and_project_copy_is_shadowed(project: Path, roots: dict[str, Path]) -> None:
-    put_files(roots["project"] / "tiny", GOOD)
-    put_files(roots["user"] / "tiny", {"config.json": b"{}"})
+    put_model(roots["project"] / "tiny", GOOD)
+    put_model(roots["user"] / "org--tiny", GOOD)
     tiny = states(project)["tiny"]
     assert tiny.found.root.name == "user"
+    assert tiny.found.path == roots["user"] / "org--tiny"  # the user root names folders by repo
     assert [loc.root.name for loc in tiny.shadowed] == ["project"]
-    assert tiny.status == PARTIAL  # the user copy lacks *.safetensors; the project copy is not used
-    assert tiny.missing == ("*.safetensors",)
+    assert tiny.status == PRESENT
+
+
+def test_an_incomplete_or_unrecorded_copy_never_hides_a_complete_one(
+    project: Path, roots: dict[str, Path]
+) -> None:
+    put_model(roots["project"] / "tiny", GOOD)
+    put_files(roots["user"] / "org--tiny", {"notes.txt": b"mine"})  # made by hand: no record
+    tiny = states(project)["tiny"]
+    assert (tiny.status, tiny.found.root.name) == (PRESENT, "project")
+    assert [loc.root.name for loc in tiny.shadowed] == ["user"]
+    put_model(roots["user"] / "org--tiny", {"config.json": b"{}"}, listing=GOOD)  # interrupted download
+    tiny = states(project)["tiny"]
+    assert (tiny.status, tiny.found.root.name) == (PRESENT, "project")
+    shutil.rmtree(roots["project"] / "tiny")
+    tiny = states(project)["tiny"]
+    assert (tiny.status, tiny.found.root.name) == (PARTIAL, "user")
+    assert tiny.missing == ("model.safetensors",)
 
 
 def test_status_partial_and_missing(project: Path, roots: dict[str, Path]) -> None:
-    put_files(roots["project"] / "tiny", {"model.safetensors": b"1", "config.json.partial": b"12"})
+    listing = {"model.safetensors": b"1", "config.json": b"{}"}
+    put_model(roots["project"] / "tiny", {"model.safetensors": b"1"}, listing=listing)
+    put_files(roots["project"] / "tiny", {"config.json.partial": b"12"})
     (roots["project"] / "Big-Model").mkdir(parents=True)
     found = states(project)
     tiny, big = found["tiny"], found["big"]
@@ -62,8 +81,24 @@ def test_status_partial_and_missing(project: Path, roots: dict[str, Path]) -> No
     assert big.status == PARTIAL  # an empty folder is not a model
     put_files(roots["project"] / "tiny", {"config.json": b"{}"})
     (roots["project"] / "tiny" / "config.json.partial").unlink()
+    # on disk at last, but nothing has checked its bytes: not called present before verify does
+    assert states(project)["tiny"].status == UNVERIFIED
+    put_model(roots["project"] / "tiny", listing)
     assert states(project)["tiny"].status == PRESENT
     assert states(project)["big"].found.path == roots["project"] / "Big-Model"
+
+
+def test_a_folder_without_a_record_is_unverified_and_one_of_another_repo_is_not_this_model(
+    project: Path, roots: dict[str, Path]
+) -> None:
+    put_files(roots["project"] / "tiny", GOOD)
+    assert states(project)["tiny"].status == UNVERIFIED
+    put_model(roots["project"] / "tiny", GOOD, repo_id="someone/else")
+    tiny = states(project)["tiny"]
+    assert (tiny.status, tiny.found) == ("other repo", None)
+    assert [loc.path for loc in tiny.others] == [roots["project"] / "tiny"]
+    put_model(roots["project"] / "tiny", GOOD, revision="v9")
+    assert states(project)["tiny"].status == "other revision"
 
 
 def test_metadata_and_foreign_cache_folders_are_not_model_files(
@@ -99,7 +134,7 @@ def test_symlink_out_of_a_root_is_not_followed(project: Path, roots: dict[str, P
 
 
 def test_symlink_inside_the_root_is_followed(project: Path, roots: dict[str, Path]) -> None:
-    put_files(roots["project"] / "store" / "tiny", GOOD)
+    put_model(roots["project"] / "store" / "tiny", GOOD)
     (roots["project"] / "tiny").symlink_to(roots["project"] / "store" / "tiny")
     tiny = states(project)["tiny"]
     assert tiny.status == PRESENT

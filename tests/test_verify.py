@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, Run
-from tests.hubserver import HubServer
+from tests.conftest import TINY, Run, put_model
+from tests.hubserver import HubServer, Repo, model_files
 
 BIG = "weights/big.bin"
 
@@ -42,7 +42,10 @@ def test_healthy_model_verifies_offline(cli: Run, downloaded: Path, hub: HubServ
     checks = {(f["path"], f["check"]) for f in model["findings"] if f["status"] == "ok"}
     assert ("model.safetensors", "sha256") in checks and ("config.json", "git-sha1") in checks
     assert hub.requests == []
-    assert data["hashed_bytes"] > 3_000_000
+    assert data["hashed_bytes"] == 0 and data["cached_files"] == 7  # the download's own checks
+    fresh = cli.json("verify", "--no-cache", env={"HF_HUB_OFFLINE": "1"})
+    assert fresh["health"] == "healthy" and fresh["hashed_bytes"] > 3_000_000
+    assert hub.requests == []
 
 
 def test_every_corruption_is_found(cli: Run, downloaded: Path, project: Path) -> None:
@@ -78,7 +81,7 @@ def test_every_corruption_is_found(cli: Run, downloaded: Path, project: Path) ->
         and "invalid JSON" in finding(report, "tokenizer.json")[0][2]
     )
     assert finding(report, "README.md") == [("present", "bad", "missing")]
-    assert finding(report, "notes.txt") == [("extra", "note", "not in the manifest")]
+    assert finding(report, "notes.txt") == [("extra", "note", "not a file of the model's commit")]
     assert finding(report, "weights/other.bin.partial") == [
         ("leftover", "note", "partial download (resumable)")
     ]
@@ -97,7 +100,9 @@ def test_without_a_manifest_format_checks_still_catch_damage(
     folder.mkdir(parents=True)
     for name in ("model.safetensors", "model-q4.gguf", "config.json"):
         shutil.copy(downloaded / name, folder / name)
-    assert cli.json("verify")["health"] == "healthy"
+    unverified = cli.json("verify", code=3)  # no record: nothing says these are the model's files
+    assert bad_files(unverified) == {"hand": set()}
+    assert [f[:2] for f in finding(unverified, "")] == [("record", "bad")]
     st = folder / "model.safetensors"
     raw = bytearray(st.read_bytes())
     raw[:8] = struct.pack("<Q", len(raw) * 4)  # safetensors header length past the end
@@ -127,7 +132,7 @@ def test_unreadable_file_is_bad(downloaded: Path, project: Path) -> None:
 
 
 def test_cache_skips_unchanged_files_and_sees_changes(cli: Run, downloaded: Path) -> None:
-    first = cli.json("verify")
+    first = cli.json("verify", "--no-cache")
     assert first["hashed_bytes"] > 3_000_000 and first["cached_files"] == 0
     second = cli.json("verify")
     assert second["hashed_bytes"] == 0 and second["cached_files"] == 7
@@ -138,8 +143,11 @@ def test_cache_skips_unchanged_files_and_sees_changes(cli: Run, downloaded: Path
     assert third["hashed_bytes"] == len(big) and bad_files(third) == {"tiny": {BIG}}
     fresh = cli.json("verify", "--no-cache", code=3)
     assert fresh["cached_files"] == 0 and fresh["hashed_bytes"] > 3_000_000
-    (downloaded / ".modelctl" / "verify-cache.json").write_text("{not json")  # damaged cache: rebuilt
-    assert cli.json("verify", code=3)["cached_files"] == 0
+    again = cli.json("verify", code=3)  # known bad at this stat: no need to hash it again
+    assert again["hashed_bytes"] == 0 and bad_files(again) == {"tiny": {BIG}}
+    (downloaded / ".modelctl" / "manifest.json").write_text("{not json")  # damaged record: trusts nothing
+    damaged = cli.json("verify", code=3)
+    assert damaged["cached_files"] == 0 and [f[:2] for f in finding(damaged, "")] == [("record", "bad")]
 
 
 def test_same_size_change_with_restored_mtime_is_caught_without_cache(cli: Run, downloaded: Path) -> None:
@@ -167,9 +175,10 @@ def test_levels(cli: Run, downloaded: Path) -> None:
 def test_health_degraded_and_strict(
     cli: Run, hub: HubServer, registry: Callable[..., Path], tmp_path: Path
 ) -> None:
-    registry(TINY + "  - id: extra\n    repo_id: org/tiny\n    required: false\n    local_dir: extra\n")
+    hub.add(Repo("org/extra", model_files()))
+    registry(TINY + "  - id: extra\n    repo_id: org/extra\n    required: false\n")
     cli.json("download", "--all")
-    (tmp_path / "home" / "extra" / "config.json").write_bytes(b"{}")
+    (tmp_path / "home" / "org--extra" / "config.json").write_bytes(b"{}")
     data = cli.json("verify")
     assert data["health"] == "degraded"
     assert cli("verify").exit_code == 0
@@ -191,8 +200,7 @@ def test_optional_models_not_downloaded_are_notes_unless_named(
 
 def test_checksum_pins_are_checked(cli: Run, registry: Callable[..., Path], project: Path) -> None:
     folder = project / "models" / "pinned"
-    folder.mkdir(parents=True)
-    (folder / "w.bin").write_bytes(b"hello")
+    put_model(folder, {"w.bin": b"hello"}, repo_id="org/p")
     md5 = "5d41402abc4b2a76b9719d911017c592"
     registry(f"models:\n  - id: pinned\n    repo_id: org/p\n    checksums: {{w.bin: 'md5:{md5}'}}\n")
     data = cli.json("verify")

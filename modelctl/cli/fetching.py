@@ -110,6 +110,9 @@ def ensure_command(
     size: SizeOpt = None,
     everything: AllOpt = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 3 when degraded, too.")] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Hash every file again first (suspected bit rot).")
+    ] = False,
     max_workers: MaxWorkersOpt = 4,
     offline: OfflineOpt = False,
     endpoint: EndpointOpt = None,
@@ -140,6 +143,6 @@ def ensure_command(
     ws = _announced_workspace(ctx, config, quiet=quiet or as_json)
     specs = ensure_selection(ws, models or (), size, everything)
     with output.download_events(quiet=quiet, as_json=as_json) as events:
-        report = ensure_models(ws, specs, options, events)
+        report = ensure_models(ws, specs, options, events, use_cache=not no_cache)
     output.render_ensure(report, as_json=as_json, quiet=quiet)
     exit_for_health(report.health, strict=strict)

@@ -62,6 +62,13 @@ def clean_command(
     incomplete: Annotated[
         bool, typer.Option("--incomplete", help="Only partial downloads, quarantine and stale lock files.")
     ] = False,
+    outdated: Annotated[
+        bool,
+        typer.Option("--outdated", help="Only files an earlier commit had and the current one does not."),
+    ] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="With --corrupted: hash every file again first.")
+    ] = False,
     root: Annotated[
         str | None, typer.Option(help="Only this root: user, project or legacy.", show_default=False)
     ] = None,
@@ -79,8 +86,18 @@ def clean_command(
     if root is not None and root not in ROOT_NAMES:
         raise typer.BadParameter(f"choose one of {', '.join(ROOT_NAMES)}", param_hint="--root")
     ws = workspace(ctx, config)
-    specs = clean_selection(ws, models or (), everything, incomplete=incomplete, corrupted=corrupted)
-    plan = plan_clean(ws, specs, incomplete=incomplete, corrupted=corrupted, root=root)
+    specs = clean_selection(
+        ws, models or (), everything, incomplete=incomplete, corrupted=corrupted, outdated=outdated
+    )
+    plan = plan_clean(
+        ws,
+        specs,
+        incomplete=incomplete,
+        corrupted=corrupted,
+        root=root,
+        outdated=outdated,
+        use_cache=not no_cache,
+    )
     if dry_run or not plan.removals:
         output.render_clean(plan, None, as_json=as_json)
         return

@@ -77,7 +77,7 @@ def assert_complete(folder: Path, files: dict[str, bytes]) -> None:
 @pytest.fixture
 def tiny(hub: HubServer, registry: Callable[..., Path], tmp_path: Path) -> Path:
     registry(TINY)
-    return tmp_path / "home" / "tiny"
+    return tmp_path / "home" / "org--tiny"
 
 
 def files_of(hub: HubServer) -> dict[str, bytes]:
@@ -351,19 +351,19 @@ def test_11_malformed_registry_and_damaged_metadata(
     assert "(while parsing a flow sequence started at line 3)" in result.stderr
     registry(TINY)
     assert run(project, "download", "tiny").returncode == 0
-    # A damaged manifest is not trusted: a file changed behind it is still caught and fetched again.
-    (tiny / ".modelctl" / "manifest.json").write_text('{"version": 1, "files": [')
+    # A damaged record is not trusted: the folder is unverified, and a file changed behind it is
+    # still caught and fetched again.
+    (tiny / ".modelctl" / "manifest.json").write_text('{"version": 2, "files": [')
     (tiny / "config.json").write_bytes(b'{"model_type": "tampered"}')
     settle(hub)
     verify = run(project, "verify", "--json")
-    assert verify.returncode == 0  # without a manifest the tampered JSON still parses: a note, not trust
-    assert "unreadable manifest ignored" in verify.stdout
+    assert verify.returncode == 3  # no record: nothing says these are the model's files
+    assert "unreadable record ignored" in verify.stdout and "unverified" in verify.stdout
     repaired = run(project, "download", "tiny")
     assert repaired.returncode == 0, repaired.stderr
     assert [r.path.rsplit("/", 1)[-1] for r in hub.file_gets()] == ["config.json"]
-    assert json.loads((tiny / ".modelctl" / "manifest.json").read_text())["version"] == 1  # rebuilt
-    (tiny / ".modelctl" / "verify-cache.json").write_text("garbage")
-    assert run(project, "verify").returncode == 0  # a damaged cache is rebuilt
+    assert json.loads((tiny / ".modelctl" / "manifest.json").read_text())["version"] == 2  # rebuilt
+    assert run(project, "verify").returncode == 0
     (project / "models.lock").write_text("{not json")
     locked = run(project, "verify")
     assert locked.returncode == 1 and "models.lock is damaged" in locked.stderr

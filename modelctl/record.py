@@ -1,0 +1,282 @@
+"""The model record: what a model folder must hold, and what of it has been verified.
+
+`<model>/.modelctl/manifest.json` names the model (repo_id, revision, commit) and lists every file
+of that commit with its size and hashes: the plan, written before the first byte of a download
+and never shrunk by a run that fails or is interrupted. Each file carries the last check of its
+content: the stat it had (inode, size, mtime_ns) and the digests computed then. A file is
+*verified* when that stat is still the file's and a digest equals the expected hash; *bad* when
+a digest differs; *pending* when its content was never checked. This one record is also the
+verify cache: an unchanged file is never hashed twice, and a file found bad stays bad for every
+command until its bytes change.
+
+Whether a model is complete is judged from this record (or models.lock), never from what the
+last run happened to write.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+META_DIR = ".modelctl"
+# huggingface_hub's `--local-dir` metadata; skipped so models fetched by `hf` can be adopted.
+FOREIGN_META_DIRS = (".cache",)
+RECORD_NAME = "manifest.json"
+RECORD_VERSION = 2
+PENDING, VERIFIED, BAD, CHANGED = "pending", "verified", "bad", "changed"
+_GLOB_CHARS = frozenset("*?[")
+
+
+class Checked(NamedTuple):
+    """The last time a file's content was hashed: its stat then, and the digests it had."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+    at: str
+    digests: Mapping[str, str]  # algo (sha256, git-sha1, md5, sha1) → hex
+
+    def is_current(self, st: os.stat_result) -> bool:
+        """True when the file on disk is, by its stat, the one that was hashed."""
+        return (st.st_ino, st.st_size, st.st_mtime_ns) == (self.inode, self.size, self.mtime_ns)
+
+
+def checked_now(st: os.stat_result, digests: Mapping[str, str]) -> Checked:
+    return Checked(st.st_ino, st.st_size, st.st_mtime_ns, now(), dict(digests))
+
+
+class RecordFile(NamedTuple):
+    """One file of the commit: what it must be, and the last check of what is on disk."""
+
+    path: str
+    size: int
+    sha256: str | None  # LFS files: the sha256 of the content
+    blob_id: str  # git blob sha1 (of the content for non-LFS files, of the pointer for LFS)
+    checked: Checked | None = None
+
+    @property
+    def is_lfs(self) -> bool:
+        return self.sha256 is not None
+
+    @property
+    def expected(self) -> tuple[str, str]:
+        """(algo, hex) that the content must hash to."""
+        return ("sha256", self.sha256) if self.sha256 else ("git-sha1", self.blob_id)
+
+    def same_content(self, other: RecordFile) -> bool:
+        return (self.size, self.sha256, self.blob_id) == (other.size, other.sha256, other.blob_id)
+
+    @property
+    def state(self) -> str:
+        """pending | verified | bad, as recorded (the stat is not looked at)."""
+        if self.checked is None:
+            return PENDING
+        algo, hexdigest = self.expected
+        return VERIFIED if self.checked.digests.get(algo) == hexdigest else BAD
+
+    def state_of(self, st: os.stat_result | None) -> str | None:
+        """The file as found by `st` (None: absent → None): pending, verified, bad or changed."""
+        if st is None:
+            return None
+        if self.checked is None:
+            return PENDING
+        if not self.checked.is_current(st):
+            return CHANGED
+        return self.state
+
+
+class Record(NamedTuple):
+    """A model folder's record: the model it holds and every file of its commit."""
+
+    repo_id: str
+    revision: str
+    commit: str
+    files: tuple[RecordFile, ...]
+    updated_at: str
+    outdated: tuple[str, ...] = ()  # files of an earlier commit that this one no longer lists
+    is_planned: bool = True  # False: read from a version-1 manifest, which lists only what was written
+
+    def by_path(self) -> dict[str, RecordFile]:
+        return {f.path: f for f in self.files}
+
+    def selected(self, patterns: Sequence[str]) -> tuple[RecordFile, ...]:
+        """The files a registry entry's `files:` globs select (all of them when it has none)."""
+        if not patterns:
+            return self.files
+        return tuple(f for f in self.files if any(fnmatch.fnmatchcase(f.path, p) for p in patterns))
+
+
+def is_safe_relative(path: str) -> bool:
+    """A repo path that stays inside the model folder: relative, no '..', no NUL or backslash."""
+    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
+        return False
+    parts = path.split("/")
+    return all(part not in ("", ".", "..") for part in parts) and parts[0] not in (
+        META_DIR,
+        *FOREIGN_META_DIRS,
+    )
+
+
+def is_glob(pattern: str) -> bool:
+    return any(ch in _GLOB_CHARS for ch in pattern)
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def record_path(folder: Path) -> Path:
+    return folder / META_DIR / RECORD_NAME
+
+
+def read_record(folder: Path) -> Record | None:
+    """The folder's record, or None when absent or unreadable (then nothing is taken on trust)."""
+    try:
+        data = json.loads(record_path(folder).read_text(encoding="utf-8"))
+        version = data.get("version")
+        if version not in (1, RECORD_VERSION):
+            return None
+        files = tuple(_file(f, version) for f in data["files"] if is_safe_relative(str(f["path"])))
+        return Record(
+            str(data["repo_id"]),
+            str(data["revision"]),
+            str(data["commit"]),
+            files,
+            str(data.get("updated_at", "")),
+            tuple(str(p) for p in data.get("outdated", ()) if is_safe_relative(str(p))),
+            is_planned=version == RECORD_VERSION,
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _file(item: Mapping[str, object], version: object) -> RecordFile:
+    sha256 = item.get("sha256")
+    is_lfs = bool(item.get("lfs", sha256 is not None))
+    checked = None
+    if version == 1:  # 0.1's manifest: every listed file was verified at this stat
+        if item.get("verified_at"):
+            digests = {"sha256": str(sha256)} if sha256 else {}
+            if not is_lfs:
+                digests["git-sha1"] = str(item["blob_id"])
+            checked = Checked(
+                int(item.get("inode", 0)),  # type: ignore[call-overload]
+                int(item["size"]),  # type: ignore[call-overload]
+                int(item.get("mtime_ns", 0)),  # type: ignore[call-overload]
+                str(item["verified_at"]),
+                digests,
+            )
+    elif isinstance(item.get("checked"), dict):
+        c: dict[str, object] = item["checked"]  # type: ignore[assignment]
+        digests_in = c.get("digests")
+        checked = Checked(
+            int(c["inode"]),  # type: ignore[call-overload]
+            int(c["size"]),  # type: ignore[call-overload]
+            int(c["mtime_ns"]),  # type: ignore[call-overload]
+            str(c.get("at", "")),
+            {str(k): str(v) for k, v in digests_in.items()} if isinstance(digests_in, dict) else {},
+        )
+    return RecordFile(
+        str(item["path"]),
+        int(item["size"]),  # type: ignore[call-overload]
+        str(sha256) if sha256 and is_lfs else None,
+        str(item["blob_id"]),
+        checked,
+    )
+
+
+def record_json(record: Record) -> dict[str, object]:
+    """The record as written to disk (and shown by `info --json`)."""
+    return {
+        "version": RECORD_VERSION,
+        "repo_id": record.repo_id,
+        "revision": record.revision,
+        "commit": record.commit,
+        "updated_at": record.updated_at,
+        "files": [
+            {
+                "path": f.path,
+                "size": f.size,
+                "sha256": f.sha256,
+                "blob_id": f.blob_id,
+                "lfs": f.is_lfs,
+                "state": f.state,
+                "checked": None
+                if f.checked is None
+                else {
+                    "inode": f.checked.inode,
+                    "size": f.checked.size,
+                    "mtime_ns": f.checked.mtime_ns,
+                    "at": f.checked.at,
+                    "digests": dict(sorted(f.checked.digests.items())),
+                },
+            }
+            for f in sorted(record.files, key=lambda f: f.path)
+        ],
+        "outdated": sorted(record.outdated),
+    }
+
+
+def write_record(folder: Path, record: Record) -> None:
+    """Write the record atomically (temp file + fsync + os.replace): old or new, never half."""
+    target = record_path(folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{RECORD_NAME}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write(json.dumps(record_json(record), indent=1) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # the old record stays as it was
+        raise
+
+
+def plan_record(
+    repo_id: str, revision: str, commit: str, listing: Iterable[RecordFile], previous: Record | None
+) -> Record:
+    """The record for a run about to fetch `commit`: every listed file, with what is known of it.
+
+    A file the previous record knew with the same content keeps its last check; every other file
+    is pending. Files of an earlier commit that this one no longer lists are kept as `outdated`
+    (reported by verify, removed by `clean --outdated`).
+    """
+    known = previous.by_path() if previous is not None else {}
+    files = []
+    for f in listing:
+        old = known.get(f.path)
+        files.append(f._replace(checked=old.checked if old is not None and old.same_content(f) else None))
+    outdated: tuple[str, ...] = ()
+    if previous is not None:
+        listed = {f.path for f in files}
+        gone = [*previous.outdated, *(p for p in known if p not in listed)]
+        outdated = tuple(sorted({p for p in gone if p not in listed}))
+    return Record(repo_id, revision, commit, tuple(files), now(), outdated)
+
+
+def with_checks(record: Record, checks: Mapping[str, Checked]) -> Record:
+    """The record with new checks (path → checked) for files it lists."""
+    if not checks:
+        return record
+    files = tuple(f._replace(checked=checks[f.path]) if f.path in checks else f for f in record.files)
+    return record._replace(files=files, updated_at=now())
+
+
+def identity(record: Record | None, repo_id: str, revision: str) -> str:
+    """OWN when the record names this repo and revision; OTHER_REPO / OTHER_REVISION; UNRECORDED."""
+    if record is None:
+        return UNRECORDED
+    if record.repo_id.lower() != repo_id.lower():
+        return OTHER_REPO
+    if revision not in (record.revision, record.commit):
+        return OTHER_REVISION
+    return OWN
+
+
+OWN, UNRECORDED, OTHER_REPO, OTHER_REVISION = "own", "unverified", "other repo", "other revision"
