@@ -21,7 +21,7 @@ paths=$(modelctl ensure "${args[@]}" --quiet)
 code=$?
 case $code in
   0) ;;
-  3) echo "some models are still damaged after repair; see: modelctl verify --all" >&2; exit 3 ;;
+  3) echo "some models are incomplete or damaged and could not be repaired (offline?); see: modelctl verify --all" >&2; exit 3 ;;
   4) echo "a model or size variant is not in the registry; see: modelctl list" >&2; exit 4 ;;
   5) echo "not enough disk space for the models; see: modelctl doctor" >&2; exit 5 ;;
   *) echo "model setup failed (exit $code); run it again to resume, or: modelctl doctor" >&2; exit "$code" ;;

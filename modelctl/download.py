@@ -180,6 +180,7 @@ class ModelPlan:
     snapshot: Snapshot
     files: tuple[FilePlan, ...]
     is_offline: bool = False
+    behind: str | None = None  # the commit on disk when it is an older one of this revision
 
     @property
     def needed(self) -> int:
@@ -236,7 +237,9 @@ def plan_downloads(workspace: Workspace, options: DownloadOptions, events: Downl
             folder,
             sum(f.needed for f in files),
         )
-        plans.append(ModelPlan(spec, root, folder, snapshot, files))
+        previous = read_record(folder)
+        behind = previous.commit if previous is not None and previous.commit != snapshot.commit else None
+        plans.append(ModelPlan(spec, root, folder, snapshot, files, behind=behind))
     plan = DownloadPlan(workspace, tuple(plans), access, hashes)
     check_space(plan)
     return plan
@@ -576,7 +579,7 @@ def _run_model(
         # Another modelctl may have fetched files while we waited: decide again under the lock.
         remote = [f.remote for f in model.files]
         files = _survey(folder, remote, plan.workspace.registry.verify, options.force, plan.hashes)
-        model = ModelPlan(model.spec, model.root, folder, model.snapshot, files)
+        model = ModelPlan(model.spec, model.root, folder, model.snapshot, files, behind=model.behind)
         try:
             record = _write_plan(model)  # before the first byte: what a complete model is
         except OSError as err:

@@ -404,6 +404,7 @@ class PlainEvents(QuietEvents):
         self._line(
             f"{plan.spec.id}: {len(todo)} to fetch ({need:,} bytes), {len(plan.files) - len(todo)} kept, "
             f"into {plan.folder} ({plan.root.name} root) at {plan.snapshot.commit[:12]}"
+            + (f" (on disk: {plan.behind[:12]}, an older commit)" if plan.behind else "")
         )
 
     def lock_wait(self, folder: Path, pid: int | None) -> None:
@@ -520,6 +521,7 @@ def render_plan(plan: DownloadPlan, *, as_json: bool) -> None:
                         "repo_id": m.spec.repo_id,
                         "revision": m.snapshot.revision,
                         "commit": m.snapshot.commit,
+                        "commit_on_disk": m.behind,
                         "root": m.root.name,
                         "path": str(m.folder),
                         "bytes_needed": m.needed,

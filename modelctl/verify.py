@@ -230,8 +230,14 @@ class _Checker:
                 Finding(f"{META_DIR}/{RECORD_NAME}", "format", NOTE, "unreadable record ignored")
             )
         if locked is not None and record is not None and record.commit != locked.commit:
+            # The files are judged by the lock's hashes below; the commit alone is not damage.
             self.findings.append(
-                Finding("", "commit", BAD, f"on disk {record.commit[:12]}, models.lock {locked.commit[:12]}")
+                Finding(
+                    "",
+                    "commit",
+                    NOTE,
+                    f"on disk {record.commit[:12]}, models.lock {locked.commit[:12]}: files are checked against the lock",
+                )
             )
         expected = expectations(spec, record, locked)
         if expected is None:
@@ -253,8 +259,10 @@ class _Checker:
             self._check_file(folder, exp, jobs)
         for rel in sorted(on_disk - set(expected)):
             problem = check_file(folder / rel)
-            if problem:
-                self.findings.append(Finding(rel, "format", BAD, problem))
+            if problem and rel not in self.known:
+                # With a record, a file it does not name is not the model's: the user's, left alone.
+                status = BAD if record is None else NOTE
+                self.findings.append(Finding(rel, "format", status, problem))
             elif record is not None and rel in set(record.outdated):
                 self.findings.append(
                     Finding(

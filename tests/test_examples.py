@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import TINY
+from tests.conftest import TINY, Run
 from tests.hubserver import HubServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,3 +57,24 @@ def test_github_actions_example_is_valid_yaml_using_real_commands() -> None:
     ):
         assert command in runs
     assert workflow["jobs"]["test"]["env"]["CI_MINIMAL_MODELS"] == "1"
+
+
+def test_setup_script_never_calls_an_incomplete_model_ready(
+    cli: Run, hub: HubServer, registry: Callable[..., Path], project: Path, tmp_path: Path
+) -> None:
+    registry(TINY)
+    cli.json("download", "tiny", "--include", "*.json")  # as a first download cut short leaves it
+    offline = subprocess.run(
+        ["bash", str(ROOT / "examples" / "setup_models.sh"), "0.5b"],
+        cwd=project,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert offline.returncode == 3 and "model ready" not in offline.stdout
+    done = run_script(project, "0.5b")
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "home" / "org--tiny"
+    assert done.stdout == f"model ready: {folder}\n"
+    assert (folder / "weights" / "big.bin").read_bytes() == hub.repos["org/tiny"].files["weights/big.bin"]
