@@ -74,10 +74,10 @@ class RecordFile(NamedTuple):
     @property
     def state(self) -> str:
         """pending | verified | bad, as recorded (the stat is not looked at)."""
-        if self.checked is None:
-            return PENDING
         algo, hexdigest = self.expected
-        return VERIFIED if self.checked.digests.get(algo) == hexdigest else BAD
+        if self.checked is None or algo not in self.checked.digests:
+            return PENDING  # never hashed for its own hash (a pin's md5 alone says nothing)
+        return VERIFIED if self.checked.digests[algo] == hexdigest else BAD
 
     def state_of(self, st: os.stat_result | None) -> str | None:
         """The file as found by `st` (None: absent → None): pending, verified, bad or changed."""

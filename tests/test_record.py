@@ -130,3 +130,18 @@ def test_ensure_replaces_only_files_the_record_names(cli: Run, hub: HubServer, d
     assert report["repaired"] == {"tiny": ["config.json"]}
     assert (downloaded / "my-notes.json").read_text() == "{not json, mine"  # the user's file stays
     assert (downloaded / "config.json").read_bytes() == hub.repos["org/tiny"].files["config.json"]
+
+
+def test_a_check_without_the_files_own_hash_proves_nothing() -> None:
+    from modelctl.record import Checked, RecordFile
+
+    md5_only = Checked(1, 5, 0, "now", {"md5": "5d41402abc4b2a76b9719d911017c592"})
+    entry = RecordFile("w.bin", 5, "a" * 64, "b" * 40, md5_only)
+    assert entry.state == "pending"  # a pin was checked, the Hub's sha256 never was
+    assert entry._replace(checked=md5_only._replace(digests={"sha256": "a" * 64})).state == "verified"
+    assert entry._replace(checked=md5_only._replace(digests={"sha256": "c" * 64})).state == "bad"
+
+
+def test_a_sidecar_left_without_its_partial_is_no_download_in_flight(cli: Run, downloaded: Path) -> None:
+    (downloaded / "config.json.partial.json").write_text("{}")  # killed between publish and cleanup
+    assert cli.json("list")["models"][0]["status"] == "present"
