@@ -6,8 +6,10 @@
     path = manager.ensure_model("fastvlm-0.5b")   # verified, repaired if needed → its folder
     paths = ensure_models()                       # {id: folder} for every model of the registry
 
-Errors are the CLI's: ConfigurationError, MissingModelError, BadChecksumError, DownloadError
-(all ModelctlError). Nothing here prints.
+Errors are the CLI's: ConfigurationError, MissingModelError, BadChecksumError, DownloadError,
+NotEnoughSpaceError (all ModelctlError, each with the CLI's exit code). Nothing here prints.
+Threads may share a ModelManager: ensures of one model run one at a time, and a later one finds
+the model already repaired.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from modelctl.errors import DownloadError, UsageError
 from modelctl.manager import Workspace
 from modelctl.record import META_DIR
 from modelctl.registry import ModelSpec
-from modelctl.storage import OWNER_NAME, Location, locate, model_lock
+from modelctl.storage import OWNER_NAME, PARTIALS_DIR, Location, locate, model_lock
 
 QUARANTINE = "quarantine"
 
@@ -93,8 +93,31 @@ def plan_clean(
                     if (loc.path / rel).is_file() and rel not in loc.record.by_path()
                 ]
             if whole:
-                removals.append(_removal(spec, loc, loc.path, "whole model"))
+                removals.append(_removal(spec, loc, loc.path, _whole_reason(workspace, spec, loc)))
     return CleanPlan(tuple(_inside_roots(removals, workspace)), ())
+
+
+def _whole_reason(workspace: Workspace, spec: ModelSpec, loc: Location) -> str:
+    """What removing the folder takes with it, said before it happens: files that are not the
+    model's (the user's own) and other registry models kept in the same folder."""
+    assert loc.scan is not None
+    reason = "whole model"
+    if loc.record is None:
+        reason += ", a folder with no record: every file in it"
+    else:
+        listed = loc.record.by_path()
+        extras = [f.path for f in loc.scan.files if f.path not in listed]
+        if extras:
+            shown = ", ".join(extras[:5]) + (", …" if len(extras) > 5 else "")
+            reason += f", with {len(extras)} file(s) that are not the model's: {shown}"
+    sharing = [
+        other.id
+        for other in workspace.registry.models
+        if other.id != spec.id and any(o.path == loc.path for o in locate(other, workspace.roots) if o.exists)
+    ]
+    if sharing:
+        reason += f"; also the folder of {', '.join(sharing)}"
+    return reason
 
 
 def _removal(spec: ModelSpec, loc: Location, path: Path, reason: str) -> Removal:
@@ -103,10 +126,13 @@ def _removal(spec: ModelSpec, loc: Location, path: Path, reason: str) -> Removal
 
 def _incomplete(spec: ModelSpec, loc: Location) -> list[Removal]:
     assert loc.scan is not None
-    out = [_removal(spec, loc, loc.path / rel, "partial download") for rel in loc.scan.partials]
+    out: list[Removal] = []
     meta = loc.path / META_DIR
     if not meta.is_dir() or meta.is_symlink():
         return out
+    partials = meta / PARTIALS_DIR
+    if partials.is_dir() and not partials.is_symlink():
+        out += [_removal(spec, loc, item, "partial download") for item in sorted(partials.iterdir())]
     quarantine = meta / QUARANTINE
     if quarantine.is_dir() and not quarantine.is_symlink():
         out += [_removal(spec, loc, item, "quarantined by ensure") for item in sorted(quarantine.iterdir())]

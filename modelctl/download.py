@@ -34,6 +34,7 @@ from modelctl.hub import HubAccess, RemoteFile, Snapshot, call_with_retries, fet
 from modelctl.lockfile import LockedModel, LockFile, locked_for, read_lock, write_lock
 from modelctl.manager import Workspace, model_state
 from modelctl.record import (
+    META_DIR,
     OWN,
     UNRECORDED,
     Checked,
@@ -50,7 +51,10 @@ from modelctl.record import (
 )
 from modelctl.registry import TRUE_WORDS, ModelSpec
 from modelctl.storage import (
+    PARTIAL_SUFFIX,
+    PARTIALS_DIR,
     ROOT_NAMES,
+    SIDECAR_SUFFIX,
     Root,
     folder_names,
     model_lock,
@@ -326,6 +330,23 @@ def _target(
     )
 
 
+def _refuse_links_out(root: Root, folder: Path) -> None:
+    """DownloadError when the model folder, or its `.modelctl/`, is a symlink that leaves the root.
+
+    Nothing outside the storage roots is ever written: a link is named, not followed.
+    """
+    for path in (folder, folder / META_DIR):
+        if not path.is_symlink():
+            continue
+        target = Path(os.path.realpath(path))
+        if path == folder and target.is_relative_to(Path(os.path.realpath(root.path))):
+            continue  # a model folder linked to another place inside its root is followed
+        raise DownloadError(
+            f"{path} is a symlink to {target}, outside the {root.name} root {root.path}; nothing was written.",
+            hint="Replace the link with a real folder (or move the files into the root), then run again.",
+        )
+
+
 def _refuse_other(spec: ModelSpec, folder: Path, record: Record | None = None) -> None:
     """DownloadError when the folder's record names another repo or revision than spec."""
     record = record or read_record(folder)
@@ -366,13 +387,26 @@ def wanted_files(spec: ModelSpec, snapshot: Snapshot, options: DownloadOptions) 
     """The snapshot's files that the registry's `files:` and --include/--exclude select."""
     patterns = spec.files + options.include
     out = []
+    seen: set[str] = set()
+    where = f"{spec.repo_id}@{snapshot.commit[:12]}"
     for remote in snapshot.files:
         if not is_safe_relative(remote.path):
             raise DownloadError(
-                f"{spec.repo_id}@{snapshot.commit[:12]} lists a file named {remote.path!r}, which would "
-                "land outside the model folder; nothing was downloaded.",
+                f"{where} lists a file named {remote.path!r}, which would land outside the model "
+                "folder; nothing was downloaded.",
                 hint="Report this repo/mirror; modelctl refuses such names.",
             )
+        if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in remote.path):
+            raise DownloadError(
+                f"{where} lists a file name with control characters, {remote.path!r}; nothing was downloaded.",
+                hint="Report this repo/mirror: such names can rewrite your terminal; modelctl refuses them.",
+            )
+        if remote.path in seen:
+            raise DownloadError(
+                f"{where} lists {remote.path!r} twice; nothing was downloaded.",
+                hint="Report this repo/mirror: a listing must name each file once.",
+            )
+        seen.add(remote.path)
         if patterns and not any(fnmatch.fnmatchcase(remote.path, p) for p in patterns):
             continue
         if any(fnmatch.fnmatchcase(remote.path, p) for p in options.exclude):
@@ -402,15 +436,16 @@ def _survey(
     known = record.by_path() if record is not None else {}
     out = []
     for item in remote:
-        local = _local_state(folder / item.path, item, known.get(item.path), level, hashes)
+        local = _local_state(folder, item, known.get(item.path), level, hashes)
         out.append(decide(item, local, force=force))
     return tuple(out)
 
 
 def _local_state(
-    dest: Path, remote: RemoteFile, entry: RecordFile | None, level: str, hashes: HashMemo
+    folder: Path, remote: RemoteFile, entry: RecordFile | None, level: str, hashes: HashMemo
 ) -> LocalState:
-    partial = resumable_bytes(dest, remote.size, remote.sha256, remote.blob_id)
+    dest = folder / remote.path
+    partial = resumable_bytes(folder, remote.path, remote.size, remote.sha256, remote.blob_id)
     try:
         st = None if dest.is_symlink() or not dest.is_file() else dest.stat()
     except OSError:
@@ -574,6 +609,7 @@ def _run_model(
     model: ModelPlan, plan: DownloadPlan, options: DownloadOptions, events: DownloadEvents
 ) -> ModelOutcome:
     folder = model.folder
+    _refuse_links_out(model.root, folder)
     folder.mkdir(parents=True, exist_ok=True)
     with model_lock(folder, options.lock_timeout, lambda pid: events.lock_wait(folder, pid)):
         # Another modelctl may have fetched files while we waited: decide again under the lock.
@@ -625,7 +661,17 @@ def _run_model(
         else:
             r = results[f.remote.path]
             outcomes.append(
-                FileOutcome(r.rel_path, r.size, f.action, r.fetched, r.resumed_from, r.sha256, r.endpoint)
+                FileOutcome(
+                    r.rel_path,
+                    r.size,
+                    DOWNLOAD
+                    if f.action == RESUME and not r.resumed_from
+                    else f.action,  # the server restarted it
+                    r.fetched,
+                    r.resumed_from,
+                    r.sha256,
+                    r.endpoint,
+                )
             )
     return ModelOutcome(model.spec, model.root, folder, model.snapshot.commit, tuple(outcomes))
 
@@ -637,10 +683,11 @@ def _job(model: ModelPlan, plan: FilePlan, access: HubAccess) -> FileJob:
     if not dest.parent.resolve().is_relative_to(model.folder.resolve()):
         raise DownloadError(f"{remote.path}: its folder leads outside {model.folder} through a symlink.")
     if plan.action == DOWNLOAD:  # --force, or a partial that is not this file's: no stale resume
-        partial_path(dest).unlink(missing_ok=True)
-        sidecar_path(dest).unlink(missing_ok=True)
+        partial_path(model.folder, remote.path).unlink(missing_ok=True)
+        sidecar_path(model.folder, remote.path).unlink(missing_ok=True)
     return FileJob(
         urls=access.file_urls(model.snapshot.repo_id, model.snapshot.commit, remote.path),
+        folder=model.folder,
         dest=dest,
         rel_path=remote.path,
         size=remote.size,
@@ -668,6 +715,7 @@ def _write_plan(model: ModelPlan) -> Record:
     snap = model.snapshot
     previous = read_record(model.folder)
     _refuse_other(model.spec, model.folder, previous)
+    _sweep_sidecars(model.folder)
     listing = (RecordFile(f.path, f.size, f.sha256, f.blob_id) for f in snap.files)
     record = plan_record(snap.repo_id, snap.revision, snap.commit, listing, previous)
     kept = {
@@ -678,6 +726,15 @@ def _write_plan(model: ModelPlan) -> Record:
     record = with_checks(record, kept)
     write_record(model.folder, record)
     return record
+
+
+def _sweep_sidecars(folder: Path) -> None:
+    """Remove sidecars whose partial is gone (a run killed between publishing and tidying up)."""
+    where = folder / META_DIR / PARTIALS_DIR
+    if where.is_dir() and not where.is_symlink():
+        for sidecar in where.glob("*" + SIDECAR_SUFFIX):
+            if not sidecar.with_suffix(PARTIAL_SUFFIX).exists():
+                sidecar.unlink(missing_ok=True)
 
 
 def _record_results(folder: Path, record: Record, results: Mapping[str, FileResult]) -> None:

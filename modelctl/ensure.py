@@ -9,13 +9,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelctl.download import DownloadOptions, DownloadReport, plan_downloads, run_downloads
-from modelctl.errors import DownloadError, ModelctlError
+from modelctl.errors import ModelctlError
 from modelctl.events import DownloadEvents
 from modelctl.manager import Workspace
 from modelctl.record import META_DIR
@@ -64,6 +66,48 @@ def ensure_models(
     use_cache: bool = True,
 ) -> EnsureReport:
     """Repair what verify finds bad; `use_cache=False` re-hashes every file first (suspected bit rot)."""
+    with _one_thread_at_a_time(workspace, specs):
+        return _ensure_held(workspace, specs, options, events, use_cache=use_cache)
+
+
+# Process-wide locks by model folder path. The folder's flock (storage.model_lock) keeps processes
+# apart only while one downloads; threads sharing a process (a service's ModelLoader, threads with one
+# ModelManager) must also not verify, quarantine and restore one folder at the same time: a second
+# thread would move files the first already moved aside, or discard the first's quarantine.
+_FOLDER_LOCKS: dict[str, threading.RLock] = {}
+_FOLDER_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _one_thread_at_a_time(workspace: Workspace, specs: Sequence[ModelSpec]) -> Iterator[None]:
+    """Hold this process's lock on every folder the models may live in; a later thread waits, then
+    finds the model repaired. Taken in sorted order, so overlapping selections cannot deadlock."""
+    from modelctl.storage import folder_names
+
+    keys = sorted(
+        {
+            os.path.abspath(state.root.path / name)
+            for spec in specs
+            for state in workspace.roots
+            for name in folder_names(spec, state.root)
+        }
+    )
+    with _FOLDER_LOCKS_GUARD:
+        locks = [_FOLDER_LOCKS.setdefault(key, threading.RLock()) for key in keys]
+    with ExitStack() as stack:
+        for lock in locks:
+            stack.enter_context(lock)
+        yield
+
+
+def _ensure_held(
+    workspace: Workspace,
+    specs: Sequence[ModelSpec],
+    options: DownloadOptions,
+    events: DownloadEvents,
+    *,
+    use_cache: bool,
+) -> EnsureReport:
     before = verify_models(workspace, specs, explicit=True, use_cache=use_cache)
     broken = [v for v in before.models if not v.is_ok]
     if not broken or options.offline:
@@ -91,9 +135,9 @@ def ensure_models(
         _restore(moved)
         if isinstance(err, ModelctlError):
             still = "; ".join(f"{i}: {', '.join(repaired[i])}" for i in ids)
-            raise DownloadError(
-                f"Repair failed, the bad files were put back ({still}): {err.message}",
-                hint=err.hint,
+            # Same class, exit code and hint as the failure itself (no space: 5, lock mismatch: 3).
+            raise err.reworded(
+                f"Repair failed, the bad files were put back ({still}): {err.message}"
             ) from err
         raise
     after = verify_models(_refresh(workspace), specs, explicit=True)
@@ -131,6 +175,7 @@ def _quarantine(verdict: ModelVerdict, stamp: str) -> _Aside:
         source = model_folder / rel
         if not source.is_file() or source.is_symlink():
             continue
+        _forget_older_copies(model_folder / META_DIR / QUARANTINE, rel)
         target = aside / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, target)
@@ -143,6 +188,20 @@ def _incomplete(verdict: ModelVerdict) -> tuple[str, ...]:
     if any(f.check == "record" for f in verdict.findings):
         return ("(checked against the Hub)",)
     return ("(completed)",)
+
+
+def _forget_older_copies(quarantine: Path, rel: str) -> None:
+    """Keep at most one quarantined copy per file: earlier runs' copies of rel are deleted."""
+    if not quarantine.is_dir() or quarantine.is_symlink():
+        return
+    for stamp in quarantine.iterdir():
+        old = stamp / rel
+        if old.is_file() and not old.is_symlink():
+            old.unlink()
+            for parent in old.parents:  # drop the folders this left empty, up to the stamp's
+                if parent == quarantine or any(parent.iterdir()):
+                    break
+                parent.rmdir()
 
 
 def _restore(moved: dict[str, _Aside]) -> None:

@@ -29,6 +29,17 @@ class ModelctlError(Exception):
         self.message = message
         self.hint = hint if hint is not None else self.default_hint
 
+    def reworded(self, message: str) -> ModelctlError:
+        """The same error (class, exit code, hint, attributes) with another message; raise it `from` self.
+
+        For a caller that adds context: the failure keeps its exit code and stays catchable as itself.
+        """
+        cls = type(self)
+        copy = cls.__new__(cls, message)  # no __init__: a subclass may take other arguments
+        copy.__dict__.update(self.__dict__)
+        copy.message = message
+        return copy
+
 
 # Seed 003 called its base class ModelManagerError.
 ModelManagerError = ModelctlError

@@ -4,21 +4,29 @@ It resolves a revision to a commit and lists the commit's files with sizes and h
 HF_ENDPOINT, HF_TOKEN / `hf auth login` and proxies keep the meaning huggingface_hub gives them,
 and it turns huggingface_hub's exceptions into ours. huggingface_hub is imported inside the
 functions: `modelctl --help` and `modelctl list` must not pay ~200 ms for it.
+
+Every metadata request goes through `_get`: huggingface_hub's HTTP session (its proxies, offline
+mode, user agent) and error classes, but our timeout, no retries of its own (`call_with_retries`
+is the one retry loop) and the token only for a host that `HubAccess.token_for` allows.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from modelctl.errors import ConfigurationError, DownloadError, MissingModelError, ModelctlError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+MAX_REDIRECTS = 5
+MAX_TREE_PAGES = 1000  # the Hub pages 1000 entries: a million files; more is a server looping on us
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 T = TypeVar("T")
@@ -49,6 +57,17 @@ class Snapshot:
     endpoint: str | None = None  # where the metadata came from (None: from disk or models.lock)
 
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of a URL (default port filled in): what the token is bound to."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a malformed port or IPv6 literal matches no endpoint
+        return ("", url, None)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
 @dataclass(frozen=True)
 class HubAccess:
     """Where the Hub is (an ordered list: a mirror first, say) and who we are; resolved once."""
@@ -56,6 +75,7 @@ class HubAccess:
     endpoints: tuple[str, ...]
     token: str | None = None
     timeout: float = 30.0
+    token_endpoints: tuple[str, ...] = ()  # the endpoints whose scheme+host+port may get the token
 
     @property
     def endpoint(self) -> str:
@@ -64,7 +84,13 @@ class HubAccess:
     def starting_with(self, endpoint: str) -> HubAccess:
         """The same endpoints, `endpoint` first (the one that answered the metadata)."""
         rest = tuple(e for e in self.endpoints if e != endpoint)
-        return HubAccess((endpoint, *rest), self.token, self.timeout)
+        return replace(self, endpoints=(endpoint, *rest))
+
+    def token_for(self, url: str) -> str | None:
+        """The token if `url` is on the scheme, host and port of an endpoint allowed it, else None."""
+        if self.token and origin(url) in {origin(e) for e in self.token_endpoints}:
+            return self.token
+        return None
 
     def file_urls(self, repo_id: str, commit: str, path: str) -> tuple[str, ...]:
         """The resolve URL of one file at each endpoint, in order."""
@@ -73,14 +99,16 @@ class HubAccess:
         return tuple(hf_hub_url(repo_id, path, revision=commit, endpoint=e) for e in self.endpoints)
 
     def headers_for(self, url: str) -> dict[str, str]:
-        """Headers for a file request: the token only goes to a configured endpoint's host."""
+        """Headers for a file request (each redirect hop asks again): the token as `token_for` says."""
         headers = {"user-agent": "modelctl", "accept-encoding": "identity"}
-        if self.token and urlsplit(url).netloc in {urlsplit(e).netloc for e in self.endpoints}:
-            headers["authorization"] = f"Bearer {self.token}"
+        token = self.token_for(url)
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         return headers
 
     def __repr__(self) -> str:  # never show the token, even in a debug traceback
-        return f"HubAccess(endpoints={self.endpoints!r}, token={'***' if self.token else None})"
+        token = "***" if self.token else None
+        return f"HubAccess(endpoints={self.endpoints!r}, token={token}, token_endpoints={self.token_endpoints!r})"
 
 
 def hub_access(
@@ -88,15 +116,22 @@ def hub_access(
     token: str | None = None,
     timeout: float = 30.0,
     *,
-    registry_endpoints: Sequence[str] = (),
+    registry_endpoints: Sequence[tuple[str, bool]] = (),
 ) -> HubAccess:
     """Endpoints: --endpoint (repeatable) > HF_ENDPOINT > the registry's `endpoints:` > huggingface.co.
 
-    Token: --token > HF_TOKEN > huggingface_hub's stored login.
+    Token: --token > HF_TOKEN > huggingface_hub's stored login. It goes to endpoints named by
+    --endpoint or HF_ENDPOINT, to huggingface.co, and to registry endpoints that allow it: each
+    is (url, is_token_sent), registry.py's `Endpoint` (`token:`, default true only for https
+    huggingface.co hosts).
     """
     env = os.environ.get("HF_ENDPOINT")
-    chosen = tuple(endpoints) or ((env,) if env else tuple(registry_endpoints)) or (DEFAULT_ENDPOINT,)
-    chosen = tuple(dict.fromkeys(e.rstrip("/") for e in chosen))
+    explicit = tuple(endpoints) or ((env,) if env else ())
+    pairs = [(e, True) for e in explicit] or list(registry_endpoints) or [(DEFAULT_ENDPOINT, True)]
+    sends: dict[str, bool] = {}
+    for url, is_token_sent in pairs:
+        sends.setdefault(url.rstrip("/"), bool(is_token_sent))  # a repeated URL: its first entry
+    chosen = tuple(sends)
     for endpoint in chosen:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -106,7 +141,7 @@ def hub_access(
             )
     if token is None:
         token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or _stored_token()
-    return HubAccess(endpoints=chosen, token=token or None, timeout=timeout)
+    return HubAccess(chosen, token or None, timeout, tuple(e for e in chosen if sends[e]))
 
 
 def _stored_token() -> str | None:
@@ -121,15 +156,16 @@ def _stored_token() -> str | None:
 def fetch_snapshot(access: HubAccess, repo_id: str, revision: str, *, command: str) -> Snapshot:
     """Resolve revision → commit and list its files, failing over along the endpoints.
 
-    An endpoint that refuses the connection, times out or answers 5xx is skipped for the next;
-    an answer (even "not found") from a working endpoint is final.
+    An endpoint that refuses the connection, does not resolve, times out or answers 5xx is
+    skipped for the next; an answer (even "not found") from a working endpoint is final.
     """
     failures: list[str] = []
     for index, endpoint in enumerate(access.endpoints):
         try:
             return _fetch_from(endpoint, access, repo_id, revision, command=command)
         except DownloadError as err:
-            if not err.is_retryable or index == len(access.endpoints) - 1:
+            skip = err.is_retryable or _is_unresolved(err)
+            if not skip or index == len(access.endpoints) - 1:
                 if failures:
                     err.message += "\nEarlier endpoints failed too: " + "; ".join(failures)
                 raise
@@ -138,52 +174,175 @@ def fetch_snapshot(access: HubAccess, repo_id: str, revision: str, *, command: s
 
 
 def _fetch_from(endpoint: str, access: HubAccess, repo_id: str, revision: str, *, command: str) -> Snapshot:
-    from huggingface_hub import HfApi
-    from huggingface_hub.hf_api import RepoFile
-
-    api = HfApi(endpoint=endpoint, token=access.token or False)
+    """model_info's commit, then the commit's tree, as HfApi asks for them (same URLs)."""
     with translate_errors(
-        repo_id, revision, command=command, endpoint=endpoint, has_token=bool(access.token)
+        repo_id,
+        revision,
+        command=command,
+        endpoint=endpoint,
+        has_token=bool(access.token_for(endpoint)),
+        is_token_withheld=bool(access.token) and not access.token_for(endpoint),
     ):
-        info = api.model_info(repo_id, revision=revision, timeout=access.timeout)
-        commit = info.sha or ""
-        if not _SHA1_RE.match(commit):
+        info = _json(_get(access, f"{endpoint}/api/models/{repo_id}/revision/{quote(revision, safe='')}"))
+        commit = info.get("sha") if isinstance(info, dict) else None
+        if not isinstance(commit, str) or not _SHA1_RE.match(commit):
             raise DownloadError(
                 f"The Hub at {endpoint} answered revision '{revision}' of {repo_id} "
                 f"without a commit id (got {commit!r}).",
                 hint="Check that HF_ENDPOINT points at a Hugging Face Hub or a mirror of it.",
             )
-        entries = api.list_repo_tree(repo_id, revision=commit, recursive=True)
-        files = [_remote_file(repo_id, e) for e in entries if isinstance(e, RepoFile)]
+        files = _list_tree(access, endpoint, repo_id, commit)
     return Snapshot(repo_id, revision, commit, tuple(sorted(files, key=lambda f: f.path)), endpoint)
 
 
-def _remote_file(repo_id: str, entry: Any) -> RemoteFile:
-    sha256 = entry.lfs.sha256 if entry.lfs is not None else None
-    if sha256 is not None and not _SHA256_RE.match(str(sha256)):
-        raise DownloadError(f"The Hub listed {repo_id}/{entry.path} with a malformed sha256 {sha256!r}.")
-    return RemoteFile(path=str(entry.path), size=int(entry.size), blob_id=str(entry.blob_id), sha256=sha256)
+def _list_tree(access: HubAccess, endpoint: str, repo_id: str, commit: str) -> list[RemoteFile]:
+    """Every file of the commit, following the tree's `Link: <…>; rel="next"` pages.
+
+    We page ourselves instead of calling HfApi.list_repo_tree: that follows a `next` link to any
+    host with the same Authorization header, wraps each page in http_backoff (up to 5 retries of
+    its own, ~23 s against a 500) and passes no timeout, and none of the three can be switched
+    off through its arguments. A next page on another scheme, host or port than the endpoint's
+    is refused rather than fetched without the token: the real Hub pages on its own host, so such
+    a link is a misconfigured mirror or proxy the user should hear about, and a silently
+    token-less page would fail later as a confusing "not found" for a private repo.
+    """
+    url: str | None = (
+        f"{endpoint}/api/models/{repo_id}/tree/{quote(commit, safe='')}?recursive=true&expand=false"
+    )
+    seen: set[str] = set()
+    files: list[RemoteFile] = []
+    while url is not None:
+        if url in seen or len(seen) >= MAX_TREE_PAGES:
+            raise DownloadError(
+                f"The Hub at {endpoint} keeps paging the file listing of {repo_id}@{commit[:12]} "
+                f"({len(seen)} pages, back to {_redact(url)}).",
+                hint="Check that the endpoint is a Hugging Face Hub or a mirror of it.",
+            )
+        seen.add(url)
+        response = _get(access, url)
+        entries = _json(response)
+        if not isinstance(entries, list):
+            raise DownloadError(
+                f"The Hub at {endpoint} answered the file listing of {repo_id}@{commit[:12]} "
+                f"with {type(entries).__name__}, not a list.",
+                hint="Check that the endpoint is a Hugging Face Hub or a mirror of it.",
+            )
+        files += [
+            _remote_file(repo_id, e) for e in entries if not isinstance(e, dict) or e.get("type") == "file"
+        ]
+        link = response.links.get("next", {}).get("url")
+        url = urljoin(str(response.url), link) if link else None
+        if url is not None and origin(url) != origin(endpoint):
+            raise DownloadError(
+                f"The Hub at {endpoint} sent the next page of the file listing of {repo_id} to "
+                f"another host ({_site(url)}); modelctl follows pages only on the endpoint's own "
+                "scheme, host and port, so that the token never leaves it.",
+                hint="The endpoint (a mirror or proxy?) must page on its own URL: fix its public "
+                "URL setting, or use another endpoint.",
+            )
+    return files
+
+
+def _get(access: HubAccess, url: str) -> Any:
+    """GET one metadata URL: no retries, our timeout, the token per hop (redirects are ours too)."""
+    from huggingface_hub import get_session, hf_raise_for_status
+
+    session = get_session()
+    for _ in range(MAX_REDIRECTS + 1):
+        headers = access.headers_for(url)  # the one place that decides where the token goes
+        del headers["accept-encoding"]  # JSON may come compressed; file bytes may not
+        response = session.get(url, headers=headers, timeout=access.timeout, follow_redirects=False)
+        if not response.has_redirect_location:
+            hf_raise_for_status(response)
+            return response
+        url = urljoin(str(response.url), response.headers["location"])
+    raise DownloadError(f"More than {MAX_REDIRECTS} redirects for {_redact(url)}.")
+
+
+def _json(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError as err:
+        raise DownloadError(
+            f"{_redact(str(response.url))} answered HTTP {response.status_code} with something "
+            f"that is not JSON ({response.headers.get('content-type', 'no content type')}).",
+            hint="Check that HF_ENDPOINT points at a Hugging Face Hub or a mirror of it, not a login page.",
+        ) from err
+
+
+def _remote_file(repo_id: str, entry: Mapping[str, Any]) -> RemoteFile:
+    """One `type: file` entry of the tree JSON (the fields HfApi's RepoFile reads)."""
+    try:
+        path, size, blob_id, lfs = entry["path"], entry["size"], entry["oid"], entry.get("lfs")
+        sha256 = lfs["oid"] if lfs is not None else None
+    except (KeyError, TypeError, AttributeError) as err:
+        raise DownloadError(f"The Hub listed a malformed entry for {repo_id}: {str(entry)[:200]}") from err
+    if not isinstance(path, str) or type(size) is not int or size < 0 or not isinstance(blob_id, str):
+        raise DownloadError(
+            f"The Hub listed {repo_id}/{path} with a malformed size or id: {str(entry)[:200]}"
+        )
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256_RE.match(sha256)):
+        raise DownloadError(f"The Hub listed {repo_id}/{path} with a malformed sha256 {sha256!r}.")
+    return RemoteFile(path=path, size=size, blob_id=blob_id, sha256=sha256)
+
+
+def _site(url: str) -> str:
+    """scheme://host[:port] of a URL, for messages (no path, query or credentials)."""
+    scheme, host, port = origin(url)
+    default = _DEFAULT_PORTS.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def _redact(url: str) -> str:
+    return url.split("?")[0]
+
+
+def _is_unresolved(err: BaseException) -> bool:
+    """Whether a DNS lookup failed somewhere in the exception's chain (no retry helps)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, socket.gaierror):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @contextmanager
 def translate_errors(
-    repo_id: str, revision: str, *, command: str, endpoint: str, has_token: bool
+    repo_id: str,
+    revision: str,
+    *,
+    command: str,
+    endpoint: str,
+    has_token: bool,
+    is_token_withheld: bool = False,
 ) -> Iterator[None]:
     """Turn huggingface_hub and HTTP-client errors into ModelctlErrors with a next step."""
     from huggingface_hub import errors as hf
 
+    token_hint = "" if has_token else f", or run `{command} --token hf_...` if it is private"
+    if is_token_withheld:  # a registry mirror without `token: true`
+        token_hint = (
+            f"; the token is not sent to {endpoint}: give it `token: true` under `endpoints:` if it should be"
+        )
     try:
         yield
     except ModelctlError:
         raise
     except hf.GatedRepoError as err:
+        if is_token_withheld:
+            raise DownloadError(
+                f"{repo_id} is gated at {endpoint}, and the token is not sent there (HTTP {_status(err)}).",
+                hint="Give that endpoint `token: true` under `endpoints:` in the registry if it should get it.",
+            ) from err
         raise DownloadError(
             f"{repo_id} is gated: your token has no access to it (HTTP {_status(err)}).",
             hint=f"Accept the terms on the repo's page, then run `{command} --token hf_...` "
             "or `hf auth login`.",
         ) from err
     except hf.RepositoryNotFoundError as err:
-        token_hint = "" if has_token else f", or run `{command} --token hf_...` if it is private"
         raise MissingModelError(
             f"Repository {repo_id} was not found at {endpoint} (HTTP {_status(err)}).",
             hint=f"Check repo_id in the registry{token_hint}.",
@@ -202,6 +361,12 @@ def translate_errors(
         ) from err
     except hf.HfHubHTTPError as err:
         status = _status(err)
+        if status == "404":  # a plain 404, no X-Error-Code (a simple mirror): repo or revision unknown
+            raise MissingModelError(
+                f"{repo_id}@{revision} was not found at {endpoint} (HTTP 404): "
+                "the repository or that revision is not there.",
+                hint=f"Check `repo_id:` and `revision:` of the model in the registry{token_hint}.",
+            ) from err
         raise DownloadError(
             f"The Hub at {endpoint} answered HTTP {status} for {repo_id}@{revision}.",
             hint="Try again later; if it persists, check HF_ENDPOINT and your token.",
@@ -212,6 +377,13 @@ def translate_errors(
         # through, and httpx2's do not derive from OSError, so they are recognised by module.
         if not isinstance(err, (OSError, ValueError)) and not type(err).__module__.startswith("httpx"):
             raise
+        if _is_unresolved(err):  # retrying a name that does not resolve only adds minutes
+            raise DownloadError(
+                f"The Hub's host {urlsplit(endpoint).hostname} ({endpoint}) does not resolve: "
+                f"{_describe(err)}",
+                hint="Check the endpoint's spelling (--endpoint, HF_ENDPOINT or `endpoints:` in the "
+                "registry) and the machine's DNS.",
+            ) from err
         raise DownloadError(
             f"Cannot reach the Hub at {endpoint} for {repo_id}: {_describe(err)}",
             hint=f"Check the network and HF_ENDPOINT; to use only what is on disk run `{command} --offline`.",

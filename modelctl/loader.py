@@ -107,6 +107,8 @@ class ModelLoader:
             raise ConfigurationError(f"{name}: give exactly one of model= (a registry id) or path=.")
         if checksum is not None and parse_checksum(checksum) is None:
             raise ConfigurationError(f"{name}: checksum {checksum!r} is not algo:hex (md5, sha1 or sha256).")
+        if checksum is not None and path is not None and Path(path).is_dir():
+            raise _checksum_on_directory(name, Path(path))
         if name in self._entries:
             raise ConfigurationError(f"{name} is already registered.")
         self._entries[name] = _Entry(
@@ -206,6 +208,11 @@ class ModelLoader:
                         entry.status = FAILED
                         return
                     time.sleep(backoff_delay(entry.attempts, self.backoff_base))
+                except KeyboardInterrupt:
+                    raise  # Ctrl-C stops the program, not one load
+                except BaseException as err:  # SystemExit & co: the loader meant to stop; not retried
+                    entry.status, entry.error = FAILED, f"{type(err).__name__}: {err}"
+                    return
         except ModelctlError as err:
             entry.status, entry.error = FAILED, f"{type(err).__name__}: {err.message}"
         finally:
@@ -221,6 +228,8 @@ class ModelLoader:
         if entry.path.is_file() and entry.path.stat().st_size == 0:
             raise BadChecksumError(f"{entry.name}: {entry.path} is empty (0 bytes).")
         if entry.checksum is not None:
+            if entry.path.is_dir():  # it became one after register()
+                raise _checksum_on_directory(entry.name, entry.path)
             pin = parse_checksum(entry.checksum)
             assert pin is not None
             digest = hashlib.new(pin.algo)
@@ -237,3 +246,11 @@ class ModelLoader:
     def _looks_corrupt(entry: _Entry, err: BaseException) -> bool:
         text = f"{type(err).__name__}: {err}".lower()
         return any(pattern in text for pattern in entry.patterns)
+
+
+def _checksum_on_directory(name: str, path: Path) -> ConfigurationError:
+    return ConfigurationError(
+        f"{name}: checksum= pins one file's bytes, but {path} is a directory.",
+        hint="Register a file with checksum=, a folder without it, or a registry model (model=), "
+        "which is verified file by file.",
+    )

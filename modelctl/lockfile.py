@@ -44,6 +44,11 @@ class LockedModel:
 class LockFile:
     path: Path
     models: dict[str, LockedModel]
+    replaced: str | None = None  # why an unreadable models.lock was written anew (write_lock)
+
+
+class DamagedLockError(ConfigurationError):
+    """models.lock cannot be read as a lock: `modelctl lock` writes it anew."""
 
 
 def lock_path(registry: Registry) -> Path:
@@ -63,13 +68,28 @@ def read_lock(registry: Registry) -> LockFile | None:
         raise ConfigurationError(f"Cannot read {path}: {err.strerror or err}") from None
     try:
         data = json.loads(text)
-        if data.get("version") != LOCK_VERSION:
-            raise ValueError(f"version {data.get('version')!r}, expected {LOCK_VERSION}")
+        version = data.get("version")
+    except (ValueError, AttributeError) as err:
+        raise DamagedLockError(
+            f"{path} is damaged: {err}",
+            hint="Restore it from version control, or run `modelctl lock` to write it anew.",
+        ) from None
+    if isinstance(version, int) and version > LOCK_VERSION:
+        from modelctl import __version__
+
+        raise ConfigurationError(
+            f"{path} is version {version}, written by a newer modelctl; this modelctl ({__version__}) "
+            f"reads version {LOCK_VERSION}.",
+            hint="Upgrade modelctl (pip install -U modelctl) to the version your project uses.",
+        )
+    try:
+        if version != LOCK_VERSION:
+            raise ValueError(f"version {version!r}, expected {LOCK_VERSION}")
         models = {mid: _locked(mid, entry) for mid, entry in data["models"].items()}
     except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise ConfigurationError(
+        raise DamagedLockError(
             f"{path} is damaged: {err}",
-            hint="Restore it from version control, or write it again with `modelctl lock`.",
+            hint="Restore it from version control, or run `modelctl lock` to write it anew.",
         ) from None
     return LockFile(path, models)
 
@@ -100,7 +120,11 @@ def write_lock(registry: Registry, locked: Sequence[LockedModel]) -> LockFile:
             "The bundled default registry cannot be locked.",
             hint="Create a models.yaml for your project (copy the bundled one) and run `modelctl lock` beside it.",
         )
-    current = read_lock(registry)
+    replaced = None
+    try:
+        current = read_lock(registry)
+    except DamagedLockError as err:  # a newer version is not damage: that error goes up
+        current, replaced = None, err.message
     known = {m.id for m in registry.models}
     models = {mid: m for mid, m in (current.models if current else {}).items() if mid in known}
     models.update({m.id: m for m in locked})
@@ -124,7 +148,7 @@ def write_lock(registry: Registry, locked: Sequence[LockedModel]) -> LockFile:
     tmp = path.with_name(f"{LOCK_NAME}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-    return LockFile(path, models)
+    return LockFile(path, models, replaced)
 
 
 def lock_differences(registry: Registry, lock: LockFile | None) -> list[str]:

@@ -28,6 +28,17 @@ class RedactTokens(logging.Filter):
         return True
 
 
+def mute_unless_configured() -> None:
+    """Without -v or --log-file the log goes nowhere, warnings included.
+
+    A logger with no handler at all has its WARNING records printed on stderr by logging's
+    last-resort handler: each retry would be said twice, beside the progress line reporting it.
+    """
+    logger = logging.getLogger("modelctl")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+
+
 def configure(*, verbose: bool, log_file: Path | None, stream: TextIO | None = None) -> None:
     """Attach the handlers asked for; without them the log goes nowhere (and costs nothing)."""
     logger = logging.getLogger("modelctl")

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, NamedTuple
 from modelctl.record import BAD, VERIFIED, Record, RecordFile, is_glob
 from modelctl.registry import ModelSpec, Registry, load_registry
 from modelctl.storage import (
-    SIDECAR_SUFFIX,
     LocalFile,
     Location,
     RootState,
@@ -189,9 +188,7 @@ def _judge(spec: ModelSpec, loc: Location, locked: LockedModel | None) -> ModelS
     ]
     if not expected and not missing_l:
         missing_l.append("(no file of the commit matches `files:`)")
-    # A sidecar alone (its partial published, the run killed before removing it) is no download in flight.
-    in_flight = [p for p in scan.partials if not p.endswith(SIDECAR_SUFFIX)]
-    if missing_l or mismatched or bad or in_flight:
+    if missing_l or mismatched or bad or scan.partials:
         status = PARTIAL
     else:
         status = UNVERIFIED if unchecked else PRESENT

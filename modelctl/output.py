@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
 from modelctl.errors import ModelctlError
 from modelctl.events import NullEvents
@@ -54,42 +54,137 @@ _STATUS_STYLE = {
 }
 
 
-def _out() -> Console:
+def visible(text: str, *, keep_newlines: bool = True) -> str:
+    """text with every unprintable character shown as an escape (`\\x1b`, `\\r`, `\\u202e`).
+
+    Names and messages come from servers, registries and file systems: a raw ESC or CR would drive
+    the terminal (retitle it, rewrite lines, hide text). Only our own line breaks are kept.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        ch
+        if ch.isprintable() or (keep_newlines and ch == "\n")
+        else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
+def escape(text: str) -> str:
+    """text made visible (see `visible`) and escaped for Rich markup: safe in any console.print."""
+    from rich.markup import escape as escape_markup
+
+    return escape_markup(visible(text))
+
+
+class _Sink:
+    """sys.stdout or sys.stderr as this module writes to them, whatever became of them.
+
+    stdout carries the answer: closed (`>&-`) it is an error, exit 1; a reader gone (`| head -1`) took
+    what it wanted, so the rest goes to /dev/null and the command ends as it would have (exit 0, as
+    ripgrep does: `set -o pipefail` scripts keep working). stderr carries status and progress, which
+    are best-effort: closed, or its reader gone, the work goes on without them.
+    """
+
+    def __init__(self, stream: TextIO | None, *, is_answer: bool) -> None:
+        self._stream = stream
+        self._is_answer = is_answer
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream is not None and self._stream.isatty()
+        except ValueError:  # closed
+            return False
+
+    def write(self, text: str) -> int:
+        if self._stream is None:
+            if self._is_answer and text:
+                raise ModelctlError(
+                    "Cannot write the answer: standard output is closed.",
+                    hint="Run it with stdout open; `> /dev/null` discards the answer.",
+                )
+            return len(text)
+        try:
+            self._stream.write(text)
+        except (OSError, ValueError) as err:
+            self._lost(err)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError) as err:
+                self._lost(err)
+
+    def _lost(self, err: OSError | ValueError) -> None:
+        if self._is_answer and not isinstance(err, BrokenPipeError):
+            reason = (err.strerror if isinstance(err, OSError) else None) or str(err)
+            raise ModelctlError(
+                f"Cannot write the answer to standard output: {reason}.",
+                hint="Check where stdout goes (a full disk, a closed file), then run the command again.",
+            ) from err
+        # Later writes, and Python's flush at exit, go to /dev/null instead of failing again.
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())  # type: ignore[union-attr]
+            os.close(null)
+        except (OSError, ValueError, AttributeError):
+            pass  # no file descriptor (CliRunner): each write fails again, quietly
+
+
+def _stdout() -> _Sink:
     # Made per call, not at import: CliRunner swaps sys.stdout between invocations.
+    return _Sink(sys.stdout, is_answer=True)
+
+
+def _stderr() -> _Sink:
+    return _Sink(sys.stderr, is_answer=False)
+
+
+def _out() -> Console:
     # Piped output is read by programs and people's pagers: never cut a table at 80 columns.
     from rich.console import Console
 
-    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 400
-    return Console(file=sys.stdout, highlight=False, emoji=False, soft_wrap=False, width=width)
+    file = _stdout()
+    width = None if file.isatty() or os.environ.get("COLUMNS") else 400
+    return Console(file=cast("IO[str]", file), highlight=False, emoji=False, soft_wrap=False, width=width)
 
 
 def _err() -> Console:
     from rich.console import Console
 
-    return Console(file=sys.stderr, highlight=False, emoji=False, soft_wrap=True)
+    return Console(file=cast("IO[str]", _stderr()), highlight=False, emoji=False, soft_wrap=True)
+
+
+def _answer(text: str) -> None:
+    """Plain text on stdout (JSON, paths for scripts): exact when piped, escapes made visible on a terminal."""
+    out = _stdout()
+    out.write(visible(text) if out.isatty() else text)
+    out.flush()
 
 
 def print_json(data: Any) -> None:
     """Write one JSON document to stdout."""
     import json  # only --json pays for it
 
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    _answer(json.dumps(data, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- stderr
 
 
 def warn(messages: Iterable[str]) -> None:
-    from rich.markup import escape
-
     console = _err()
     for message in messages:
         console.print(f"[yellow]Warning:[/] {escape(message)}")
 
 
 def status(message: str) -> None:
-    from rich.markup import escape
-
     _err().print(escape(message), style="dim")
 
 
@@ -99,11 +194,9 @@ def registry_note(source: RegistrySource) -> None:
 
 def error(err: ModelctlError, *, show_traceback: bool = False) -> None:
     """Render an expected failure: what happened, then what to do next."""
-    from rich.markup import escape
-
     console = _err()
     if show_traceback:
-        sys.stderr.write("".join(traceback.format_exception(err)))
+        _stderr().write(visible("".join(traceback.format_exception(err))))
     console.print(f"[bold red]Error:[/] {escape(err.message)}")
     if err.hint:
         console.print(f"[bold]Hint:[/] {escape(err.hint)}")
@@ -233,7 +326,6 @@ def render_list(report: ListReport, *, as_json: bool) -> None:
         )
         return
     from rich.filesize import decimal as human_bytes
-    from rich.markup import escape
     from rich.table import Table
 
     registry_note(report.workspace.registry.source)
@@ -296,7 +388,6 @@ def render_info(report: ListReport, *, as_json: bool) -> None:
 
 def _render_one_info(console: Console, state: ModelState) -> None:
     from rich.filesize import decimal as human_bytes
-    from rich.markup import escape
     from rich.table import Table
 
     spec = state.spec
@@ -394,9 +485,10 @@ class PlainEvents(QuietEvents):
         self._started: dict[str, float] = {}
 
     def _line(self, text: str) -> None:
-        with self._lock:
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
+        with self._lock:  # best-effort: stderr closed or its reader gone, the download goes on
+            err = _stderr()
+            err.write(visible(text, keep_newlines=False) + "\n")
+            err.flush()
 
     def model_start(self, plan: ModelPlan) -> None:
         todo = [f for f in plan.files if f.action != "keep"]
@@ -465,18 +557,20 @@ class RichEvents(PlainEvents):
         self.progress.stop()
 
     def _line(self, text: str) -> None:
-        self.progress.console.print(text, markup=False, highlight=False)
+        self.progress.console.print(visible(text, keep_newlines=False), markup=False, highlight=False)
 
     def model_start(self, plan: ModelPlan) -> None:
         super().model_start(plan)
         need = sum(f.needed for f in plan.files)
         if self._overall is not None:
             self.progress.remove_task(self._overall)
-        self._overall = self.progress.add_task(f"{plan.spec.id} (total)", total=need or None)
+        self._overall = self.progress.add_task(f"{visible(plan.spec.id)} (total)", total=need or None)
 
     def file_start(self, job: FileJob, offset: int) -> None:
         self._started[job.rel_path] = time.monotonic()
-        self._tasks[job.rel_path] = self.progress.add_task(job.rel_path, total=job.size, completed=offset)
+        self._tasks[job.rel_path] = self.progress.add_task(
+            visible(job.rel_path, keep_newlines=False), total=job.size, completed=offset
+        )
 
     def file_advance(self, job: FileJob, nbytes: int) -> None:
         self.progress.advance(self._tasks[job.rel_path], nbytes)
@@ -487,7 +581,9 @@ class RichEvents(PlainEvents):
         super().file_retry(job, attempt, delay, reason)
         task = self._tasks.get(job.rel_path)
         if task is not None:
-            self.progress.update(task, description=f"{job.rel_path} (retry {attempt})")
+            self.progress.update(
+                task, description=f"{visible(job.rel_path, keep_newlines=False)} (retry {attempt})"
+            )
 
     def file_done(self, job: FileJob, result: FileResult) -> None:
         task = self._tasks.pop(job.rel_path, None)
@@ -499,9 +595,12 @@ class RichEvents(PlainEvents):
 @contextmanager
 def download_events(*, quiet: bool, as_json: bool) -> Iterator[DownloadEvents]:
     """Rich progress on a terminal, plain lines otherwise, nothing with --quiet."""
+    from modelctl.logs import mute_unless_configured
+
+    mute_unless_configured()  # the events say each retry; the log says it only where -v/--log-file ask
     if quiet:
         yield QuietEvents()
-    elif sys.stderr.isatty() and not as_json:
+    elif _stderr().isatty() and not as_json:
         with RichEvents() as events:
             yield events
     else:
@@ -544,7 +643,6 @@ def render_plan(plan: DownloadPlan, *, as_json: bool) -> None:
         )
         return
     from rich.filesize import decimal as human_bytes
-    from rich.markup import escape
     from rich.table import Table
 
     registry_note(plan.workspace.registry.source)
@@ -559,7 +657,11 @@ def render_plan(plan: DownloadPlan, *, as_json: bool) -> None:
             table.add_column(column, justify="right" if column in ("size", "to fetch") else "left")
         for f in m.files:
             table.add_row(
-                escape(f.remote.path), f.action, human_bytes(f.remote.size), human_bytes(f.needed), f.reason
+                escape(f.remote.path),
+                f.action,
+                human_bytes(f.remote.size),
+                human_bytes(f.needed),
+                escape(f.reason),
             )
         console.print(table)
     console.print(f"Dry run: {human_bytes(plan.needed)} to fetch; nothing was changed.")
@@ -601,10 +703,9 @@ def render_download(report: DownloadReport, *, as_json: bool, quiet: bool) -> No
         return
     if quiet:
         for m in report.models:
-            sys.stdout.write(f"{m.folder}\n")
+            _answer(f"{m.folder}\n")
         return
     from rich.filesize import decimal as human_bytes
-    from rich.markup import escape
 
     console = _out()
     for m in report.models:
@@ -666,7 +767,6 @@ def render_verify(report: VerifyReport, *, as_json: bool, note: bool = True) -> 
             }
         )
         return
-    from rich.markup import escape
     from rich.table import Table
 
     if note:
@@ -722,9 +822,8 @@ def render_ensure(report: EnsureReport, *, as_json: bool, quiet: bool) -> None:
     if quiet:
         for v in report.after.models:
             if v.location is not None:
-                sys.stdout.write(f"{v.location.path}\n")
+                _answer(f"{v.location.path}\n")
         return
-    from rich.markup import escape
 
     console = _out()
     if not report.repaired:
@@ -764,7 +863,6 @@ def render_clean(plan: CleanPlan, result: CleanResult | None, *, as_json: bool) 
         )
         return
     from rich.filesize import decimal as human_bytes
-    from rich.markup import escape
     from rich.table import Table
 
     console = _out()
@@ -780,7 +878,9 @@ def render_clean(plan: CleanPlan, result: CleanResult | None, *, as_json: bool) 
             if id(r) in removed
             else (f"[red]failed: {escape(errors[id(r)])}[/]" if id(r) in errors else "")
         )
-        table.add_row(escape(r.model), r.root, escape(str(r.path)), human_bytes(r.bytes), r.reason, done)
+        table.add_row(
+            escape(r.model), r.root, escape(str(r.path)), human_bytes(r.bytes), escape(r.reason), done
+        )
     console.print(table)
     if result is None:
         console.print(f"Would free {human_bytes(plan.bytes)}.")
@@ -791,7 +891,7 @@ def render_clean(plan: CleanPlan, result: CleanResult | None, *, as_json: bool) 
 
 
 def checksum_line(algo: str, digest: str, path: Path) -> None:
-    sys.stdout.write(f"{algo}:{digest}  {path}\n")
+    _answer(f"{algo}:{digest}  {path}\n")
 
 
 # --------------------------------------------------------------------------- lock
@@ -802,6 +902,7 @@ def render_lock(lock: LockFile, ids: list[str], *, as_json: bool) -> None:
         print_json(
             {
                 "path": str(lock.path),
+                "replaced": lock.replaced,
                 "models": [
                     {
                         "id": m.id,
@@ -817,11 +918,16 @@ def render_lock(lock: LockFile, ids: list[str], *, as_json: bool) -> None:
         )
         return
     console = _out()
+    if lock.replaced:
+        warn([f"{lock.replaced}; written anew with only the models locked now"])
     for model_id in ids:
         m = lock.models[model_id]
-        console.print(f"{m.id}: {m.repo_id}@{m.revision} → {m.commit} ({len(m.files)} files)", markup=False)
+        console.print(
+            visible(f"{m.id}: {m.repo_id}@{m.revision} → {m.commit} ({len(m.files)} files)"), markup=False
+        )
     console.print(
-        f"Wrote {lock.path}. Commit it; CI then downloads and verifies exactly these files.", markup=False
+        visible(f"Wrote {lock.path}. Commit it; CI then downloads and verifies exactly these files."),
+        markup=False,
     )
 
 
@@ -841,15 +947,15 @@ def render_lock_check(registry: Path, differences: list[str], *, as_json: bool) 
 
 def plain_line(text: str) -> None:
     """One line on stdout, for $(modelctl …) in scripts."""
-    sys.stdout.write(text + "\n")
+    _answer(text + "\n")
 
 
 def render_init(result: InitResult) -> None:
     console = _out()
-    console.print(f"Wrote {result.registry}", markup=False)
+    console.print(visible(f"Wrote {result.registry}"), markup=False)
     if result.added_lines:
         lines = " ".join(line for line in result.added_lines if not line.startswith("#"))
-        console.print(f"Added to {result.gitignore}: {lines}", markup=False)
+        console.print(visible(f"Added to {result.gitignore}: {lines}"), markup=False)
     console.print("Next: edit models.yaml, then `modelctl list` and `modelctl ensure`.", markup=False)
 
 
@@ -866,7 +972,6 @@ def render_doctor(report: DoctorReport, *, as_json: bool) -> None:
             }
         )
         return
-    from rich.markup import escape
 
     console = _out()
     marks = {"ok": "[green]ok[/]     ", "note": "[yellow]note[/]   ", "problem": "[red]PROBLEM[/]"}

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -37,6 +38,9 @@ _FOLDER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._ +-]*$")
 _HEX_RE = re.compile(r"^[0-9a-f]+$")
 
 _TOP_KEYS = ("storage", "verify", "models", "endpoints", "cache_dir")
+_ENDPOINT_KEYS = ("url", "token")
+_URL_RE = re.compile(r"^https?://[^/\s]+(/\S*)?$")
+HF_HOST = "huggingface.co"
 _STORAGE_KEYS = ("user", "shared", "project", "legacy")
 _MODEL_KEYS = (
     "id",
@@ -83,6 +87,13 @@ class ModelSpec(NamedTuple):
         return self.local_dir or self.id
 
 
+class Endpoint(NamedTuple):
+    """One entry of `endpoints:`: a Hub URL and whether the Hub token may be sent to its host."""
+
+    url: str
+    is_token_sent: bool
+
+
 class StorageConfig(NamedTuple):
     """Storage roots as the registry sets them (absolute paths; user=None → platform default)."""
 
@@ -112,7 +123,7 @@ class Registry(NamedTuple):
     storage: StorageConfig
     verify: str
     models: tuple[ModelSpec, ...]
-    endpoints: tuple[str, ...] = ()  # Hub URLs tried in order (a mirror first, then the Hub)
+    endpoints: tuple[Endpoint, ...] = ()  # Hub URLs tried in order (a mirror first, then the Hub)
 
     @property
     def path(self) -> Path:
@@ -172,12 +183,13 @@ def find_registry(
 ) -> RegistrySource:
     """Choose the registry: --config > MODELCTL_CONFIG > CI_MINIMAL_MODELS > parents > bundled."""
     env = os.environ if environ is None else environ
-    here = Path.cwd() if cwd is None else cwd
+    # The working directory is looked up only when needed: an absolute --config or MODELCTL_CONFIG
+    # works even from a directory deleted under the shell.
     if config is not None:
-        return _existing(RegistrySource(_absolute(config, here), "--config"))
+        return _existing(RegistrySource(_absolute(config, cwd), "--config"))
     if env.get("MODELCTL_CONFIG"):
-        return _existing(RegistrySource(_absolute(Path(env["MODELCTL_CONFIG"]), here), "MODELCTL_CONFIG"))
-    found = _search_parents(here)
+        return _existing(RegistrySource(_absolute(Path(env["MODELCTL_CONFIG"]), cwd), "MODELCTL_CONFIG"))
+    found = _search_parents(current_dir(cwd))
     full = RegistrySource(found, "found") if found else RegistrySource(bundled_registry(), "bundled")
     if env.get("CI_MINIMAL_MODELS", "").strip().lower() in TRUE_WORDS:
         minimal = full.path.with_name(MINIMAL_NAME)
@@ -191,9 +203,23 @@ def find_registry(
     return full
 
 
-def _absolute(path: Path, cwd: Path) -> Path:
+def _absolute(path: Path, cwd: Path | None) -> Path:
     path = path.expanduser()
-    return path if path.is_absolute() else cwd / path
+    return path if path.is_absolute() else current_dir(cwd) / path
+
+
+def current_dir(cwd: Path | None = None) -> Path:
+    """cwd if given, else the working directory, which may have been deleted under the shell."""
+    if cwd is not None:
+        return cwd
+    try:
+        return Path.cwd()
+    except FileNotFoundError as err:
+        raise ConfigurationError(
+            "The current directory no longer exists (it was deleted after the shell entered it).",
+            hint=f"cd to an existing folder (the project's, for its {REGISTRY_NAME}); to use a registry "
+            "from anywhere, give an absolute --config or MODELCTL_CONFIG.",
+        ) from err
 
 
 def _existing(source: RegistrySource) -> RegistrySource:
@@ -220,8 +246,7 @@ def load_registry(
     environ: Mapping[str, str] | None = None,
 ) -> Registry:
     """Find the registry as find_registry does, read it and validate every key."""
-    here = Path.cwd() if cwd is None else cwd
-    source = find_registry(config, cwd=here, environ=environ)
+    source = find_registry(config, cwd=cwd, environ=environ)
     try:
         text = source.path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -231,7 +256,7 @@ def load_registry(
         ) from err
     # Relative storage paths are relative to the registry's folder, except for the bundled
     # registry, whose folder is inside site-packages: there they are relative to the cwd.
-    base = here if source.is_bundled else source.path.parent
+    base = current_dir(cwd) if source.is_bundled else source.path.parent
     return parse_registry(text, source, base_dir=base)
 
 
@@ -336,22 +361,50 @@ def parse_registry(text: str, source: RegistrySource, base_dir: Path) -> Registr
     return Registry(source=source, storage=storage, verify=str(verify), models=models, endpoints=endpoints)
 
 
-def _parse_endpoints(problems: _Problems, raw: Any) -> tuple[str, ...]:
+def _parse_endpoints(problems: _Problems, raw: Any) -> tuple[Endpoint, ...]:
+    """Each entry: a URL, or {url: URL, token: true|false}; the token defaults to https Hugging Face hosts."""
     if raw is None:
         return ()
-    if isinstance(raw, str):
+    if isinstance(raw, (str, dict)):
         raw = [raw]
     if not isinstance(raw, list):
         problems.add("endpoints", f"expected a list of Hub URLs, got {_kind(raw)}")
         return ()
     out = []
     for index, item in enumerate(raw):
-        text = _string(problems, f"endpoints[{index}]", item)
-        if text is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", text):
-            problems.add(f"endpoints[{index}]", f"'{text}' is not an http(s) URL, e.g. http://mirror:8090")
+        where = f"endpoints[{index}]"
+        url_key, url, sends = where, item, None
+        if isinstance(item, dict):
+            _check_keys(problems, where, item, _ENDPOINT_KEYS)
+            sends = item.get("token")
+            if sends is not None and not isinstance(sends, bool):
+                problems.add(f"{where}.token", f"expected true or false, got {_kind(sends)}")
+            if "url" not in item:
+                problems.add(where, "missing required key 'url'")
+                continue
+            url_key, url = f"{where}.url", item["url"]
+        elif not isinstance(item, str):
+            problems.add(
+                where, f"expected a URL or a mapping {{url: ..., token: true|false}}, got {_kind(item)}"
+            )
+            continue
+        text = _string(problems, url_key, url)
+        if text is not None and not _URL_RE.match(text):
+            problems.add(url_key, f"'{text}' is not an http(s) URL, e.g. http://mirror:8090")
         elif text is not None:
-            out.append(text.rstrip("/"))
+            url = text.rstrip("/")
+            out.append(Endpoint(url, _is_hf_host(url) if sends is None else sends))
     return tuple(out)
+
+
+def _is_hf_host(url: str) -> bool:
+    """huggingface.co or a subdomain of it, over https: the one host the token is meant for."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:  # e.g. an unclosed IPv6 bracket: not the Hub, and hub.py reports it
+        return False
+    return parts.scheme == "https" and (host == HF_HOST or host.endswith("." + HF_HOST))
 
 
 def _kind(value: Any) -> str:
@@ -423,6 +476,7 @@ def _parse_models(problems: _Problems, raw: Any) -> tuple[ModelSpec, ...]:
         return ()
     specs: list[ModelSpec] = []
     first_line: dict[str, int] = {}
+    folders: dict[str, ModelSpec] = {}
     for index, item in enumerate(raw):
         where = f"models[{index}]"
         if not isinstance(item, dict):
@@ -439,6 +493,19 @@ def _parse_models(problems: _Problems, raw: Any) -> tuple[ModelSpec, ...]:
             )
             continue
         first_line[spec.id] = spec.line
+        # Two models in one folder of a project root: verifying one would pass the other's files
+        # and cleaning one would delete both (case-folded, for case-insensitive filesystems).
+        owner = folders.get(spec.folder_name.casefold())
+        if owner is not None:
+            key = "local_dir" if spec.local_dir else "id"
+            problems.add(
+                f"{where}.{key}",
+                f"'{spec.id}' would share the folder '{spec.folder_name}' with '{owner.id}' "
+                f"(line {owner.line}) in the project and legacy roots",
+                "Give one of them its own `local_dir:`.",
+            )
+            continue
+        folders[spec.folder_name.casefold()] = spec
         specs.append(spec)
     return tuple(specs)
 

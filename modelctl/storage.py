@@ -28,10 +28,11 @@ from modelctl.registry import ModelSpec, StorageConfig
 
 ROOT_NAMES = ("user", "shared", "project", "legacy")
 READ_ONLY_ROOTS = ("shared",)  # searched and verified like the others, never written
-# A download in progress: bytes in `<file>.partial`, its sidecar in `<file>.partial.json`.
+# A download in progress: bytes in `.modelctl/partials/<key>.partial`, described by `<key>.json`,
+# where no repo path can land (a repo may well hold `x.partial`) and whatever a file's name length.
+PARTIALS_DIR = "partials"
 PARTIAL_SUFFIX = ".partial"
-SIDECAR_SUFFIX = ".partial.json"
-FOREIGN_PARTIAL_SUFFIXES = (".incomplete",)
+SIDECAR_SUFFIX = ".json"
 
 
 class Root(NamedTuple):
@@ -67,10 +68,10 @@ class LocalFile(NamedTuple):
 
 
 class FolderScan(NamedTuple):
-    """The files of one model folder, without metadata and partial downloads."""
+    """The files of one model folder (without its metadata) and its downloads in flight."""
 
     files: tuple[LocalFile, ...]
-    partials: tuple[str, ...]
+    partials: tuple[str, ...]  # files with a partial download: their paths (as the sidecar names them)
     skipped: tuple[str, ...]  # symlinks not followed, entries that could not be read
 
     @property
@@ -217,7 +218,6 @@ def _locate_one(spec: ModelSpec, state: RootState, folder: Path, revision: str) 
 def scan_folder(folder: Path, root: Path) -> FolderScan:
     """List a model folder's files (sizes from lstat), its partial downloads, and what was skipped."""
     files: list[LocalFile] = []
-    partials: list[str] = []
     skipped: list[str] = []
     root_real = root.resolve()
     stack = [(folder, "")]
@@ -251,11 +251,9 @@ def scan_folder(folder: Path, root: Path) -> FolderScan:
             except OSError as err:
                 skipped.append(f"{rel}: cannot be read ({err.strerror or err})")
                 continue
-            if entry.name.endswith((PARTIAL_SUFFIX, SIDECAR_SUFFIX, *FOREIGN_PARTIAL_SUFFIXES)):
-                partials.append(rel)
-            else:
-                files.append(LocalFile(rel, size))
+            files.append(LocalFile(rel, size))
     files.sort(key=lambda f: f.path)
+    partials = [rel for rel, _ in partial_downloads(folder)]
     return FolderScan(tuple(files), tuple(sorted(partials)), tuple(sorted(skipped)))
 
 
@@ -280,14 +278,45 @@ def missing_files(spec: ModelSpec, scan: FolderScan) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- partial files
 
 
-def partial_path(dest: Path) -> Path:
-    """Where the bytes of `dest` collect while it downloads."""
-    return dest.with_name(dest.name + PARTIAL_SUFFIX)
+def _partial_key(rel: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def sidecar_path(dest: Path) -> Path:
-    """The small JSON beside a partial file that says what it is a part of."""
-    return dest.with_name(dest.name + SIDECAR_SUFFIX)
+def partial_path(folder: Path, rel: str) -> Path:
+    """Where the bytes of the model file `rel` collect while it downloads."""
+    return folder / META_DIR / PARTIALS_DIR / (_partial_key(rel) + PARTIAL_SUFFIX)
+
+
+def sidecar_path(folder: Path, rel: str) -> Path:
+    """The small JSON beside a partial file that says what it is a part of (`path`, hashes, ETag)."""
+    return folder / META_DIR / PARTIALS_DIR / (_partial_key(rel) + SIDECAR_SUFFIX)
+
+
+def partial_downloads(folder: Path) -> list[tuple[str, Path]]:
+    """(file path, partial file) of each partial download in the folder; the path from its sidecar.
+
+    A partial whose sidecar is missing or unreadable is listed under its own name in `.modelctl/`.
+    """
+    import json
+
+    out = []
+    where = folder / META_DIR / PARTIALS_DIR
+    try:
+        names = [e.name for e in os.scandir(where) if e.name.endswith(PARTIAL_SUFFIX)]
+    except OSError:
+        return []
+    for name in sorted(names):
+        partial = where / name
+        try:
+            rel = json.loads(partial.with_suffix(SIDECAR_SUFFIX).read_text(encoding="utf-8"))["path"]
+            if not isinstance(rel, str) or partial_path(folder, rel) != partial:
+                raise ValueError(rel)
+        except (OSError, ValueError, KeyError, TypeError):
+            rel = f"{META_DIR}/{PARTIALS_DIR}/{name}"
+        out.append((rel, partial))
+    return out
 
 
 # --------------------------------------------------------------------------- lock

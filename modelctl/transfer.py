@@ -65,6 +65,7 @@ class FileJob:
     """One file to fetch: where from, where to, and what its bytes must hash to."""
 
     urls: tuple[str, ...]  # the file at each endpoint, in order of preference
+    folder: Path  # the model folder
     dest: Path
     rel_path: str
     size: int
@@ -80,7 +81,7 @@ class FileResult:
     size: int
     sha256: str
     fetched: int  # bytes received over the network, all attempts together
-    resumed_from: int  # bytes already on disk when the first request went out
+    resumed_from: int  # bytes of an earlier run kept in the file (0 when it had to start over)
     attempts: int
     endpoint: str = ""  # host that served the last bytes
 
@@ -99,11 +100,12 @@ class _Partial:
 
     def __init__(self, job: FileJob) -> None:
         self.job = job
-        self.path = partial_path(job.dest)
-        self.sidecar = sidecar_path(job.dest)
+        self.path = partial_path(job.folder, job.rel_path)
+        self.sidecar = sidecar_path(job.folder, job.rel_path)
         self.offset = 0
         self.received = 0  # bytes that came over the network, all attempts together
         self.flushed = 0  # bytes handed to the kernel's writeback so far
+        self.dropped = False  # bytes already written were thrown away (the file restarted from zero)
         self.etag: str | None = None
         self.fd = -1
         self._reset_hashes()
@@ -116,7 +118,8 @@ class _Partial:
     def open(self) -> None:
         """Adopt a partial from an earlier run if its sidecar describes this very file."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        meta = _resumable_sidecar(self.job.dest, self.job.size, self.job.sha256, self.job.blob_id)
+        job = self.job
+        meta = _resumable_sidecar(job.folder, job.rel_path, job.size, job.sha256, job.blob_id)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         if meta is not None:
             self.etag = meta["etag"]
@@ -145,6 +148,7 @@ class _Partial:
     def truncate(self) -> None:
         """Start the file over from zero."""
         os.ftruncate(self.fd, 0)
+        self.dropped = self.dropped or self.offset > 0
         self.offset = 0
         self.flushed = 0
         self.etag = None
@@ -248,26 +252,31 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
 
 
 def _resumable_sidecar(
-    dest: Path, size: int, sha256: str | None, blob_id: str | None
+    folder: Path, rel: str, size: int, sha256: str | None, blob_id: str | None
 ) -> dict[str, Any] | None:
-    """The sidecar of dest's partial file, if it describes these very bytes and can be resumed."""
+    """The sidecar of rel's partial file, if it describes these very bytes and can be resumed."""
     try:
-        meta = json.loads(sidecar_path(dest).read_text(encoding="utf-8"))
-        partial_size = partial_path(dest).stat().st_size
+        meta = json.loads(sidecar_path(folder, rel).read_text(encoding="utf-8"))
+        partial_size = partial_path(folder, rel).stat().st_size
     except (OSError, ValueError):
         return None
     if not isinstance(meta, dict) or meta.get("version") != SIDECAR_VERSION:
         return None
-    same = (meta.get("size"), meta.get("sha256"), meta.get("blob_id")) == (size, sha256, blob_id)
+    same = (meta.get("path"), meta.get("size"), meta.get("sha256"), meta.get("blob_id")) == (
+        rel,
+        size,
+        sha256,
+        blob_id,
+    )
     return meta if same and isinstance(meta.get("etag"), str) and partial_size <= size else None
 
 
-def resumable_bytes(dest: Path, size: int, sha256: str | None, blob_id: str | None) -> int | None:
-    """Bytes of dest's partial download that a fetch would resume from, or None."""
-    if _resumable_sidecar(dest, size, sha256, blob_id) is None:
+def resumable_bytes(folder: Path, rel: str, size: int, sha256: str | None, blob_id: str | None) -> int | None:
+    """Bytes of rel's partial download that a fetch would resume from, or None."""
+    if _resumable_sidecar(folder, rel, size, sha256, blob_id) is None:
         return None
     try:
-        return partial_path(dest).stat().st_size
+        return partial_path(folder, rel).stat().st_size
     except OSError:
         return None
 
@@ -341,7 +350,7 @@ def fetch_file(
                     job.size,
                     partial.sha256.hexdigest(),
                     partial.received,
-                    resumed_from,
+                    0 if partial.dropped else resumed_from,
                     attempt,
                     urlsplit(job.urls[current]).netloc,
                 )
@@ -426,8 +435,9 @@ def _receive(
     if status == 206:
         start, total = _content_range(resp.getheader("content-range"))
         if start != partial.offset or total not in (None, job.size):
+            asked = partial.offset
             partial.truncate()
-            raise _Retry(f"server sent bytes {start}- of {total}, not {partial.offset}-", retry_after=0.0)
+            raise _Retry(f"server sent bytes {start}- of {total}, not {asked}-", retry_after=0.0)
     elif status == 200:
         if partial.offset > 0:  # range ignored (olah) or If-Range failed: the file changed
             partial.truncate()

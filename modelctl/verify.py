@@ -133,6 +133,7 @@ class _HashJob:
     digests: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     from_cache: bool = False
+    format_problem: str | None = None  # judged once the hash is known
 
 
 def _hash_into(job: _HashJob) -> int:
@@ -304,7 +305,8 @@ class _Checker:
             self.findings.append(Finding(exp.path, "size", BAD, f"{st.st_size} bytes, expected {exp.size}"))
             return
         problem = check_file(path)
-        if problem:
+        has_hub_hash = self.level == "sha256" and bool(exp.sha256 or exp.git_sha1)
+        if problem and not has_hub_hash:
             self.findings.append(Finding(exp.path, "format", BAD, problem))
             return
         algos = set()
@@ -319,7 +321,7 @@ class _Checker:
         if not algos:
             self.findings.append(Finding(exp.path, "size" if exp.size is not None else "present", OK))
             return
-        job = _HashJob(path, algos, st)
+        job = _HashJob(path, algos, st, format_problem=problem)
         entry = self.known.get(exp.path)
         if (
             self.use_cache
@@ -335,7 +337,7 @@ class _Checker:
         self.hash_checks.append((exp, job))
 
     def _absent(self, rel: str) -> str:
-        if rel in self.state.partials or f"{rel}.partial" in self.state.partials:
+        if rel in self.state.partials:
             return "missing: its download was interrupted (the partial file resumes)"
         entry = self.known.get(rel)
         return "missing: not downloaded yet" if entry is not None and entry.checked is None else "missing"
@@ -356,6 +358,21 @@ class _Checker:
                 self.findings.append(Finding(exp.path, "readable", BAD, job.error))
                 continue
             wanted = [("sha256", exp.sha256), ("git-sha1", exp.git_sha1), *exp.pins]
+            if job.format_problem:
+                # The Hub's own bytes are the Hub's file, whatever our format check thinks of them:
+                # a warning, never a repair that would fetch the same bytes again and again.
+                algo, hexdigest = ("sha256", exp.sha256) if exp.sha256 else ("git-sha1", exp.git_sha1)
+                hub_file = job.digests.get(algo) == hexdigest
+                self.findings.append(
+                    Finding(
+                        exp.path,
+                        "format",
+                        NOTE if hub_file else BAD,
+                        f"{job.format_problem} (the Hub's own bytes: they match its hash)"
+                        if hub_file
+                        else job.format_problem,
+                    )
+                )
             for algo, hexdigest in wanted:
                 if hexdigest is None or algo not in job.algos:
                     continue

@@ -66,6 +66,28 @@ def put_files(folder: Path, files: dict[str, bytes]) -> None:
         target.write_bytes(data)
 
 
+def partial_of(folder: Path, rel: str) -> Path:
+    """Where modelctl keeps the bytes of `rel` while it downloads (under .modelctl/partials/)."""
+    from modelctl.storage import partial_path
+
+    return partial_path(folder, rel)
+
+
+def sidecar_of(folder: Path, rel: str) -> Path:
+    from modelctl.storage import sidecar_path
+
+    return sidecar_path(folder, rel)
+
+
+def put_partial(folder: Path, rel: str, data: bytes) -> Path:
+    """A partial download of `rel` as an interrupted run leaves it: bytes and a sidecar naming it."""
+    partial = partial_of(folder, rel)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.write_bytes(data)
+    sidecar_of(folder, rel).write_text(json.dumps({"version": 1, "path": rel}))
+    return partial
+
+
 def put_model(
     folder: Path,
     files: dict[str, bytes],

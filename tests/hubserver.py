@@ -7,6 +7,7 @@ It answers exactly what huggingface_hub and modelctl ask for:
                                                 X-Linked-Etag / X-Linked-Size, Range → 206
   404s carry X-Error-Code (RepoNotFound, RevisionNotFound, EntryNotFound), gated repos 401/403
   with GatedRepo. Optionally LFS files redirect to a "CDN" on another host name (localhost).
+API knobs: api_failures (500s), tree_status, tree_stall, plain_errors, tree_links (pagination).
 Faults are set per file path and apply to the next `times` GET requests of that file.
 """
 
@@ -89,6 +90,7 @@ class Fault:
     length_delta: int = 0  # Content-Length off by this much (and the body too)
     extra: bytes = b""  # bytes after the file's own
     ignore_range: bool = False  # answer 200 with the whole file to a Range request
+    range_shift: int = 0  # answer a Range request from this many bytes off the asked start
 
 
 @dataclass
@@ -116,6 +118,12 @@ class HubServer:
         self.delay = delay  # seconds to sleep after each chunk (slow server)
         self.support_range = True
         self.api_failures = 0  # answer the next N API (metadata) requests with HTTP 500
+        self.tree_status: int | None = None  # answer every tree request with this (plain, no X-Error-Code)
+        self.tree_stall = 0.0  # seconds to sleep before answering a tree request
+        self.plain_errors = False  # not-found answers as a simple mirror sends them: 404, no X-Error-Code
+        # Pagination: the tree is split into len(tree_links) + 1 pages; page `cursor` (0 without
+        # one) carries `Link: <tree_links[cursor]>; rel="next"` while there is a next one.
+        self.tree_links: list[str] = []
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
@@ -223,6 +231,9 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             self._send(req, 200, json.dumps(data).encode(), {"Content-Type": "application/json"})
 
         def _error(self, req: Request, status: int, code: str, head: bool = False) -> None:
+            if hub.plain_errors and code != "GatedRepo":
+                self._send(req, 404, b"Not Found", {"Content-Type": "text/plain"}, head)
+                return
             body = json.dumps({"error": code}).encode()
             self._send(req, status, body, {"X-Error-Code": code, "Content-Type": "application/json"}, head)
 
@@ -251,6 +262,11 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                     hub.api_failures -= 1 if failing else 0
                 if failing:
                     self._send(req, 500, b"internal error")
+                    return
+                if hub.tree_stall and "/tree/" in path:
+                    time.sleep(hub.tree_stall)
+                if hub.tree_status is not None and "/tree/" in path:
+                    self._send(req, hub.tree_status, b"plain error", {"Content-Type": "text/plain"})
                     return
                 rest = path[len("/api/models/") :]
                 for marker, fn in (("/revision/", self._info), ("/tree/", self._tree)):
@@ -309,6 +325,14 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 {"type": "directory", "path": f, "oid": git_blob_sha1(f.encode())} for f in sorted(folders)
             ]
             entries += repo.extra_listing
+            if hub.tree_links:
+                cursor = int(query.get("cursor", ["0"])[0])
+                pages = len(hub.tree_links) + 1
+                page = entries[cursor * len(entries) // pages : (cursor + 1) * len(entries) // pages]
+                link = {"Link": f'<{hub.tree_links[cursor]}>; rel="next"'} if cursor < pages - 1 else {}
+                body = json.dumps(page).encode()
+                self._send(req, 200, body, {"Content-Type": "application/json", **link})
+                return
             self._json(req, entries)
 
         def _resolve(self, req: Request, repo_id: str, rev: str, file_path: str, head: bool) -> None:
@@ -370,6 +394,7 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             ):
                 first = rng[6:].split("-")[0]
                 start = int(first) if first.isdigit() else 0
+                start = max(0, start + (fault.range_shift if fault else 0))
                 if start >= len(data):
                     self._send(req, 416, b"", {"Content-Range": f"bytes */{len(data)}"})
                     return

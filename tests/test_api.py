@@ -143,12 +143,36 @@ def test_path_models_with_checksums(project: Path) -> None:
         loader.register("x", model="a", path=good, loader=lambda p: 1)
 
 
-def test_ensure_model_raises_when_repair_cannot_fix(hub: HubServer, registry: Callable[..., Path]) -> None:
-    registry(TINY)
-    hub.repos["org/tiny"].files["config.json"] = b""  # the Hub itself serves a broken file...
+def test_ensure_model_raises_when_repair_cannot_fix(
+    hub: HubServer, registry: Callable[..., Path], tmp_path: Path
+) -> None:
+    pin = "md5:" + "0" * 32  # the project pins bytes the Hub does not serve
+    registry(TINY + f"    checksums: {{config.json: '{pin}'}}\n")
+    for _ in range(3):
+        with pytest.raises(BadChecksumError, match=r"Still broken after repair: tiny: config\.json"):
+            ModelManager.from_config().ensure_model("tiny")
+    quarantine = tmp_path / "home" / "org--tiny" / ".modelctl" / "quarantine"
+    assert len(list(quarantine.rglob("config.json"))) == 1  # one copy kept, however often it runs
+
+
+def test_a_hub_file_failing_our_format_check_is_a_warning_not_a_repair_loop(
+    hub: HubServer, registry: Callable[..., Path], cli: Any, tmp_path: Path
+) -> None:
+    hub.repos["org/tiny"].files["tokenizer.json"] = b'{"vocab": {"a": 1},}'  # the Hub's own bytes
     hub.repos["org/tiny"].__post_init__()
-    with pytest.raises(BadChecksumError, match=r"Still broken after repair: tiny: config\.json"):
-        ModelManager.from_config().ensure_model("tiny")
+    registry(TINY)
+    folder = ModelManager.from_config().ensure_model("tiny")
+    hub.reset_counters()
+    for _ in range(2):
+        result = cli("ensure", "tiny", "--json")
+        assert result.exit_code == 0, result.stderr
+        findings = json.loads(result.stdout)["models"][0]["findings"]
+        assert next((f["check"], f["status"]) for f in findings if f["path"] == "tokenizer.json") == (
+            "format",
+            "note",
+        )
+    assert hub.file_gets() == []
+    assert not (folder / ".modelctl" / "quarantine").exists()
 
 
 def test_from_config_settings_reach_the_downloads(

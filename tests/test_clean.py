@@ -6,29 +6,30 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import TINY, Run
+from tests.conftest import TINY, Run, put_partial
 
 BIG = "weights/big.bin"
 
 
 def test_incomplete_removes_only_leftovers(cli: Run, downloaded: Path) -> None:
-    (downloaded / "weights" / "x.bin.partial").write_bytes(b"123")
-    (downloaded / "weights" / "x.bin.partial.json").write_text("{}")
+    partial = put_partial(downloaded, "weights/x.bin", b"123")
+    (downloaded / "weights" / "x.bin.partial").write_bytes(b"a repo file")  # content: never a leftover
     (downloaded / ".modelctl" / "lock.owner").write_text("99999 host\n")
     (downloaded / ".modelctl" / "quarantine" / "old").mkdir(parents=True)
     (downloaded / ".modelctl" / "quarantine" / "old" / "config.json").write_text("bad")
     dry = cli.json("clean", "--incomplete", "--dry-run")
     assert dry["dry_run"] is True and dry["bytes_freed"] == 0
     assert {Path(i["path"]).name for i in dry["items"]} == {
-        "x.bin.partial",
-        "x.bin.partial.json",
+        partial.name,
+        partial.with_suffix(".json").name,
         "lock.owner",
         "old",
     }
-    assert (downloaded / "weights" / "x.bin.partial").exists()
+    assert partial.exists()
     done = cli.json("clean", "--incomplete", "--yes")
     assert all(i["removed"] for i in done["items"])
-    assert not (downloaded / "weights" / "x.bin.partial").exists()
+    assert not partial.exists() and not partial.with_suffix(".json").exists()
+    assert (downloaded / "weights" / "x.bin.partial").read_bytes() == b"a repo file"
     assert not (downloaded / ".modelctl" / "quarantine" / "old").exists()
     assert (downloaded / BIG).exists() and (downloaded / ".modelctl" / "manifest.json").exists()
 
@@ -93,3 +94,14 @@ def test_checksum_lines_are_ready_to_paste(cli: Run, project: Path) -> None:
     missing = cli("checksum", "nope.bin")
     assert missing.exit_code == 4 and "Cannot read nope.bin" in missing.stderr
     assert cli("checksum", "a.bin", "--algo", "crc").exit_code == 2
+
+
+def test_removing_a_whole_model_first_names_the_files_that_are_not_the_models(
+    cli: Run, downloaded: Path
+) -> None:
+    (downloaded / "my-notes.txt").write_text("mine")
+    dry = cli.json("clean", "tiny", "--dry-run")
+    (item,) = dry["items"]
+    assert item["path"] == str(downloaded)
+    assert item["reason"] == "whole model, with 1 file(s) that are not the model's: my-notes.txt"
+    assert (downloaded / "my-notes.txt").exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, Run
+from tests.conftest import TINY, Run, partial_of, put_partial, sidecar_of
 from tests.hubserver import Fault, HubServer, Repo, model_files
 
 BIG = "weights/big.bin"
@@ -35,7 +35,7 @@ def files_of(hub: HubServer) -> dict[str, bytes]:
 def assert_identical(folder: Path, files: dict[str, bytes]) -> None:
     for name, data in files.items():
         assert (folder / name).read_bytes() == data, name
-    leftovers = [p.name for p in folder.rglob("*") if p.name.endswith((".partial", ".partial.json"))]
+    leftovers = [p.name for p in (folder / ".modelctl" / "partials").glob("*")]
     assert leftovers == []
 
 
@@ -159,7 +159,7 @@ def test_flipped_byte_is_never_published(cli: Run, hub: HubServer, tiny: Path) -
     expected = hub.repos["org/tiny"].etag("model.safetensors")
     assert f"expected sha256:{expected}" in result.stderr
     assert not (tiny / "model.safetensors").exists()
-    assert not (tiny / "model.safetensors.partial").exists()
+    assert not partial_of(tiny, "model.safetensors").exists()
     assert len(hub.file_gets("model.safetensors")) == 2  # one retry from zero, then give up
     assert (tiny / "config.json").read_bytes() == files_of(hub)["config.json"]  # the good ones stay
     record = json.loads((tiny / ".modelctl" / "manifest.json").read_text())
@@ -353,7 +353,7 @@ def test_model_in_a_read_only_root_is_downloaded_to_a_writable_one(
 def test_resume_after_kill_9_fetches_only_the_rest(hub: HubServer, tiny: Path, project: Path) -> None:
     hub.delay = 0.01  # 64 KiB per 10 ms: the 3 MiB file takes ~0.5 s
     proc = modelctl("download", "tiny", cwd=project)
-    partial = tiny / "weights" / "big.bin.partial"
+    partial = partial_of(tiny, BIG)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 1_000_000):
         time.sleep(0.01)
@@ -362,9 +362,7 @@ def test_resume_after_kill_9_fetches_only_the_rest(hub: HubServer, tiny: Path, p
     assert not (tiny / BIG).exists()
     kept = partial.stat().st_size
     assert 0 < kept < len(files_of(hub)[BIG])
-    assert json.loads((tiny / "weights" / "big.bin.partial.json").read_text())["size"] == len(
-        files_of(hub)[BIG]
-    )
+    assert json.loads(sidecar_of(tiny, BIG).read_text())["size"] == len(files_of(hub)[BIG])
     hub.delay = 0.0
     deadline = time.monotonic() + 10  # the server records the killed request once its write fails
     while time.monotonic() < deadline and not hub.file_gets(BIG):
@@ -420,7 +418,7 @@ def test_ctrl_c_exits_130_and_keeps_the_partial_for_a_resume(
 ) -> None:
     hub.delay = 0.02
     proc = modelctl("download", "tiny", cwd=project)
-    partial = tiny / "weights" / "big.bin.partial"
+    partial = partial_of(tiny, BIG)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 300_000):
         time.sleep(0.01)
@@ -431,7 +429,7 @@ def test_ctrl_c_exits_130_and_keeps_the_partial_for_a_resume(
     assert "Traceback" not in err
     assert not (tiny / BIG).exists()
     kept = partial.stat().st_size
-    assert kept > 0 and (tiny / "weights" / "big.bin.partial.json").exists()
+    assert kept > 0 and sidecar_of(tiny, BIG).exists()
     hub.delay = 0.0
     rerun = modelctl("download", "tiny", "--json", cwd=project)
     out, err = rerun.communicate(timeout=60)
@@ -587,4 +585,49 @@ def test_rich_progress_on_a_terminal(hub: HubServer, tiny: Path, project: Path) 
     screen = result.stdout
     assert "tiny (total)" in screen and "━" in screen  # the overall bar, drawn by Rich
     assert f"retry {BIG} (attempt 2)" in screen  # retries are printed above the bars
+    assert_identical(tiny, files_of(hub))
+
+
+def test_a_partial_the_server_will_not_resume_is_reported_as_downloaded_whole(
+    cli: Run, hub: HubServer, tiny: Path
+) -> None:
+    size = len(files_of(hub)[BIG])
+    put_partial(tiny, BIG, files_of(hub)[BIG][:1000])
+    sidecar = {
+        "version": 1,
+        "path": BIG,
+        "size": size,
+        "etag": "x",
+        "blob_id": hub.repos["org/tiny"].entry(BIG)["oid"],
+    }
+    sidecar["sha256"] = hub.repos["org/tiny"].entry(BIG)["lfs"]["oid"]
+    sidecar_of(tiny, BIG).write_text(json.dumps(sidecar))
+    hub.support_range = False  # answers 200 with the whole file, as olah does
+    planned = cli.json("download", "tiny", "--dry-run")["models"][0]["files"]
+    assert next(f["action"] for f in planned if f["path"] == BIG) == "resume"
+    data = cli.json("download", "tiny")
+    big = next(f for f in data["models"][0]["files"] if f["path"] == BIG)
+    assert (big["action"], big["resumed_from"], big["bytes_fetched"]) == ("download", 0, size)
+    assert_identical(tiny, files_of(hub))
+
+
+def _interrupted_big(hub: HubServer, tiny: Path, kept: int) -> int:
+    """A resumable partial of BIG, as an interrupted run leaves it; the file's size."""
+    entry = hub.repos["org/tiny"].entry(BIG)
+    put_partial(tiny, BIG, files_of(hub)[BIG][:kept])
+    etag = f'"{hub.repos["org/tiny"].etag(BIG)}"'
+    sidecar = {"version": 1, "path": BIG, "size": entry["size"], "etag": etag}
+    sidecar.update(blob_id=entry["oid"], sha256=entry["lfs"]["oid"])
+    sidecar_of(tiny, BIG).write_text(json.dumps(sidecar))
+    return int(entry["size"])
+
+
+def test_a_206_from_the_wrong_offset_is_retried_and_says_which_offset_was_asked(
+    cli: Run, hub: HubServer, tiny: Path
+) -> None:
+    _interrupted_big(hub, tiny, 1000)
+    hub.faults[BIG] = Fault(range_shift=-1000, times=1)  # asked 1000-, sent 0-
+    result = cli("download", "tiny")
+    assert result.exit_code == 0, result.stderr
+    assert "server sent bytes 0- of" in result.stderr and "not 1000-" in result.stderr
     assert_identical(tiny, files_of(hub))

@@ -7,7 +7,7 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import TINY, Run
+from tests.conftest import TINY, Run, put_partial
 from tests.hubserver import Fault, HubServer
 
 BIG = "weights/big.bin"
@@ -37,7 +37,7 @@ def test_every_corruption_is_repaired_fetching_only_the_bad_files(
     (d / "tokenizer.json").write_bytes(b"{" + (d / "tokenizer.json").read_bytes()[1:-1] + b",")  # invalid
     (d / "README.md").unlink()  # missing
     (d / "notes.txt").write_text("mine")  # extra: left alone
-    (d / "weights" / "x.bin.partial").write_bytes(b"1")  # leftover: left alone (clean removes it)
+    leftover = put_partial(d, "weights/x.bin", b"1")  # leftover: left alone (clean removes it)
     result = cli("ensure", "--json")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
@@ -48,6 +48,7 @@ def test_every_corruption_is_repaired_fetching_only_the_bad_files(
     for name, content in files.items():
         assert (d / name).read_bytes() == content
     assert (d / "notes.txt").read_text() == "mine"
+    assert leftover.read_bytes() == b"1"
     assert not (d / ".modelctl" / "quarantine").exists() or not any(
         (d / ".modelctl" / "quarantine").iterdir()
     )

@@ -113,3 +113,28 @@ def test_revision_flag_overrides_the_lock_for_one_run(
     assert cli("download", "tiny").exit_code == 3
     data = cli.json("download", "tiny", "--revision", "main")
     assert data["models"][0]["commit"] == hub.repos["org/tiny"].commit
+
+
+def test_a_damaged_lock_is_written_anew_by_lock_and_a_newer_one_names_the_upgrade(
+    cli: Run, hub: HubServer, registry: Callable[..., Path], project: Path
+) -> None:
+    registry(TINY)
+    (project / "models.lock").write_text("{not json")
+    assert "run `modelctl lock` to write it anew" in cli("download", "tiny").stderr
+    result = cli("lock")
+    assert result.exit_code == 0, result.stderr
+    assert "is damaged" in result.stderr and "written anew" in result.stderr
+    assert (
+        json.loads((project / "models.lock").read_text())["models"]["tiny"]["commit"]
+        == hub.repos["org/tiny"].commit
+    )
+    assert cli("verify").exit_code == 3  # readable again: the model is simply not downloaded yet
+    newer = json.loads((project / "models.lock").read_text())
+    newer["version"] = 2
+    (project / "models.lock").write_text(json.dumps(newer))
+    for command in (("verify",), ("lock",)):
+        result = cli(*command)
+        assert result.exit_code == 1
+        assert "is version 2, written by a newer modelctl" in result.stderr
+        assert "reads version 1" in result.stderr and "pip install -U modelctl" in result.stderr
+    assert json.loads((project / "models.lock").read_text())["version"] == 2  # never downgraded

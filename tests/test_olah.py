@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Run
+from tests.conftest import Run, partial_of, put_partial, sidecar_of
 from tests.hubserver import LFS_SUFFIXES, Repo, git_blob_sha1, lfs_pointer, model_files
 
 TINY = "olahorg/tiny"  # model_files(): configs, safetensors, GGUF, a 3 MiB binary; tag v1 = an older commit
@@ -300,8 +300,7 @@ def test_partial_from_an_earlier_run_is_completed_though_olah_ignores_range(
     data = FILES[TINY][BIG]
     half = len(data) // 2
     folder = tmp_path / "home" / "olahorg--tiny"
-    (folder / "weights").mkdir(parents=True)
-    (folder / "weights" / "big.bin.partial").write_bytes(data[:half])
+    put_partial(folder, BIG, data[:half])
     sha256 = hashlib.sha256(data).hexdigest()
     commit = through_olah.commits[TINY]
     sidecar = {
@@ -315,11 +314,11 @@ def test_partial_from_an_earlier_run_is_completed_though_olah_ignores_range(
         "etag": f'"{sha256}"',
         "started_at": "2026-01-01T00:00:00Z",
     }
-    (folder / "weights" / "big.bin.partial.json").write_text(json.dumps(sidecar))
+    sidecar_of(folder, BIG).write_text(json.dumps(sidecar))
     mark = through_olah.mark()
     result = cli.json("download", "tiny")
     big = next(f for f in result["models"][0]["files"] if f["path"] == BIG)
-    assert (big["action"], big["resumed_from"]) == ("resume", half)
+    assert (big["action"], big["resumed_from"]) == ("download", 0)  # the half was dropped
     assert big["bytes_fetched"] == len(data)  # the whole file again: olah's 200 replaced the half
     assert through_olah.gets(TINY, BIG, since=mark) == [200]  # one request (with Range), one answer
     assert_identical(folder, FILES[TINY])
@@ -331,7 +330,7 @@ def test_a_run_killed_mid_file_leaves_a_partial_the_next_run_replaces(
     """olah sends no ETag, so the partial it leaves has no validator: the next run starts it over."""
     data = FILES[HUGE]["weights/huge.bin"]
     folder = tmp_path / "home" / "olahorg--huge"
-    partial = folder / "weights" / "huge.bin.partial"
+    partial = partial_of(folder, "weights/huge.bin")
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelctl", "download", "huge"],
         cwd=project,
@@ -349,7 +348,7 @@ def test_a_run_killed_mid_file_leaves_a_partial_the_next_run_replaces(
     kept = partial.stat().st_size
     assert 0 < kept < len(data)
     assert not (folder / "weights" / "huge.bin").exists()
-    sidecar = json.loads((folder / "weights" / "huge.bin.partial.json").read_text())
+    sidecar = json.loads(sidecar_of(folder, "weights/huge.bin").read_text())
     assert (sidecar["size"], sidecar["etag"]) == (len(data), None)
     result = cli.json("download", "huge")
     huge = next(f for f in result["models"][0]["files"] if f["path"] == "weights/huge.bin")

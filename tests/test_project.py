@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from modelctl.cli.options import complete_model_ids, complete_sizes
-from tests.conftest import TINY, TWO_MODELS, Run
+from tests.conftest import TINY, TWO_MODELS, Run, put_partial
 from tests.hubserver import Fault, HubServer
 
 
@@ -68,7 +68,7 @@ def test_doctor_reports_and_flags_unignored_roots(
     registry(TINY)
     (project / "models" / "tiny" / ".modelctl").mkdir(parents=True)
     (project / "models" / "tiny" / "x.bin").write_bytes(b"1")
-    (project / "models" / "tiny" / "y.bin.partial").write_bytes(b"1")
+    put_partial(project / "models" / "tiny", "y.bin", b"1")
     (project / "models" / "tiny" / ".modelctl" / "lock.owner").write_text("999999 host\n")
     healthy = cli.json("doctor")
     assert healthy["needs_attention"] is False

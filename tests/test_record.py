@@ -11,7 +11,7 @@ import pytest
 
 from modelctl import BadChecksumError, MissingModelError, ModelLoader, ModelManager
 from modelctl.api import is_cached, verify_model
-from tests.conftest import TINY, Run
+from tests.conftest import TINY, Run, partial_of, put_partial
 from tests.hubserver import HubServer, Repo, model_files
 
 
@@ -143,5 +143,7 @@ def test_a_check_without_the_files_own_hash_proves_nothing() -> None:
 
 
 def test_a_sidecar_left_without_its_partial_is_no_download_in_flight(cli: Run, downloaded: Path) -> None:
-    (downloaded / "config.json.partial.json").write_text("{}")  # killed between publish and cleanup
+    sidecar = put_partial(downloaded, "config.json", b"").with_suffix(".json")
+    partial_of(downloaded, "config.json").unlink()  # killed between publishing and tidying up
+    assert sidecar.exists()
     assert cli.json("list")["models"][0]["status"] == "present"

@@ -117,6 +117,14 @@ def test_unknown_top_level_and_storage_keys(project: Path) -> None:
             "models.yaml:4: models[1].id: duplicate id 'a' (first defined at line 2)",
         ),
         ("  - id: a\n    repo_id: org/a\n    id: b\n", "models.yaml:4: models[0].id: key appears twice"),
+        (
+            "  - id: a\n    repo_id: org/a\n    local_dir: shared\n  - id: b\n    repo_id: org/b\n    local_dir: Shared\n",
+            "models.yaml:7: models[1].local_dir: 'b' would share the folder 'Shared' with 'a' (line 2)",
+        ),
+        (
+            "  - id: a\n    repo_id: org/a\n  - id: b\n    repo_id: org/b\n    local_dir: a\n",
+            "models[1].local_dir: 'b' would share the folder 'a' with 'a' (line 2)",
+        ),
         ("  - just-a-string\n", "models[0]: expected a mapping with at least id and repo_id, got a string"),
         (
             "  - id: a\n    repo_id: org/a\n    checksums: {m.bin: 'sha256:xyz'}\n",

@@ -13,7 +13,7 @@ import pytest
 from modelctl.manager import MISSING, PARTIAL, PRESENT, UNVERIFIED, list_models, open_workspace
 from modelctl.registry import StorageConfig
 from modelctl.storage import resolve_roots
-from tests.conftest import TWO_MODELS, put_files, put_model, write
+from tests.conftest import TWO_MODELS, put_files, put_model, put_partial, write
 
 GOOD = {"config.json": b"{}", "model.safetensors": b"x" * 10}
 
@@ -70,17 +70,17 @@ def test_an_incomplete_or_unrecorded_copy_never_hides_a_complete_one(
 def test_status_partial_and_missing(project: Path, roots: dict[str, Path]) -> None:
     listing = {"model.safetensors": b"1", "config.json": b"{}"}
     put_model(roots["project"] / "tiny", {"model.safetensors": b"1"}, listing=listing)
-    put_files(roots["project"] / "tiny", {"config.json.partial": b"12"})
+    put_partial(roots["project"] / "tiny", "config.json", b"12")
     (roots["project"] / "Big-Model").mkdir(parents=True)
     found = states(project)
     tiny, big = found["tiny"], found["big"]
     assert tiny.status == PARTIAL
     assert tiny.missing == ("config.json",)
-    assert tiny.partials == ("config.json.partial",)
+    assert tiny.partials == ("config.json",)
     assert [f.path for f in tiny.files] == ["model.safetensors"]  # partial bytes are not a file
     assert big.status == PARTIAL  # an empty folder is not a model
     put_files(roots["project"] / "tiny", {"config.json": b"{}"})
-    (roots["project"] / "tiny" / "config.json.partial").unlink()
+    shutil.rmtree(roots["project"] / "tiny" / ".modelctl" / "partials")
     # on disk at last, but nothing has checked its bytes: not called present before verify does
     assert states(project)["tiny"].status == UNVERIFIED
     put_model(roots["project"] / "tiny", listing)

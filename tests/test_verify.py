@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, Run, put_model
+from tests.conftest import TINY, Run, put_model, put_partial
 from tests.hubserver import HubServer, Repo, model_files
 
 BIG = "weights/big.bin"
@@ -64,7 +64,7 @@ def test_every_corruption_is_found(cli: Run, downloaded: Path, project: Path) ->
     tok.write_bytes(tok.read_bytes()[:-1] + b",")  # invalid JSON, same size
     (d / "README.md").unlink()  # missing
     (d / "notes.txt").write_text("extra")  # extra file
-    (d / "weights" / "other.bin.partial").write_bytes(b"123")  # leftover partial
+    put_partial(d, "weights/other.bin", b"123")  # leftover partial
     result = cli("verify", "--json")
     assert result.exit_code == 3
     report = json.loads(result.stdout)
@@ -82,9 +82,7 @@ def test_every_corruption_is_found(cli: Run, downloaded: Path, project: Path) ->
     )
     assert finding(report, "README.md") == [("present", "bad", "missing")]
     assert finding(report, "notes.txt") == [("extra", "note", "not a file of the model's commit")]
-    assert finding(report, "weights/other.bin.partial") == [
-        ("leftover", "note", "partial download (resumable)")
-    ]
+    assert finding(report, "weights/other.bin") == [("leftover", "note", "partial download (resumable)")]
     table = cli("verify")
     assert table.exit_code == 3
     assert "tiny: 6 bad of" in table.stdout and "Health: unhealthy" in table.stdout

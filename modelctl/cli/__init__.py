@@ -88,6 +88,23 @@ from modelctl.cli import integrity  # noqa: E402
 __all__ = ["app", "fetching", "integrity", "listing", "main"]
 
 
+def _hold_standard_fds() -> None:
+    """Give a closed stdin, stdout or stderr (`>&-`) /dev/null, keeping sys.stdout/sys.stderr None.
+
+    Otherwise the next file opened takes its number, and a write meant for the terminal (by a
+    library, or a child process inheriting it) would land in that file: a model file, perhaps.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def main() -> None:
     """Console-script entry point."""
+    _hold_standard_fds()
     app(prog_name="modelctl")

@@ -76,11 +76,10 @@ def init_command(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing models.yaml.")] = False,
 ) -> None:
     """Write a commented starter models.yaml here, and .gitignore lines for the model folders."""
-    from pathlib import Path
-
     from modelctl.project import init_project
+    from modelctl.registry import current_dir
 
-    result = init_project(Path.cwd(), force=force)
+    result = init_project(current_dir(), force=force)
     output.render_init(result)
 
 

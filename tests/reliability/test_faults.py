@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY
+from tests.conftest import TINY, partial_of
 from tests.hubserver import Fault, HubServer, Repo, model_files
 
 BIG = "weights/big.bin"
@@ -62,7 +62,7 @@ def assert_nothing_bad(folder: Path, files: dict[str, bytes]) -> None:
         return
     for path in folder.rglob("*"):
         rel = path.relative_to(folder).as_posix()
-        if not path.is_file() or rel.startswith(".modelctl/") or rel.endswith((".partial", ".partial.json")):
+        if not path.is_file() or rel.startswith(".modelctl/"):
             continue
         assert rel in files, f"unexpected file {rel}"
         assert path.read_bytes() == files[rel], f"{rel} published with wrong bytes"
@@ -71,7 +71,9 @@ def assert_nothing_bad(folder: Path, files: dict[str, bytes]) -> None:
 def assert_complete(folder: Path, files: dict[str, bytes]) -> None:
     for name, data in files.items():
         assert (folder / name).read_bytes() == data, name
-    assert not [p for p in folder.rglob("*.partial*")]
+    assert not (folder / ".modelctl" / "partials").exists() or not list(
+        (folder / ".modelctl" / "partials").iterdir()
+    )
 
 
 @pytest.fixture
@@ -107,7 +109,7 @@ def drop_caps() -> list[str]:
 def test_01_kill_9_mid_file_resumes_fetching_only_the_rest(hub: HubServer, tiny: Path, project: Path) -> None:
     hub.delay = 0.01
     proc = start(project, "download", "tiny")
-    partial = tiny / "weights" / "big.bin.partial"
+    partial = partial_of(tiny, BIG)
     wait_for(lambda: partial.exists() and partial.stat().st_size > 1_200_000)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
@@ -126,7 +128,7 @@ def test_02_sigint_exits_130_keeps_the_partial_and_publishes_nothing_half(
 ) -> None:
     hub.delay = 0.02
     proc = start(project, "download", "tiny")
-    partial = tiny / "weights" / "big.bin.partial"
+    partial = partial_of(tiny, BIG)
     wait_for(lambda: partial.exists() and partial.stat().st_size > 200_000)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
@@ -223,7 +225,7 @@ def test_06b_disk_filling_mid_download_fails_cleanly(
     hub.delay = 0.02
     proc = start(project, "download", "tiny", "--to", str(small_disk), "--max-workers", "1")
     folder = small_disk / "tiny"
-    wait_for(lambda: (folder / "weights" / "big.bin.partial").exists())
+    wait_for(lambda: partial_of(folder, BIG).exists())
     with (small_disk / "filler").open("wb") as junk:  # another program fills the disk
         try:
             while True:

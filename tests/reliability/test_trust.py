@@ -42,7 +42,9 @@ def user_folder(tmp_path: Path, repo_id: str = "org/tiny", revision: str = "main
 
 def partial_of(folder: Path, rel: str = BIG) -> Path:
     """Where the bytes of `rel` collect while it downloads (the one place to change if it moves)."""
-    return folder / (rel + ".partial")
+    from modelctl.storage import partial_path
+
+    return partial_path(folder, rel)
 
 
 def big_in_flight(folder: Path) -> Callable[[], bool]:
