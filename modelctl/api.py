@@ -18,15 +18,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from modelctl.download import DownloadOptions, DownloadReport, download_options, plan_downloads, run_downloads
+from modelctl.download import DownloadEvents, DownloadReport, NullEvents, plan_downloads, run_downloads
 from modelctl.ensure import EnsureReport
 from modelctl.ensure import ensure_models as _ensure
 from modelctl.errors import BadChecksumError, MissingModelError
-from modelctl.events import DownloadEvents, NullEvents
 from modelctl.lockfile import locked_for
-from modelctl.manager import PRESENT, ModelState, Workspace, lock_in_force, model_state, open_workspace
 from modelctl.registry import ModelSpec, Registry
+from modelctl.settings import DownloadOptions, download_options
 from modelctl.verify import VerifyReport, verify_models
+from modelctl.workspace import PRESENT, ModelState, Workspace, lock_in_force, model_state, open_workspace
 
 
 class ModelManager:
@@ -72,7 +72,7 @@ class ModelManager:
 
     @property
     def config(self) -> Registry:
-        """The registry (seed 003 called it `config`)."""
+        """The registry (the earlier model_manager module called it `config`)."""
         return self.workspace.registry
 
     def get_model_spec(self, model_id: str) -> ModelSpec:
@@ -143,7 +143,7 @@ class ModelManager:
 
 
 def ensure_models(config_path: str | Path | None = None) -> dict[str, Path]:
-    """Seed 003's entry point: every model of the registry on disk and verified → {id: folder}."""
+    """Every model of the registry on disk and verified → {id: folder} (model_manager's entry point)."""
     return ModelManager.from_config(config_path).ensure_all()
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelctl.errors import DownloadError, UsageError
-from modelctl.manager import Workspace
 from modelctl.record import META_DIR
 from modelctl.registry import ModelSpec
-from modelctl.storage import OWNER_NAME, PARTIALS_DIR, Location, locate, model_lock
+from modelctl.storage import OWNER_NAME, PARTIALS_DIR, Location, folder_lock, locate
+from modelctl.workspace import Workspace
 
 QUARANTINE = "quarantine"
 
@@ -37,8 +37,9 @@ class Removal:
 
 @dataclass(frozen=True)
 class CleanPlan:
+    """What clean would remove; a model in use by another modelctl is found out when removing."""
+
     removals: tuple[Removal, ...]
-    skipped: tuple[str, ...]  # models in use by a running modelctl, and why
 
     @property
     def bytes(self) -> int:
@@ -94,7 +95,7 @@ def plan_clean(
                 ]
             if whole:
                 removals.append(_removal(spec, loc, loc.path, _whole_reason(workspace, spec, loc)))
-    return CleanPlan(tuple(_inside_roots(removals, workspace)), ())
+    return CleanPlan(tuple(_inside_roots(removals, workspace)))
 
 
 def _whole_reason(workspace: Workspace, spec: ModelSpec, loc: Location) -> str:
@@ -179,7 +180,7 @@ def run_clean(plan: CleanPlan) -> CleanResult:
         by_folder.setdefault(r.folder, []).append(r)
     for folder, items in by_folder.items():
         try:
-            with model_lock(folder, 0.0, lambda pid: None):
+            with folder_lock(folder, 0.0, lambda pid: None):
                 for r in items:
                     try:
                         _remove(r.path)

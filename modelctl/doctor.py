@@ -11,9 +11,9 @@ from importlib import metadata
 from pathlib import Path
 
 from modelctl.errors import ModelctlError
-from modelctl.manager import Workspace, open_workspace
 from modelctl.record import META_DIR
 from modelctl.storage import OWNER_NAME, RootState, locate, lock_owner
+from modelctl.workspace import Workspace, open_workspace
 
 OK, NOTE, PROBLEM = "ok", "note", "problem"
 PACKAGES = ("modelctl", "typer", "rich", "huggingface_hub", "pyyaml", "platformdirs", "filelock")
@@ -134,7 +134,7 @@ def _hub_checks() -> list[Check]:
 
 def _model_checks(workspace: Workspace) -> list[Check]:
     """Each model on disk judged by its record (no hashing): complete, or what is wrong and the fix."""
-    from modelctl.manager import MISSING, PRESENT, lock_in_force, model_state
+    from modelctl.workspace import MISSING, PRESENT, lock_in_force, model_state
 
     try:
         lock = lock_in_force(workspace.registry)

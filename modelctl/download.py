@@ -8,20 +8,18 @@ is printed by --dry-run. Running a plan takes each model folder's lock, re-surve
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
 import os
-import shutil
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from modelctl.errors import (
     BadChecksumError,
-    ConfigurationError,
     DownloadError,
     MissingModelError,
     ModelctlError,
@@ -29,17 +27,17 @@ from modelctl.errors import (
     UsageError,
     disk_error,
 )
-from modelctl.events import DownloadEvents
-from modelctl.hub import HubAccess, RemoteFile, Snapshot, call_with_retries, fetch_snapshot, hub_access
-from modelctl.lockfile import LockedModel, LockFile, locked_for, read_lock, write_lock
-from modelctl.manager import Workspace, model_state
+from modelctl.hashing import GIT_SHA1, hash_file
+from modelctl.hub import HubAccess, fetch_snapshot, hub_access, retry_reason
+from modelctl.lockfile import LockedModel, locked_for, read_lock
 from modelctl.record import (
     META_DIR,
     OWN,
     UNRECORDED,
     Checked,
     Record,
-    RecordFile,
+    RepoFile,
+    Snapshot,
     checked_now,
     identity,
     is_glob,
@@ -49,91 +47,61 @@ from modelctl.record import (
     with_checks,
     write_record,
 )
-from modelctl.registry import TRUE_WORDS, ModelSpec
+from modelctl.registry import ModelSpec
+from modelctl.retry import retry_call
+from modelctl.settings import DownloadOptions
+from modelctl.space import check_space
 from modelctl.storage import (
     PARTIAL_SUFFIX,
     PARTIALS_DIR,
     ROOT_NAMES,
     SIDECAR_SUFFIX,
     Root,
+    folder_lock,
     folder_names,
-    model_lock,
     partial_path,
     sidecar_path,
 )
-from modelctl.transfer import FileJob, FileResult, RetryPolicy, fetch_file, resumable_bytes
+from modelctl.transfer import FileJob, FileResult, TransferEvents, fetch_file, resumable_bytes
+from modelctl.workspace import Workspace, model_state
 
 KEEP, DOWNLOAD, RESUME = "keep", "download", "resume"
-HEADROOM = 64 * 1024 * 1024  # bytes kept free beyond the plan on every target filesystem
-HASH_CHUNK = 1 << 20
+
+
+class DownloadEvents(TransferEvents, Protocol):
+    """What planning and running a download report; output/progress.py shows it (Rich or lines)."""
+
+    def model_start(self, plan: ModelPlan) -> None: ...
+    def lock_wait(self, folder: Path, pid: int | None) -> None: ...
+    def metadata_retry(self, repo_id: str, attempt: int, delay: float, reason: str) -> None: ...
+
+
+class NullEvents:
+    """Events that report nothing: the library API's default, and --quiet's."""
+
+    def model_start(self, plan: ModelPlan) -> None:
+        pass
+
+    def lock_wait(self, folder: Path, pid: int | None) -> None:
+        pass
+
+    def metadata_retry(self, repo_id: str, attempt: int, delay: float, reason: str) -> None:
+        pass
+
+    def file_start(self, job: FileJob, offset: int) -> None:
+        pass
+
+    def file_advance(self, job: FileJob, nbytes: int) -> None:
+        pass
+
+    def file_retry(self, job: FileJob, attempt: int, delay: float, reason: str) -> None:
+        pass
+
+    def file_done(self, job: FileJob, result: FileResult) -> None:
+        pass
+
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DownloadOptions:
-    """Everything `download` was asked for, resolved flag > environment > registry > default."""
-
-    ids: tuple[str, ...] = ()
-    size: str | None = None
-    everything: bool = False
-    revision: str | None = None
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    to: str | None = None
-    force: bool = False
-    dry_run: bool = False
-    max_workers: int = 4
-    offline: bool = False
-    endpoints: tuple[str, ...] = ()
-    token: str | None = None
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
-    lock_timeout: float = 600.0
-
-    def command(self, model_ids: Sequence[str] = ()) -> str:
-        """The command line a hint should suggest (never with the token)."""
-        ids = " ".join(model_ids or self.ids)
-        target = ids or (f"--size {self.size}" if self.size else "--all")
-        return f"modelctl download {target}"
-
-
-def download_options(
-    *,
-    environ: Mapping[str, str] | None = None,
-    retries: int | None = None,
-    timeout: float | None = None,
-    lock_timeout: float | None = None,
-    offline: bool = False,
-    **values: object,
-) -> DownloadOptions:
-    """Resolve the settings that have environment variables (MODELCTL_*, HF_HUB_OFFLINE)."""
-    env = os.environ if environ is None else environ
-    policy = RetryPolicy(
-        attempts=retries if retries is not None else int(_env_number(env, "MODELCTL_RETRIES", 5, int)),
-        timeout=timeout if timeout is not None else _env_number(env, "MODELCTL_TIMEOUT", 30.0, float),
-    )
-    if policy.attempts < 1 or policy.timeout <= 0:
-        raise UsageError("--retries must be at least 1 and --timeout more than 0.")
-    return DownloadOptions(
-        policy=policy,
-        lock_timeout=lock_timeout
-        if lock_timeout is not None
-        else _env_number(env, "MODELCTL_LOCK_TIMEOUT", 600.0, float),
-        offline=offline or env.get("HF_HUB_OFFLINE", "").strip().lower() in TRUE_WORDS,
-        **values,  # type: ignore[arg-type]
-    )
-
-
-def _env_number(env: Mapping[str, str], name: str, default: float, kind: type) -> float:
-    text = env.get(name)
-    if not text:
-        return default
-    try:
-        return kind(text)  # type: ignore[no-any-return]
-    except ValueError:
-        raise ConfigurationError(
-            f"{name}={text!r} is not a number.", hint=f"Unset {name} or give it a number."
-        ) from None
 
 
 # --------------------------------------------------------------------------- plan
@@ -152,7 +120,7 @@ class LocalState:
 
 @dataclass(frozen=True)
 class FilePlan:
-    remote: RemoteFile
+    remote: RepoFile
     action: str  # keep | download | resume
     offset: int  # bytes already on disk (resume)
     reason: str
@@ -163,7 +131,7 @@ class FilePlan:
         return 0 if self.action == KEEP else self.remote.size - self.offset
 
 
-def decide(remote: RemoteFile, local: LocalState, *, force: bool) -> FilePlan:
+def decide(remote: RepoFile, local: LocalState, *, force: bool) -> FilePlan:
     """Keep, resume or download one file (pure: no I/O)."""
     if force:
         return FilePlan(remote, DOWNLOAD, 0, "--force", local)
@@ -193,7 +161,7 @@ class ModelPlan:
 
 # Hashes computed this run, by (path, size, mtime_ns, inode): the survey under the lock repeats
 # the planning survey, and must not hash a multi-GB file twice.
-HashMemo = dict[tuple[str, int, int, int], tuple[str, str]]
+HashMemo = dict[tuple[str, int, int, int], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -211,7 +179,7 @@ class DownloadPlan:
 def plan_downloads(workspace: Workspace, options: DownloadOptions, events: DownloadEvents) -> DownloadPlan:
     """Resolve every selected model on the Hub (or on disk, offline) and decide each file."""
     specs = _select(workspace, options)
-    access = None if options.offline else _access(workspace, options)
+    access = None if options.offline else hub_access_for(workspace, options)
     hashes: HashMemo = {}
     lock = read_lock(workspace.registry) if options.revision is None else None  # --revision overrides
     plans = []
@@ -222,7 +190,7 @@ def plan_downloads(workspace: Workspace, options: DownloadOptions, events: Downl
         if access is None:
             plans.append(_offline_plan(workspace, spec, options, locked))
             continue
-        snapshot = _snapshot(access, spec, options, events, locked.commit if locked else None)
+        snapshot = resolve_snapshot(access, spec, options, events, locked.commit if locked else None)
         root, folder = _target(workspace, spec, options.to, locked)
         if locked is not None:
             _check_against_lock(locked, snapshot)
@@ -245,11 +213,12 @@ def plan_downloads(workspace: Workspace, options: DownloadOptions, events: Downl
         behind = previous.commit if previous is not None and previous.commit != snapshot.commit else None
         plans.append(ModelPlan(spec, root, folder, snapshot, files, behind=behind))
     plan = DownloadPlan(workspace, tuple(plans), access, hashes)
-    check_space(plan)
+    check_space((m.root.name, m.folder, m.needed) for m in plan.models)
     return plan
 
 
-def _access(workspace: Workspace, options: DownloadOptions) -> HubAccess:
+def hub_access_for(workspace: Workspace, options: DownloadOptions) -> HubAccess:
+    """Where the Hub is and who we are: --endpoint/--token, else the environment, else the registry."""
     return hub_access(
         options.endpoints,
         options.token,
@@ -258,7 +227,7 @@ def _access(workspace: Workspace, options: DownloadOptions) -> HubAccess:
     )
 
 
-def _snapshot(
+def resolve_snapshot(
     access: HubAccess,
     spec: ModelSpec,
     options: DownloadOptions,
@@ -268,13 +237,13 @@ def _snapshot(
     """The repo at `commit` (the locked one), else at --revision, else at the registry's revision."""
     revision = commit or spec.revision
 
-    def fetch() -> Snapshot:
+    def fetch(attempt: int, target: int) -> Snapshot:
         return fetch_snapshot(access, spec.repo_id, revision, command=options.command([spec.id]))
 
-    def on_retry(attempt: int, delay: float, reason: str) -> None:
+    def on_retry(attempt: int, delay: float, reason: str, target: int) -> None:
         events.metadata_retry(spec.repo_id, attempt, delay, reason)
 
-    return call_with_retries(fetch, attempts=options.policy.attempts, on_retry=on_retry, sleep=time.sleep)
+    return retry_call(fetch, options.policy, retry_on=retry_reason, on_retry=on_retry)
 
 
 def _select(workspace: Workspace, options: DownloadOptions) -> tuple[ModelSpec, ...]:
@@ -358,19 +327,6 @@ def _refuse_other(spec: ModelSpec, folder: Path, record: Record | None = None) -
         )
 
 
-def lock_models(
-    workspace: Workspace, specs: Sequence[ModelSpec], options: DownloadOptions, events: DownloadEvents
-) -> LockFile:
-    """Resolve each model's revision to a commit and record its selected files in models.lock."""
-    access = _access(workspace, options)
-    locked = []
-    for spec in specs:
-        snapshot = _snapshot(access, spec, options, events)
-        files = wanted_files(spec, snapshot, options)
-        locked.append(LockedModel(spec.id, spec.repo_id, spec.revision, spec.files, snapshot.commit, files))
-    return write_lock(workspace.registry, locked)
-
-
 def _check_against_lock(locked: LockedModel, snapshot: Snapshot) -> None:
     """The Hub must still serve, for the locked commit, exactly the locked files."""
     listed = {f.path: f for f in snapshot.files}
@@ -383,7 +339,7 @@ def _check_against_lock(locked: LockedModel, snapshot: Snapshot) -> None:
         )
 
 
-def wanted_files(spec: ModelSpec, snapshot: Snapshot, options: DownloadOptions) -> tuple[RemoteFile, ...]:
+def wanted_files(spec: ModelSpec, snapshot: Snapshot, options: DownloadOptions) -> tuple[RepoFile, ...]:
     """The snapshot's files that the registry's `files:` and --include/--exclude select."""
     patterns = spec.files + options.include
     out = []
@@ -429,7 +385,7 @@ def wanted_files(spec: ModelSpec, snapshot: Snapshot, options: DownloadOptions) 
 
 
 def _survey(
-    folder: Path, remote: Sequence[RemoteFile], level: str, force: bool, hashes: HashMemo
+    folder: Path, remote: Sequence[RepoFile], level: str, force: bool, hashes: HashMemo
 ) -> tuple[FilePlan, ...]:
     """Look at the folder (stat, record, sidecars; hash files the record cannot vouch for)."""
     record = read_record(folder)
@@ -442,7 +398,7 @@ def _survey(
 
 
 def _local_state(
-    folder: Path, remote: RemoteFile, entry: RecordFile | None, level: str, hashes: HashMemo
+    folder: Path, remote: RepoFile, entry: RepoFile | None, level: str, hashes: HashMemo
 ) -> LocalState:
     dest = folder / remote.path
     partial = resumable_bytes(folder, remote.path, remote.size, remote.sha256, remote.blob_id)
@@ -464,25 +420,10 @@ def _local_state(
         return LocalState(st.st_size, True, partial)
     key = (str(dest), st.st_size, st.st_mtime_ns, st.st_ino)
     if key not in hashes:
-        hashes[key] = hash_file(dest)
-    sha256, blob_id = hashes[key]
-    checked = checked_now(st, {"sha256": sha256, "git-sha1": blob_id})
+        hashes[key] = hash_file(dest, ("sha256", GIT_SHA1))
+    checked = checked_now(st, hashes[key])
     ok = checked.digests[algo] == expected
-    return LocalState(st.st_size, ok, partial, sha256, checked)
-
-
-def hash_file(path: Path) -> tuple[str, str]:
-    """(sha256, git blob sha1) of a file, read in 1 MiB chunks."""
-    size = path.stat().st_size
-    sha256 = hashlib.sha256()
-    sha1 = hashlib.sha1(b"blob %d\0" % size)
-    with path.open("rb", buffering=0) as f:
-        buf = bytearray(HASH_CHUNK)
-        view = memoryview(buf)
-        while n := f.readinto(view):
-            sha256.update(view[:n])
-            sha1.update(view[:n])
-    return sha256.hexdigest(), sha1.hexdigest()
+    return LocalState(st.st_size, ok, partial, hashes[key]["sha256"], checked)
 
 
 def _offline_plan(
@@ -496,7 +437,7 @@ def _offline_plan(
     record = found.record if found is not None else None
     if verdict.is_ok and found is not None and record is not None:
         files = tuple(
-            FilePlan(RemoteFile(f.path, f.size, f.blob_id, f.sha256), KEEP, 0, "offline")
+            FilePlan(f._replace(checked=None), KEEP, 0, "offline")
             for f in (locked.files if locked is not None else record.selected(spec.files))
         )
         snapshot = Snapshot(record.repo_id, record.revision, record.commit, tuple(f.remote for f in files))
@@ -512,42 +453,6 @@ def _offline_plan(
         f"{spec.id} is not complete on disk and offline mode is on{where}:\n  " + "\n  ".join(problems),
         hint=f"Connect and run `HF_HUB_OFFLINE=0 {options.command([spec.id])}` to fetch what is missing.",
     )
-
-
-def _existing_ancestor(path: Path) -> Path:
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
-    return Path("/")
-
-
-def check_space(plan: DownloadPlan) -> None:
-    """Refuse (exit 5) before any byte when a target filesystem cannot hold what the plan needs."""
-    anchors: dict[int, Path] = {}
-    needed: dict[int, int] = {}
-    roots: dict[int, set[str]] = {}
-    for model in plan.models:
-        if not model.needed:
-            continue
-        anchor = _existing_ancestor(model.folder)
-        device = anchor.stat().st_dev
-        anchors.setdefault(device, anchor)
-        needed[device] = needed.get(device, 0) + model.needed
-        roots.setdefault(device, set()).add(model.root.name)
-    rows = []
-    for device, bytes_needed in needed.items():
-        free = shutil.disk_usage(anchors[device]).free
-        if bytes_needed + HEADROOM > free:
-            rows.append(
-                f"{'/'.join(sorted(roots[device])):<10}{anchors[device]!s:<40}{bytes_needed:>18,}{free:>18,}"
-            )
-    if rows:
-        header = f"{'root':<10}{'path':<40}{'needed bytes':>18}{'free bytes':>18}"
-        raise NotEnoughSpaceError(
-            f"Not enough disk space for the download plan (plus {HEADROOM // 2**20} MiB headroom):\n"
-            + "\n".join([header, *rows]),
-            hint="Free space there, or download to another disk with --to PATH.",
-        )
 
 
 # --------------------------------------------------------------------------- run
@@ -611,7 +516,7 @@ def _run_model(
     folder = model.folder
     _refuse_links_out(model.root, folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with model_lock(folder, options.lock_timeout, lambda pid: events.lock_wait(folder, pid)):
+    with folder_lock(folder, options.lock_timeout, lambda pid: events.lock_wait(folder, pid)):
         # Another modelctl may have fetched files while we waited: decide again under the lock.
         remote = [f.remote for f in model.files]
         files = _survey(folder, remote, plan.workspace.registry.verify, options.force, plan.hashes)
@@ -716,7 +621,7 @@ def _write_plan(model: ModelPlan) -> Record:
     previous = read_record(model.folder)
     _refuse_other(model.spec, model.folder, previous)
     _sweep_sidecars(model.folder)
-    listing = (RecordFile(f.path, f.size, f.sha256, f.blob_id) for f in snap.files)
+    listing = (f._replace(checked=None) for f in snap.files)
     record = plan_record(snap.repo_id, snap.revision, snap.commit, listing, previous)
     kept = {
         f.remote.path: f.local.checked

@@ -16,13 +16,13 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from modelctl.download import DownloadOptions, DownloadReport, plan_downloads, run_downloads
+from modelctl.download import DownloadEvents, DownloadReport, plan_downloads, run_downloads
 from modelctl.errors import ModelctlError
-from modelctl.events import DownloadEvents
-from modelctl.manager import Workspace
 from modelctl.record import META_DIR
 from modelctl.registry import ModelSpec
+from modelctl.settings import DownloadOptions
 from modelctl.verify import ModelVerdict, VerifyReport, verify_models
+from modelctl.workspace import Workspace
 
 QUARANTINE = "quarantine"
 
@@ -70,7 +70,7 @@ def ensure_models(
         return _ensure_held(workspace, specs, options, events, use_cache=use_cache)
 
 
-# Process-wide locks by model folder path. The folder's flock (storage.model_lock) keeps processes
+# Process-wide locks by model folder path. The folder's flock (storage.folder_lock) keeps processes
 # apart only while one downloads; threads sharing a process (a service's ModelLoader, threads with one
 # ModelManager) must also not verify, quarantine and restore one folder at the same time: a second
 # thread would move files the first already moved aside, or discard the first's quarantine.

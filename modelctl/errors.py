@@ -1,7 +1,8 @@
 """Errors modelctl raises: each carries its exit code and a hint saying what to do next.
 
-The class names follow seed 003's model_manager (ConfigurationError, MissingModelError,
-BadChecksumError, DownloadError under one base) so its users can switch without renaming.
+The class names are those of the `model_manager` module that projects used before modelctl
+(ConfigurationError, MissingModelError, BadChecksumError, DownloadError under one base), so its
+users can switch without renaming.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class ModelctlError(Exception):
         return copy
 
 
-# Seed 003 called its base class ModelManagerError.
+# The earlier model_manager module called its base class ModelManagerError: kept as an alias.
 ModelManagerError = ModelctlError
 
 

@@ -6,8 +6,9 @@ and it turns huggingface_hub's exceptions into ours. huggingface_hub is imported
 functions: `modelctl --help` and `modelctl list` must not pay ~200 ms for it.
 
 Every metadata request goes through `_get`: huggingface_hub's HTTP session (its proxies, offline
-mode, user agent) and error classes, but our timeout, no retries of its own (`call_with_retries`
-is the one retry loop) and the token only for a host that `HubAccess.token_for` allows.
+mode, user agent) and error classes, but our timeout, no retries of its own (retry.py has the one
+retry loop; `retry_reason` tells it which failures are worth another attempt) and the token only
+for a host that `HubAccess.token_for` allows.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 from modelctl.errors import ConfigurationError, DownloadError, MissingModelError, ModelctlError
+from modelctl.record import RepoFile, Snapshot
+from modelctl.retry import RETRYABLE_STATUSES
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 MAX_REDIRECTS = 5
@@ -29,32 +32,6 @@ MAX_TREE_PAGES = 1000  # the Hub pages 1000 entries: a million files; more is a 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """A file of a commit, as the Hub lists it."""
-
-    path: str
-    size: int
-    blob_id: str  # git blob sha1 of the content (of the pointer file for LFS files)
-    sha256: str | None  # LFS files: sha256 of the content
-
-    @property
-    def is_lfs(self) -> bool:
-        return self.sha256 is not None
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A repo at one commit: what `download` will fetch from."""
-
-    repo_id: str
-    revision: str
-    commit: str
-    files: tuple[RemoteFile, ...]
-    endpoint: str | None = None  # where the metadata came from (None: from disk or models.lock)
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -76,10 +53,6 @@ class HubAccess:
     token: str | None = None
     timeout: float = 30.0
     token_endpoints: tuple[str, ...] = ()  # the endpoints whose scheme+host+port may get the token
-
-    @property
-    def endpoint(self) -> str:
-        return self.endpoints[0]
 
     def starting_with(self, endpoint: str) -> HubAccess:
         """The same endpoints, `endpoint` first (the one that answered the metadata)."""
@@ -195,7 +168,7 @@ def _fetch_from(endpoint: str, access: HubAccess, repo_id: str, revision: str, *
     return Snapshot(repo_id, revision, commit, tuple(sorted(files, key=lambda f: f.path)), endpoint)
 
 
-def _list_tree(access: HubAccess, endpoint: str, repo_id: str, commit: str) -> list[RemoteFile]:
+def _list_tree(access: HubAccess, endpoint: str, repo_id: str, commit: str) -> list[RepoFile]:
     """Every file of the commit, following the tree's `Link: <…>; rel="next"` pages.
 
     We page ourselves instead of calling HfApi.list_repo_tree: that follows a `next` link to any
@@ -210,7 +183,7 @@ def _list_tree(access: HubAccess, endpoint: str, repo_id: str, commit: str) -> l
         f"{endpoint}/api/models/{repo_id}/tree/{quote(commit, safe='')}?recursive=true&expand=false"
     )
     seen: set[str] = set()
-    files: list[RemoteFile] = []
+    files: list[RepoFile] = []
     while url is not None:
         if url in seen or len(seen) >= MAX_TREE_PAGES:
             raise DownloadError(
@@ -270,7 +243,7 @@ def _json(response: Any) -> Any:
         ) from err
 
 
-def _remote_file(repo_id: str, entry: Mapping[str, Any]) -> RemoteFile:
+def _remote_file(repo_id: str, entry: Mapping[str, Any]) -> RepoFile:
     """One `type: file` entry of the tree JSON (the fields HfApi's RepoFile reads)."""
     try:
         path, size, blob_id, lfs = entry["path"], entry["size"], entry["oid"], entry.get("lfs")
@@ -283,7 +256,7 @@ def _remote_file(repo_id: str, entry: Mapping[str, Any]) -> RemoteFile:
         )
     if sha256 is not None and not (isinstance(sha256, str) and _SHA256_RE.match(sha256)):
         raise DownloadError(f"The Hub listed {repo_id}/{path} with a malformed sha256 {sha256!r}.")
-    return RemoteFile(path=path, size=size, blob_id=blob_id, sha256=sha256)
+    return RepoFile(path=path, size=size, blob_id=blob_id, sha256=sha256)
 
 
 def _site(url: str) -> str:
@@ -370,7 +343,7 @@ def translate_errors(
         raise DownloadError(
             f"The Hub at {endpoint} answered HTTP {status} for {repo_id}@{revision}.",
             hint="Try again later; if it persists, check HF_ENDPOINT and your token.",
-            is_retryable=status in ("408", "429") or status.startswith("5"),
+            is_retryable=status.isdigit() and int(status) in RETRYABLE_STATUSES,
         ) from err
     except Exception as err:
         # Connection refused, DNS, TLS, timeouts: huggingface_hub lets its HTTP client's errors
@@ -401,23 +374,9 @@ def _describe(err: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-def call_with_retries(
-    fn: Callable[[], T],
-    *,
-    attempts: int,
-    on_retry: Callable[[int, float, str], None],
-    sleep: Callable[[float], None],
-) -> T:
-    """Retry a metadata call on DownloadError (network, 5xx) with exponential backoff."""
-    from modelctl.transfer import backoff_delay
+def retry_reason(err: Exception) -> str | None:
+    """Why a metadata call is worth another attempt (retry.retry_call's retry_on), or None.
 
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except DownloadError as err:
-            if attempt == attempts or not err.is_retryable:
-                raise
-            delay = backoff_delay(attempt)
-            on_retry(attempt, delay, err.message)
-            sleep(delay)
-    raise AssertionError("unreachable")
+    translate_errors marks what is: 408, 429, 5xx and a Hub that cannot be reached.
+    """
+    return err.message if isinstance(err, DownloadError) and err.is_retryable else None

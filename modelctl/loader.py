@@ -1,6 +1,6 @@
 """ModelLoader: load models in a service, repair them when loading shows corruption, report health.
 
-Seed 002's model_loader, generalised: each registered model is ensured (verified, repaired) before
+A service's model loader, generalised: each registered model is ensured (verified, repaired) before
 its loader runs; when a loader raises an error that looks like corruption, the model's files are
 verified again without the cache and repaired, and the load is retried with backoff. Other errors
 are retried `retries` times in all, then reported.
@@ -15,7 +15,6 @@ are retried `retries` times in all, then reported.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from modelctl.errors import BadChecksumError, ConfigurationError, MissingModelError, ModelctlError
-from modelctl.registry import parse_checksum
-from modelctl.transfer import backoff_delay
+from modelctl.hashing import ALGORITHMS, hash_file, parse_checksum
+from modelctl.retry import BACKOFF_BASE, Retry, RetryPolicy, backoff_delay, retry_call
 
 # Substrings (lower case) of loader errors that mean "the file is damaged", not "the code is wrong".
 # Extend per loader with register(..., corruption_patterns=[...]) or globally by appending here.
@@ -51,10 +50,16 @@ CORRUPTION_PATTERNS: list[str] = [
 ]
 
 PENDING, LOADED, FAILED = "pending", "loaded", "failed"
+_NAMES = sorted(ALGORITHMS)
+_ALGOS_TEXT = f"{', '.join(_NAMES[:-1])} or {_NAMES[-1]}"  # "md5, sha1 or sha256"
 
 
 class ModelLoadError(ModelctlError):
     """A registered model is not available: not loaded yet, or its loader failed."""
+
+
+class _Stopped(Exception):
+    """The loader raised SystemExit or the like: it meant to stop, so it is not retried."""
 
 
 @dataclass
@@ -81,7 +86,7 @@ class ModelLoader:
     """Register models with their loader functions; load them (in parallel); report health."""
 
     manager: Any = None  # a ModelManager; made from the default registry when first needed
-    backoff_base: float = 0.5
+    backoff_base: float = BACKOFF_BASE
     _entries: dict[str, _Entry] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -101,12 +106,13 @@ class ModelLoader:
         """Register `name`: a registry model id (model=) or a file/folder (path=), and its loader.
 
         loader(path, **loader_kwargs) returns the loaded object. retries: attempts in all (>= 1).
-        checksum: "sha256:<hex>" (or md5:/sha1:) of a path= file, checked before loading.
+        checksum: "sha256:<hex>" (or another algorithm of hashing.ALGORITHMS) of a path= file,
+        checked before loading.
         """
         if (model is None) == (path is None):
             raise ConfigurationError(f"{name}: give exactly one of model= (a registry id) or path=.")
         if checksum is not None and parse_checksum(checksum) is None:
-            raise ConfigurationError(f"{name}: checksum {checksum!r} is not algo:hex (md5, sha1 or sha256).")
+            raise ConfigurationError(f"{name}: checksum {checksum!r} is not algo:hex ({_ALGOS_TEXT}).")
         if checksum is not None and path is not None and Path(path).is_dir():
             raise _checksum_on_directory(name, Path(path))
         if name in self._entries:
@@ -187,12 +193,18 @@ class ModelLoader:
         entry.error = None
         try:
             target = self._prepare(entry, use_cache=True)
-            while True:
-                entry.attempts += 1
+            is_damaged = False  # the last load looked like corruption: verify and repair before the next
+
+            def attempt(number: int, _: int) -> Any:
+                nonlocal target, is_damaged
+                if is_damaged:
+                    target = self._prepare(entry, use_cache=False)  # hash everything again, repair
+                    is_damaged = False
+                entry.attempts = number
                 try:
-                    entry.value = entry.loader(target, **entry.loader_kwargs)
-                    entry.status, entry.error = LOADED, None
-                    return
+                    return entry.loader(target, **entry.loader_kwargs)
+                except KeyboardInterrupt:
+                    raise  # Ctrl-C stops the program, not one load
                 except Exception as err:  # a user's loader may raise anything; it is recorded
                     entry.error = f"{type(err).__name__}: {err}"
                     if (
@@ -200,19 +212,22 @@ class ModelLoader:
                         and entry.model is not None
                         and entry.repairs < entry.retries
                     ):
+                        # A repair is tried whatever attempts are left; `retries` bounds repairs too.
                         entry.repairs += 1
-                        time.sleep(backoff_delay(entry.repairs, self.backoff_base))
-                        target = self._prepare(entry, use_cache=False)  # hash everything again, repair
-                        continue
-                    if entry.attempts >= entry.retries:
-                        entry.status = FAILED
-                        return
-                    time.sleep(backoff_delay(entry.attempts, self.backoff_base))
-                except KeyboardInterrupt:
-                    raise  # Ctrl-C stops the program, not one load
+                        is_damaged = True
+                        delay = backoff_delay(entry.repairs, self.backoff_base)
+                        raise Retry(entry.error, delay, is_extra=True) from err
+                    raise Retry(entry.error) from err
                 except BaseException as err:  # SystemExit & co: the loader meant to stop; not retried
-                    entry.status, entry.error = FAILED, f"{type(err).__name__}: {err}"
-                    return
+                    entry.error = f"{type(err).__name__}: {err}"
+                    raise _Stopped from err
+
+            # Attempts count across load_all() calls: a model that used them up gets one more.
+            policy = RetryPolicy(attempts=entry.retries, backoff_base=self.backoff_base)
+            entry.value = retry_call(attempt, policy, first=entry.attempts + 1)
+            entry.status, entry.error = LOADED, None
+        except (Retry, _Stopped):  # out of attempts, or told to stop: entry.error says why
+            entry.status = FAILED
         except ModelctlError as err:
             entry.status, entry.error = FAILED, f"{type(err).__name__}: {err.message}"
         finally:
@@ -232,13 +247,10 @@ class ModelLoader:
                 raise _checksum_on_directory(entry.name, entry.path)
             pin = parse_checksum(entry.checksum)
             assert pin is not None
-            digest = hashlib.new(pin.algo)
-            with entry.path.open("rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-            if digest.hexdigest() != pin.hexdigest:
+            actual = hash_file(entry.path, (pin.algo,))[pin.algo]
+            if actual != pin.hexdigest:
                 raise BadChecksumError(
-                    f"{entry.name}: checksum mismatch for {entry.path}: expected {pin}, got {pin.algo}:{digest.hexdigest()}."
+                    f"{entry.name}: checksum mismatch for {entry.path}: expected {pin}, got {pin.algo}:{actual}."
                 )
         return entry.path
 

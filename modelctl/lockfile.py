@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modelctl.errors import ConfigurationError
-from modelctl.hub import RemoteFile, Snapshot
-from modelctl.record import is_safe_relative
+from modelctl.record import RepoFile, Snapshot, is_safe_relative
 from modelctl.registry import ModelSpec, Registry
 
 LOCK_NAME = "models.lock"
@@ -30,7 +29,7 @@ class LockedModel:
     revision: str
     patterns: tuple[str, ...]
     commit: str
-    files: tuple[RemoteFile, ...]
+    files: tuple[RepoFile, ...]
 
     def matches(self, spec: ModelSpec) -> bool:
         """Whether the registry still asks for what was locked."""
@@ -99,7 +98,7 @@ def _locked(model_id: str, entry: dict[str, Any]) -> LockedModel:
     for f in entry["files"]:
         if not is_safe_relative(str(f["path"])):
             raise ValueError(f"{model_id}: file path {f['path']!r} leaves the model folder")
-        files.append(RemoteFile(str(f["path"]), int(f["size"]), str(f["blob_id"]), f.get("sha256")))
+        files.append(RepoFile(str(f["path"]), int(f["size"]), f.get("sha256"), str(f["blob_id"])))
     commit = str(entry["commit"])
     if len(commit) != 40:
         raise ValueError(f"{model_id}: commit {commit!r} is not a 40-hex commit id")

@@ -15,8 +15,6 @@ last run happened to write.
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -50,8 +48,12 @@ def checked_now(st: os.stat_result, digests: Mapping[str, str]) -> Checked:
     return Checked(st.st_ino, st.st_size, st.st_mtime_ns, now(), dict(digests))
 
 
-class RecordFile(NamedTuple):
-    """One file of the commit: what it must be, and the last check of what is on disk."""
+class RepoFile(NamedTuple):
+    """A file of a repo at one commit, as the Hub lists it (and models.lock and the record keep it).
+
+    The one shape for "a file of the model": `checked` is the last check of the copy on disk
+    (None in a listing, or while pending).
+    """
 
     path: str
     size: int
@@ -68,7 +70,7 @@ class RecordFile(NamedTuple):
         """(algo, hex) that the content must hash to."""
         return ("sha256", self.sha256) if self.sha256 else ("git-sha1", self.blob_id)
 
-    def same_content(self, other: RecordFile) -> bool:
+    def same_content(self, other: RepoFile) -> bool:
         return (self.size, self.sha256, self.blob_id) == (other.size, other.sha256, other.blob_id)
 
     @property
@@ -90,24 +92,36 @@ class RecordFile(NamedTuple):
         return self.state
 
 
+class Snapshot(NamedTuple):
+    """A repo at one commit, with every file it lists: what a download fetches from."""
+
+    repo_id: str
+    revision: str
+    commit: str
+    files: tuple[RepoFile, ...]
+    endpoint: str | None = None  # where the metadata came from (None: from disk or models.lock)
+
+
 class Record(NamedTuple):
     """A model folder's record: the model it holds and every file of its commit."""
 
     repo_id: str
     revision: str
     commit: str
-    files: tuple[RecordFile, ...]
+    files: tuple[RepoFile, ...]
     updated_at: str
     outdated: tuple[str, ...] = ()  # files of an earlier commit that this one no longer lists
     is_planned: bool = True  # False: read from a version-1 manifest, which lists only what was written
 
-    def by_path(self) -> dict[str, RecordFile]:
+    def by_path(self) -> dict[str, RepoFile]:
         return {f.path: f for f in self.files}
 
-    def selected(self, patterns: Sequence[str]) -> tuple[RecordFile, ...]:
+    def selected(self, patterns: Sequence[str]) -> tuple[RepoFile, ...]:
         """The files a registry entry's `files:` globs select (all of them when it has none)."""
         if not patterns:
             return self.files
+        import fnmatch
+
         return tuple(f for f in self.files if any(fnmatch.fnmatchcase(f.path, p) for p in patterns))
 
 
@@ -136,6 +150,8 @@ def record_path(folder: Path) -> Path:
 
 def read_record(folder: Path) -> Record | None:
     """The folder's record, or None when absent or unreadable (then nothing is taken on trust)."""
+    import json  # here, not at the top: `modelctl list` on a machine with no model pays nothing
+
     try:
         data = json.loads(record_path(folder).read_text(encoding="utf-8"))
         version = data.get("version")
@@ -155,7 +171,7 @@ def read_record(folder: Path) -> Record | None:
         return None
 
 
-def _file(item: Mapping[str, object], version: object) -> RecordFile:
+def _file(item: Mapping[str, object], version: object) -> RepoFile:
     sha256 = item.get("sha256")
     is_lfs = bool(item.get("lfs", sha256 is not None))
     checked = None
@@ -181,7 +197,7 @@ def _file(item: Mapping[str, object], version: object) -> RecordFile:
             str(c.get("at", "")),
             {str(k): str(v) for k, v in digests_in.items()} if isinstance(digests_in, dict) else {},
         )
-    return RecordFile(
+    return RepoFile(
         str(item["path"]),
         int(item["size"]),  # type: ignore[call-overload]
         str(sha256) if sha256 and is_lfs else None,
@@ -224,6 +240,8 @@ def record_json(record: Record) -> dict[str, object]:
 
 def write_record(folder: Path, record: Record) -> None:
     """Write the record atomically (temp file + fsync + os.replace): old or new, never half."""
+    import json
+
     target = record_path(folder)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{RECORD_NAME}.{os.getpid()}.tmp")
@@ -239,7 +257,7 @@ def write_record(folder: Path, record: Record) -> None:
 
 
 def plan_record(
-    repo_id: str, revision: str, commit: str, listing: Iterable[RecordFile], previous: Record | None
+    repo_id: str, revision: str, commit: str, listing: Iterable[RepoFile], previous: Record | None
 ) -> Record:
     """The record for a run about to fetch `commit`: every listed file, with what is known of it.
 

@@ -24,18 +24,17 @@ from urllib.parse import urlsplit
 import yaml
 
 from modelctl.errors import ConfigurationError, MissingModelError
+from modelctl.hashing import ALGORITHMS, Checksum, parse_checksum
 
 REGISTRY_NAME = "models.yaml"
 MINIMAL_NAME = "models.minimal.yaml"
 VERIFY_LEVELS = ("none", "size", "sha256")
-CHECKSUM_ALGOS = {"md5": 32, "sha1": 40, "sha256": 64}
 TRUE_WORDS = ("1", "true", "yes")
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _SIZE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _FOLDER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._ +-]*$")
-_HEX_RE = re.compile(r"^[0-9a-f]+$")
 
 _TOP_KEYS = ("storage", "verify", "models", "endpoints", "cache_dir")
 _ENDPOINT_KEYS = ("url", "token")
@@ -54,16 +53,6 @@ _MODEL_KEYS = (
     "checksums",
     "description",
 )
-
-
-class Checksum(NamedTuple):
-    """A pinned digest from models.yaml, e.g. "sha256:<hex>"."""
-
-    algo: str
-    hexdigest: str
-
-    def __str__(self) -> str:
-        return f"{self.algo}:{self.hexdigest}"
 
 
 class ModelSpec(NamedTuple):
@@ -454,7 +443,7 @@ def _parse_storage(problems: _Problems, data: Mapping[str, Any], base: Path) -> 
         if key in raw:
             text = _string(problems, f"storage.{key}", raw[key])
             values[key] = _absolute(Path(text), base) if text else None
-    if "cache_dir" in data:  # seed 003's spelling of the project root
+    if "cache_dir" in data:  # the earlier model_manager's spelling of the project root
         if "project" in raw:
             problems.add("cache_dir", "conflicts with storage.project; keep one of them")
         text = _string(problems, "cache_dir", data["cache_dir"])
@@ -658,7 +647,7 @@ def _check_checksums(problems: _Problems, key: str, value: Any) -> dict[str, Che
             continue
         checksum = parse_checksum(pin) if isinstance(pin, str) else None
         if checksum is None:
-            allowed = ", ".join(f"{a}:<{n} hex digits>" for a, n in CHECKSUM_ALGOS.items())
+            allowed = ", ".join(f"{a}:<{n} hex digits>" for a, n in sorted(ALGORITHMS.items()))
             problems.add(
                 where,
                 f"malformed checksum {pin!r}: expected {allowed}",
@@ -667,12 +656,3 @@ def _check_checksums(problems: _Problems, key: str, value: Any) -> dict[str, Che
             continue
         out[name] = checksum
     return out
-
-
-def parse_checksum(text: str) -> Checksum | None:
-    """Parse "algo:hex" (algo md5, sha1 or sha256, hex of the right length); None if malformed."""
-    algo, sep, hexdigest = text.strip().partition(":")
-    algo, hexdigest = algo.lower(), hexdigest.lower()
-    if not sep or CHECKSUM_ALGOS.get(algo) != len(hexdigest) or not _HEX_RE.match(hexdigest):
-        return None
-    return Checksum(algo, hexdigest)

@@ -321,7 +321,7 @@ def partial_downloads(folder: Path) -> list[tuple[str, Path]]:
 
 # --------------------------------------------------------------------------- lock
 
-LOCK_NAME = "lock"
+FOLDER_LOCK_NAME = "lock"  # the per-folder flock (not models.lock, which lockfile.py reads)
 OWNER_NAME = "lock.owner"
 
 
@@ -335,7 +335,7 @@ def lock_owner(folder: Path) -> int | None:
 
 
 @contextmanager
-def model_lock(folder: Path, timeout: float, on_wait: Callable[[int | None], None]) -> Iterator[None]:
+def folder_lock(folder: Path, timeout: float, on_wait: Callable[[int | None], None]) -> Iterator[None]:
     """Hold the model folder's lock; wait at most `timeout` seconds for another modelctl.
 
     The lock is an flock (filelock), so the kernel releases it when its holder dies, even by
@@ -349,7 +349,7 @@ def model_lock(folder: Path, timeout: float, on_wait: Callable[[int | None], Non
 
     meta = folder / META_DIR
     meta.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(meta / LOCK_NAME))
+    lock = FileLock(str(meta / FOLDER_LOCK_NAME))
     try:
         lock.acquire(timeout=0)
     except Timeout:

@@ -14,13 +14,11 @@ its size and hash match what the Hub listed.
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import http.client
 import json
 import logging
 import os
 import queue
-import random
 import socket
 import ssl
 import sys
@@ -30,11 +28,12 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 from modelctl.errors import BadChecksumError, DownloadError, MissingModelError, disk_error
-from modelctl.events import TransferEvents
+from modelctl.hashing import GIT_SHA1, Hasher
+from modelctl.retry import RETRYABLE_STATUSES, Cancelled, Retry, RetryPolicy, retry_call
 from modelctl.storage import partial_path, sidecar_path
 
 CHUNK = 1 << 20
@@ -42,22 +41,6 @@ MAX_REDIRECTS = 10
 SIDECAR_VERSION = 1
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try: attempts per file, socket timeout (connect and each read), backoff."""
-
-    attempts: int = 5
-    timeout: float = 30.0
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    retry_after_max: float = 300.0
-
-
-def backoff_delay(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
-    """Exponential backoff with jitter: ~base·2^(attempt-1), capped, times a factor in [0.5, 1)."""
-    return float(min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
 
 
 @dataclass(frozen=True)
@@ -86,13 +69,13 @@ class FileResult:
     endpoint: str = ""  # host that served the last bytes
 
 
-class _Retry(Exception):
-    """A failure worth another attempt, resuming from what is already on disk."""
+class TransferEvents(Protocol):
+    """What the engine reports while it works (from worker threads); output/progress.py shows it."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
+    def file_start(self, job: FileJob, offset: int) -> None: ...
+    def file_advance(self, job: FileJob, nbytes: int) -> None: ...
+    def file_retry(self, job: FileJob, attempt: int, delay: float, reason: str) -> None: ...
+    def file_done(self, job: FileJob, result: FileResult) -> None: ...
 
 
 class _Partial:
@@ -111,9 +94,9 @@ class _Partial:
         self._reset_hashes()
 
     def _reset_hashes(self) -> None:
-        self.sha256 = hashlib.sha256()
-        # git's blob id: sha1 over "blob <size>\0" + content, checkable only for non-LFS files
-        self.sha1 = hashlib.sha1(b"blob %d\0" % self.job.size) if self.job.sha256 is None else None
+        # git's blob id is the Hub's only check of a non-LFS file; an LFS file has its sha256
+        algos = ("sha256",) if self.job.sha256 is not None else ("sha256", GIT_SHA1)
+        self.hasher = Hasher(algos, self.job.size)
 
     def open(self) -> None:
         """Adopt a partial from an earlier run if its sidecar describes this very file."""
@@ -136,14 +119,9 @@ class _Partial:
             n = os.preadv(self.fd, [view[: min(CHUNK, size - done)]], done)
             if n <= 0:
                 break
-            self._hash(view[:n])
+            self.hasher.update(view[:n])
             done += n
         self.offset = self.flushed = done
-
-    def _hash(self, data: memoryview) -> None:
-        self.sha256.update(data)
-        if self.sha1 is not None:
-            self.sha1.update(data)
 
     def truncate(self) -> None:
         """Start the file over from zero."""
@@ -177,7 +155,7 @@ class _Partial:
         written = 0
         while written < len(data):
             written += os.pwrite(self.fd, data[written:], self.offset + written)
-        self._hash(data)
+        self.hasher.update(data)
         self.offset += len(data)
         self.received += len(data)
         if self.offset - self.flushed >= WRITEBACK:
@@ -187,9 +165,9 @@ class _Partial:
     def matches(self) -> tuple[bool, str, str]:
         """(ok, expected, actual) for the bytes on disk."""
         if self.job.sha256 is not None:
-            actual = self.sha256.hexdigest()
+            actual = self.hasher.hexdigest("sha256")
             return actual == self.job.sha256, f"sha256:{self.job.sha256}", f"sha256:{actual}"
-        actual = self.sha1.hexdigest() if self.sha1 is not None else ""
+        actual = self.hasher.hexdigest(GIT_SHA1)
         return actual == self.job.blob_id, f"git-sha1:{self.job.blob_id}", f"git-sha1:{actual}"
 
     def publish(self) -> None:
@@ -281,10 +259,6 @@ def resumable_bytes(folder: Path, rel: str, size: int, sha256: str | None, blob_
         return None
 
 
-class Cancelled(Exception):
-    """The run was interrupted (Ctrl-C): the partial file and its sidecar stay for a resume."""
-
-
 def fetch_file(
     job: FileJob,
     policy: RetryPolicy,
@@ -294,7 +268,9 @@ def fetch_file(
 ) -> FileResult:
     """Fetch one file into place; resume what an earlier run left; verify before publishing.
 
-    Setting `stop` ends the transfer at the next chunk (Cancelled), keeping the partial file.
+    Failed attempts are retried by retry.retry_call, each resuming what is on disk, from the next
+    of job.urls. Setting `stop` ends the transfer at the next chunk or during a retry's wait
+    (Cancelled), keeping the partial file and its sidecar for a resume.
     """
     stop = stop or threading.Event()
     partial = _Partial(job)
@@ -308,65 +284,59 @@ def fetch_file(
         f", resuming at {resumed_from}" if resumed_from else "",
     )
     events.file_start(job, resumed_from)
-    attempt = 0
     mismatches = 0
-    current = 0  # index into job.urls: a failing endpoint hands over to the next one
+    tried = 0
+
+    def attempt(number: int, current: int) -> FileResult:
+        """Fetch from job.urls[current]; publish if the bytes match, else fetch again once."""
+        nonlocal mismatches, tried
+        tried = number
+        _stream(job, job.urls[current], partial, policy, stop, events)
+        ok, expected, actual = partial.matches()
+        if ok:
+            partial.publish()
+            log.info(
+                "published %s: %s verified (%d bytes received)", job.rel_path, expected, partial.received
+            )
+            result = FileResult(
+                job.rel_path,
+                job.size,
+                partial.hasher.hexdigest("sha256"),
+                partial.received,
+                0 if partial.dropped else resumed_from,
+                number,
+                urlsplit(job.urls[current]).netloc,
+            )
+            events.file_done(job, result)
+            return result
+        mismatches += 1
+        log.warning("%s: hash mismatch, expected %s, got %s", job.rel_path, expected, actual)
+        partial.truncate()
+        if mismatches >= 2:
+            partial.discard()
+            raise BadChecksumError(
+                f"{job.rel_path}: the downloaded bytes do not match the Hub's hash twice in a row "
+                f"(expected {expected}, got {actual}); nothing was published.",
+                hint="The server or a proxy is corrupting data; try another HF_ENDPOINT or network.",
+            )
+        reason = f"hash mismatch (got {actual}); fetching again from zero"
+        events.file_retry(job, number, 0.0, reason)
+        raise Retry(reason, is_extra=True)  # whatever attempts are left: a second mismatch ends it
+
+    def on_retry(number: int, delay: float, reason: str, current: int) -> None:
+        if len(job.urls) > 1:
+            reason += f"; trying {urlsplit(job.urls[current]).netloc}"
+        log.warning("retry %s (attempt %d) in %.1f s: %s", job.rel_path, number + 1, delay, reason)
+        events.file_retry(job, number, delay, reason)
+
     try:
-        while True:
-            attempt += 1
-            try:
-                _stream(job, job.urls[current], partial, policy, stop, events)
-            except _Retry as err:
-                if attempt >= policy.attempts:
-                    raise DownloadError(
-                        f"{job.rel_path}: {err.reason}; gave up after {attempt} attempts "
-                        f"({partial.offset} of {job.size} bytes kept for the next run).",
-                        hint="Run the same command again to resume, or raise --retries / --timeout.",
-                    ) from None
-                delay = (
-                    err.retry_after
-                    if err.retry_after is not None
-                    else backoff_delay(attempt, policy.backoff_base, policy.backoff_max)
-                )
-                delay = min(delay, policy.retry_after_max)
-                reason = err.reason
-                if len(job.urls) > 1:  # fail over: next endpoint at once, wait only on wrapping around
-                    current = (current + 1) % len(job.urls)
-                    delay = delay if current == 0 else 0.0
-                    reason += f"; trying {urlsplit(job.urls[current]).netloc}"
-                log.warning("retry %s (attempt %d) in %.1f s: %s", job.rel_path, attempt + 1, delay, reason)
-                events.file_retry(job, attempt, delay, reason)
-                if stop.wait(delay):
-                    raise Cancelled(job.rel_path) from None
-                continue
-            ok, expected, actual = partial.matches()
-            if ok:
-                partial.publish()
-                log.info(
-                    "published %s: %s verified (%d bytes received)", job.rel_path, expected, partial.received
-                )
-                result = FileResult(
-                    job.rel_path,
-                    job.size,
-                    partial.sha256.hexdigest(),
-                    partial.received,
-                    0 if partial.dropped else resumed_from,
-                    attempt,
-                    urlsplit(job.urls[current]).netloc,
-                )
-                events.file_done(job, result)
-                return result
-            mismatches += 1
-            log.warning("%s: hash mismatch, expected %s, got %s", job.rel_path, expected, actual)
-            partial.truncate()
-            if mismatches >= 2:
-                partial.discard()
-                raise BadChecksumError(
-                    f"{job.rel_path}: the downloaded bytes do not match the Hub's hash twice in a row "
-                    f"(expected {expected}, got {actual}); nothing was published.",
-                    hint="The server or a proxy is corrupting data; try another HF_ENDPOINT or network.",
-                )
-            events.file_retry(job, attempt, 0.0, f"hash mismatch (got {actual}); fetching again from zero")
+        return retry_call(attempt, policy, targets=len(job.urls), on_retry=on_retry, stop=stop)
+    except Retry as err:
+        raise DownloadError(
+            f"{job.rel_path}: {err.reason}; gave up after {tried} attempts "
+            f"({partial.offset} of {job.size} bytes kept for the next run).",
+            hint="Run the same command again to resume, or raise --retries / --timeout.",
+        ) from None
     finally:
         partial.close()
 
@@ -393,7 +363,7 @@ def _stream(
                 conn.request("GET", target, headers=headers)
                 resp = conn.getresponse()
             except (OSError, http.client.HTTPException) as err:
-                raise _Retry(f"request failed: {_describe(err)}") from None
+                raise Retry(f"request failed: {_describe(err)}") from None
             status = resp.status
             if status in (301, 302, 303, 307, 308):
                 location = resp.getheader("location")
@@ -417,8 +387,8 @@ def _receive(
     stop: threading.Event,
 ) -> None:
     status = resp.status
-    if status in (408, 429) or status >= 500:
-        raise _Retry(f"HTTP {status}", _retry_after(resp.getheader("retry-after")))
+    if status in RETRYABLE_STATUSES:
+        raise Retry(f"HTTP {status}", _retry_after(resp.getheader("retry-after")))
     if status == 404:
         raise MissingModelError(
             f"{job.rel_path} was not found at {_safe(url)} (HTTP 404).",
@@ -431,13 +401,13 @@ def _receive(
         )
     if status == 416:  # our range does not fit the file the server has: start over
         partial.truncate()
-        raise _Retry("HTTP 416: range not satisfiable, restarting from zero", retry_after=0.0)
+        raise Retry("HTTP 416: range not satisfiable, restarting from zero", 0.0)
     if status == 206:
         start, total = _content_range(resp.getheader("content-range"))
         if start != partial.offset or total not in (None, job.size):
             asked = partial.offset
             partial.truncate()
-            raise _Retry(f"server sent bytes {start}- of {total}, not {asked}-", retry_after=0.0)
+            raise Retry(f"server sent bytes {start}- of {total}, not {asked}-", 0.0)
     elif status == 200:
         if partial.offset > 0:  # range ignored (olah) or If-Range failed: the file changed
             partial.truncate()
@@ -448,7 +418,7 @@ def _receive(
     length = resp.getheader("content-length")
     if length is not None and length.isdigit() and partial.offset + int(length) != job.size:
         # A body that cannot add up to the listed size is not worth receiving.
-        raise _Retry(f"server announced {partial.offset + int(length)} bytes, the Hub listed {job.size}")
+        raise Retry(f"server announced {partial.offset + int(length)} bytes, the Hub listed {job.size}")
     received = partial.offset
     try:
         sink = _Sink(job, partial, events)
@@ -467,17 +437,17 @@ def _receive(
                 if sink.error is None and resp.read(1):
                     sink.close()
                     partial.truncate()
-                    raise _Retry(f"server sent more than the {job.size} bytes the Hub listed")
+                    raise Retry(f"server sent more than the {job.size} bytes the Hub listed")
         finally:
             sink.close()  # everything received is written and hashed before we look at the offset
     except (OSError, http.client.HTTPException) as err:
         if isinstance(err, (socket.timeout, TimeoutError)):
-            raise _Retry(
+            raise Retry(
                 f"stalled: no data for the read timeout at {partial.offset} of {job.size} bytes"
             ) from None
-        raise _Retry(f"connection lost at {partial.offset} of {job.size} bytes ({_describe(err)})") from None
+        raise Retry(f"connection lost at {partial.offset} of {job.size} bytes ({_describe(err)})") from None
     if partial.offset < job.size:
-        raise _Retry(f"connection closed at {partial.offset} of {job.size} bytes")
+        raise Retry(f"connection closed at {partial.offset} of {job.size} bytes")
 
 
 class _Sink:

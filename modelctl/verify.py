@@ -10,7 +10,6 @@ found bad stays bad for ensure, clean and download until its bytes change.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
@@ -21,16 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelctl.formats import check_file
+from modelctl.hashing import Hasher
 from modelctl.lockfile import LockedModel, locked_for, read_lock
-from modelctl.manager import ModelState, Workspace, expected_files, model_state
 from modelctl.record import META_DIR, RECORD_NAME, Checked, Record, checked_now, is_glob, read_record
-from modelctl.registry import ModelSpec
+from modelctl.registry import VERIFY_LEVELS, ModelSpec
 from modelctl.storage import Location
+from modelctl.workspace import ModelState, Workspace, expected_files, model_state
 
-CHUNK = 1 << 20
 OK, BAD, NOTE = "ok", "bad", "note"
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
-LEVELS = ("none", "size", "sha256")
+LEVELS = VERIFY_LEVELS  # --level takes the registry's `verify:` levels
 
 log = logging.getLogger(__name__)
 
@@ -138,27 +137,14 @@ class _HashJob:
 
 def _hash_into(job: _HashJob) -> int:
     """Hash job.path once for all wanted algorithms; return the bytes read."""
-    hashers: dict[str, hashlib._Hash] = {}
-    for algo in job.algos:
-        if algo == "git-sha1":
-            hashers[algo] = hashlib.sha1(b"blob %d\0" % job.st.st_size)
-        else:
-            hashers[algo] = hashlib.new(algo)
-    done = 0
+    hasher = Hasher(job.algos, job.st.st_size)
     try:
-        with job.path.open("rb", buffering=0) as f:
-            buf = bytearray(CHUNK)
-            view = memoryview(buf)
-            while n := f.readinto(view):
-                chunk = view[:n]
-                for h in hashers.values():
-                    h.update(chunk)
-                done += n
+        hasher.read(job.path)
     except OSError as err:
         job.error = err.strerror or str(err)
-        return done
-    job.digests.update({algo: h.hexdigest() for algo, h in hashers.items()})
-    return done
+        return hasher.length
+    job.digests.update(hasher.hexdigests())
+    return hasher.length
 
 
 def _now() -> str:
@@ -401,10 +387,10 @@ def save_checks(folder: Path, record: Record, checks: dict[str, Checked]) -> Non
     """
     from modelctl.errors import DownloadError
     from modelctl.record import with_checks, write_record
-    from modelctl.storage import model_lock
+    from modelctl.storage import folder_lock
 
     try:
-        with model_lock(folder, 0.0, lambda pid: None):
+        with folder_lock(folder, 0.0, lambda pid: None):
             current = read_record(folder)
             if current is None or (current.repo_id, current.commit) != (record.repo_id, record.commit):
                 return

@@ -101,14 +101,14 @@ def put_model(
 
     `listing` is the commit's every file (default: `files`); listed files not in `files` are absent.
     """
-    from modelctl.record import Record, RecordFile, checked_now, write_record
+    from modelctl.record import Record, RepoFile, checked_now, write_record
     from tests.hubserver import LFS_SUFFIXES, git_blob_sha1
 
     put_files(folder, files)
     entries = []
     for name, data in (listing if listing is not None else files).items():
         sha256 = hashlib.sha256(data).hexdigest()
-        entry = RecordFile(
+        entry = RepoFile(
             name, len(data), sha256 if name.endswith(LFS_SUFFIXES) else None, git_blob_sha1(data)
         )
         if name in files:

@@ -8,10 +8,11 @@ import time
 import pytest
 
 from modelctl.download import DOWNLOAD, KEEP, RESUME, LocalState, decide
-from modelctl.hub import RemoteFile
-from modelctl.transfer import _content_range, _retry_after, backoff_delay
+from modelctl.record import RepoFile
+from modelctl.retry import backoff_delay
+from modelctl.transfer import _content_range, _retry_after
 
-REMOTE = RemoteFile("model.safetensors", 1000, "b" * 40, "a" * 64)
+REMOTE = RepoFile("model.safetensors", 1000, "a" * 64, "b" * 40)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """The `modelctl` command line: parse, call one core function, hand the result to output.
 
-The commands live in cli/listing.py (list, info), cli/fetching.py (download, ensure) and
-cli/integrity.py (verify, clean, checksum, lock); this module builds the app and handles errors.
+The commands are plain functions in cli/listing.py (list, info), cli/project.py (path, cache-key,
+init, doctor), cli/fetching.py (download, ensure) and cli/integrity.py (verify, clean, checksum,
+lock); this module builds the app, lists the commands in COMMANDS and handles errors.
 """
 
 import os
@@ -12,6 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from modelctl import __version__, output
+from modelctl.cli import fetching, integrity, listing, project
 from modelctl.cli.options import ConfigOpt
 from modelctl.errors import ModelctlError
 
@@ -80,12 +82,25 @@ def root(
         configure(verbose=verbose, log_file=log_file, stream=sys.stderr)
 
 
-# The command modules register on `app`, in the order --help lists them.
-from modelctl.cli import listing  # noqa: E402, I001
-from modelctl.cli import fetching  # noqa: E402
-from modelctl.cli import integrity  # noqa: E402
+# Every command, in the order --help lists them: a new command is one line here.
+COMMANDS = (
+    ("list", listing.list_command),
+    ("info", listing.info_command),
+    ("path", project.path_command),
+    ("cache-key", project.cache_key_command),
+    ("init", project.init_command),
+    ("doctor", project.doctor_command),
+    ("download", fetching.download_command),
+    ("ensure", fetching.ensure_command),
+    ("verify", integrity.verify_command),
+    ("clean", integrity.clean_command),
+    ("checksum", integrity.checksum_command),
+    ("lock", integrity.lock_command),
+)
+for _name, _command in COMMANDS:
+    app.command(_name)(_command)
 
-__all__ = ["app", "fetching", "integrity", "listing", "main"]
+__all__ = ["COMMANDS", "app", "main"]
 
 
 def _hold_standard_fds() -> None:

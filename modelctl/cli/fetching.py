@@ -6,7 +6,6 @@ from typing import Annotated
 import typer
 
 from modelctl import output
-from modelctl.cli import app
 from modelctl.cli.options import (
     AllOpt,
     ConfigOpt,
@@ -22,21 +21,22 @@ from modelctl.cli.options import (
     TimeoutOpt,
     TokenOpt,
     exit_for_health,
+    output_format,
     workspace,
 )
-from modelctl.manager import Workspace
+from modelctl.output import Format
+from modelctl.workspace import Workspace
 
 
-def _announced_workspace(ctx: typer.Context, config: Path | None, *, quiet: bool) -> Workspace:
-    """The workspace; on stderr, unless quiet, which registry is used and the roots skipped."""
+def _announced_workspace(ctx: typer.Context, config: Path | None, fmt: Format) -> Workspace:
+    """The workspace; on stderr, in the human format, which registry is used and the roots skipped."""
     ws = workspace(ctx, config)
-    if not quiet:
+    if fmt.is_human:
         output.registry_note(ws.registry.source)
         output.warn(ws.warnings)
     return ws
 
 
-@app.command("download")
 def download_command(
     ctx: typer.Context,
     models: ModelsArg = None,
@@ -73,8 +73,10 @@ def download_command(
     config: ConfigOpt = None,
 ) -> None:
     """Download models: resume partial files, verify every byte, publish only good files."""
-    from modelctl.download import download_options, plan_downloads, run_downloads
+    from modelctl.download import plan_downloads, run_downloads
+    from modelctl.settings import download_options
 
+    fmt = output_format(as_json=as_json, quiet=quiet)
     options = download_options(
         retries=retries,
         timeout=timeout,
@@ -88,22 +90,20 @@ def download_command(
         exclude=tuple(exclude or ()),
         to=to,
         force=force,
-        dry_run=dry_run,
         max_workers=max_workers,
         endpoints=tuple(endpoint or ()),
         token=token,
     )
-    ws = _announced_workspace(ctx, config, quiet=quiet or as_json)
-    with output.download_events(quiet=quiet, as_json=as_json) as events:
+    ws = _announced_workspace(ctx, config, fmt)
+    with output.download_events(fmt) as events:
         plan = plan_downloads(ws, options, events)
         if dry_run:
-            output.render_plan(plan, as_json=as_json)
+            output.render_plan(plan, fmt)
             return
         report = run_downloads(plan, options, events)
-    output.render_download(report, as_json=as_json, quiet=quiet)
+    output.render_download(report, fmt)
 
 
-@app.command("ensure")
 def ensure_command(
     ctx: typer.Context,
     models: ModelsArg = None,
@@ -128,9 +128,10 @@ def ensure_command(
 
     With no MODEL, --size or --all: every required model, and the optional ones already on disk.
     """
-    from modelctl.download import download_options
     from modelctl.ensure import ensure_models, ensure_selection
+    from modelctl.settings import download_options
 
+    fmt = output_format(as_json=as_json, quiet=quiet)
     options = download_options(
         retries=retries,
         timeout=timeout,
@@ -140,9 +141,9 @@ def ensure_command(
         endpoints=tuple(endpoint or ()),
         token=token,
     )
-    ws = _announced_workspace(ctx, config, quiet=quiet or as_json)
+    ws = _announced_workspace(ctx, config, fmt)
     specs = ensure_selection(ws, models or (), size, everything)
-    with output.download_events(quiet=quiet, as_json=as_json) as events:
+    with output.download_events(fmt) as events:
         report = ensure_models(ws, specs, options, events, use_cache=not no_cache)
-    output.render_ensure(report, as_json=as_json, quiet=quiet)
+    output.render_ensure(report, fmt)
     exit_for_health(report.health, strict=strict)

@@ -6,7 +6,6 @@ from typing import Annotated
 import typer
 
 from modelctl import output
-from modelctl.cli import app
 from modelctl.cli.options import (
     ConfigOpt,
     EndpointOpt,
@@ -15,9 +14,12 @@ from modelctl.cli.options import (
     SizeOpt,
     TokenOpt,
     exit_for_health,
+    output_format,
     workspace,
 )
 from modelctl.errors import UsageError
+from modelctl.hashing import ALGORITHMS
+from modelctl.output import Format
 
 LevelOpt = Annotated[
     str | None,
@@ -29,7 +31,6 @@ LevelOpt = Annotated[
 ]
 
 
-@app.command("verify")
 def verify_command(
     ctx: typer.Context,
     models: ModelsArg = None,
@@ -44,16 +45,16 @@ def verify_command(
     """Check models on disk: presence, sizes, hashes, safetensors/GGUF/JSON structure, leftovers."""
     from modelctl.verify import LEVELS, verify_models
 
+    fmt = output_format(as_json=as_json)
     if level is not None and level not in LEVELS:
         raise typer.BadParameter(f"choose one of {', '.join(LEVELS)}", param_hint="--level")
     ws = workspace(ctx, config)
     specs = ws.registry.select(models or (), size, everything)
     report = verify_models(ws, specs, level=level, use_cache=not no_cache, explicit=bool(models))
-    output.render_verify(report, as_json=as_json)
+    output.render_verify(report, fmt)
     exit_for_health(report.health, strict=strict)
 
 
-@app.command("clean")
 def clean_command(
     ctx: typer.Context,
     models: ModelsArg = None,
@@ -83,6 +84,7 @@ def clean_command(
     from modelctl.clean import clean_selection, plan_clean, run_clean
     from modelctl.storage import ROOT_NAMES
 
+    fmt = output_format(as_json=as_json)
     if root is not None and root not in ROOT_NAMES:
         raise typer.BadParameter(f"choose one of {', '.join(ROOT_NAMES)}", param_hint="--root")
     ws = workspace(ctx, config)
@@ -99,7 +101,7 @@ def clean_command(
         use_cache=not no_cache,
     )
     if dry_run or not plan.removals:
-        output.render_clean(plan, None, as_json=as_json)
+        output.render_clean(plan, None, fmt)
         return
     if not yes:
         if not sys.stdin.isatty():
@@ -108,30 +110,28 @@ def clean_command(
                 "to confirm it needs --yes.",
                 hint="Look first with --dry-run, then run it again with --yes.",
             )
-        output.render_clean(plan, None, as_json=False)
+        output.render_clean(plan, None, Format.HUMAN)
         if not typer.confirm("Remove these?", default=False, err=True):
             raise typer.Exit(1)
     result = run_clean(plan)
-    output.render_clean(plan, result, as_json=as_json)
+    output.render_clean(plan, result, fmt)
     if result.failed:
         raise typer.Exit(1)
 
 
-@app.command("checksum")
 def checksum_command(
     files: Annotated[list[Path], typer.Argument(help="Files to hash.", show_default=False)],
-    algo: Annotated[str, typer.Option(help="sha256 | sha1 | md5.")] = "sha256",
+    algo: Annotated[str, typer.Option(help=" | ".join(ALGORITHMS) + ".")] = "sha256",
 ) -> None:
     """Print `algo:hex  path` lines, ready to paste into a model's `checksums:` pins."""
     from modelctl.verify import checksum_files
 
-    if algo not in ("sha256", "sha1", "md5"):
-        raise typer.BadParameter("choose one of sha256, sha1, md5", param_hint="--algo")
+    if algo not in ALGORITHMS:
+        raise typer.BadParameter(f"choose one of {', '.join(ALGORITHMS)}", param_hint="--algo")
     for path, digest in checksum_files(files, algo):
         output.checksum_line(algo, digest, path)
 
 
-@app.command("lock")
 def lock_command(
     ctx: typer.Context,
     models: ModelsArg = None,
@@ -147,18 +147,20 @@ def lock_command(
     config: ConfigOpt = None,
 ) -> None:
     """Resolve each model's revision to a commit and write models.lock beside models.yaml."""
-    from modelctl.download import download_options, lock_models
     from modelctl.lockfile import lock_differences, read_lock
+    from modelctl.locking import lock_models
+    from modelctl.settings import download_options
 
+    fmt = output_format(as_json=as_json, quiet=as_json)  # lock --json: no progress lines either
     ws = workspace(ctx, config)
     if check:
         differences = lock_differences(ws.registry, read_lock(ws.registry))
-        output.render_lock_check(ws.registry.path, differences, as_json=as_json)
+        output.render_lock_check(ws.registry.path, differences, fmt)
         if differences:
             raise typer.Exit(1)
         return
     specs = ws.registry.select(models or ())
     options = download_options(endpoints=tuple(endpoint or ()), token=token)
-    with output.download_events(quiet=as_json, as_json=as_json) as events:
+    with output.download_events(fmt) as events:
         lock = lock_models(ws, specs, options, events)
-    output.render_lock(lock, [s.id for s in specs], as_json=as_json)
+    output.render_lock(lock, [s.id for s in specs], fmt)

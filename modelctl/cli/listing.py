@@ -1,16 +1,12 @@
 """list and info: what the registry names and what is on disk, without network or hashing."""
 
-from typing import Annotated
-
 import typer
 
 from modelctl import output
-from modelctl.cli import app
-from modelctl.cli.options import ConfigOpt, JsonOpt, ModelsArg, SizeOpt, complete_model_ids, workspace
-from modelctl.manager import list_models
+from modelctl.cli.options import ConfigOpt, JsonOpt, ModelsArg, SizeOpt, output_format, workspace
+from modelctl.workspace import list_models
 
 
-@app.command("list")
 def list_command(
     ctx: typer.Context,
     size: SizeOpt = None,
@@ -18,11 +14,11 @@ def list_command(
     config: ConfigOpt = None,
 ) -> None:
     """List every registry model: where it is, and whether its files are there."""
+    fmt = output_format(as_json=as_json)
     report = list_models(workspace(ctx, config), size=size)
-    output.render_list(report, as_json=as_json)
+    output.render_list(report, fmt)
 
 
-@app.command("info")
 def info_command(
     ctx: typer.Context,
     models: ModelsArg = None,
@@ -31,64 +27,8 @@ def info_command(
     config: ConfigOpt = None,
 ) -> None:
     """Show a model's spec, where it is in each root, its files and their expected hashes."""
+    fmt = output_format(as_json=as_json)
     if not models and size is None:
         raise typer.BadParameter("name a MODEL or a --size (e.g. --size 0.5b)", param_hint="MODEL")
     report = list_models(workspace(ctx, config), ids=models or (), size=size)
-    output.render_info(report, as_json=as_json)
-
-
-@app.command("path")
-def path_command(
-    ctx: typer.Context,
-    model: Annotated[
-        str, typer.Argument(help="A model id.", show_default=False, autocompletion=complete_model_ids)
-    ],
-    config: ConfigOpt = None,
-) -> None:
-    """Print the verified local folder of a model (exit 4 if absent, 3 if it fails verify)."""
-    from modelctl.errors import BadChecksumError, MissingModelError
-    from modelctl.verify import verify_models
-
-    ws = workspace(ctx, config)
-    verdict = verify_models(ws, [ws.registry.get(model)], explicit=True).models[0]
-    if verdict.location is None:
-        raise MissingModelError(
-            f"{model} is not on disk in any storage root.", hint=f"Run `modelctl ensure {model}`."
-        )
-    if not verdict.is_ok:
-        raise BadChecksumError(
-            f"{model} at {verdict.location.path} fails verify: {', '.join(verdict.bad_files) or 'see verify'}.",
-            hint=f"Run `modelctl ensure {model}` to repair it.",
-        )
-    output.plain_line(str(verdict.location.path))
-
-
-@app.command("cache-key")
-def cache_key_command(ctx: typer.Context, config: ConfigOpt = None) -> None:
-    """Print a stable short hash of the registry and models.lock, for CI cache keys."""
-    from modelctl.project import cache_key
-
-    output.plain_line(cache_key(workspace(ctx, config).registry))
-
-
-@app.command("init")
-def init_command(
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing models.yaml.")] = False,
-) -> None:
-    """Write a commented starter models.yaml here, and .gitignore lines for the model folders."""
-    from modelctl.project import init_project
-    from modelctl.registry import current_dir
-
-    result = init_project(current_dir(), force=force)
-    output.render_init(result)
-
-
-@app.command("doctor")
-def doctor_command(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
-    """Check Python, packages, registry, storage roots, Hub settings, leftovers and .gitignore."""
-    from modelctl.doctor import run_doctor
-
-    report = run_doctor(config if config is not None else (ctx.obj or {}).get("config"))
-    output.render_doctor(report, as_json=as_json)
-    if report.needs_attention:
-        raise typer.Exit(1)
+    output.render_info(report, fmt)

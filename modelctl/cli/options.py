@@ -10,7 +10,9 @@ from typing import Annotated
 import typer
 
 from modelctl.errors import ExitCode
-from modelctl.manager import Workspace, open_workspace
+from modelctl.output import Format
+from modelctl.retry import DEFAULT_ATTEMPTS, DEFAULT_LOCK_TIMEOUT, DEFAULT_TIMEOUT
+from modelctl.workspace import Workspace, open_workspace
 
 
 def _registry_for_completion() -> list[tuple[str, str, str | None]]:
@@ -82,22 +84,30 @@ TokenOpt = Annotated[
 ]
 RetriesOpt = Annotated[
     int | None,
-    typer.Option(help="Attempts per file (env MODELCTL_RETRIES, default 5).", show_default=False),
+    typer.Option(
+        help=f"Attempts per file (env MODELCTL_RETRIES, default {DEFAULT_ATTEMPTS}).", show_default=False
+    ),
 ]
 TimeoutOpt = Annotated[
     float | None,
     typer.Option(
-        help="Seconds to wait for a connection or data (env MODELCTL_TIMEOUT, default 30).",
+        help=f"Seconds to wait for a connection or data (env MODELCTL_TIMEOUT, default {DEFAULT_TIMEOUT:g}).",
         show_default=False,
     ),
 ]
 LockTimeoutOpt = Annotated[
     float | None,
     typer.Option(
-        help="Seconds to wait for another modelctl on the same model (env MODELCTL_LOCK_TIMEOUT, default 600).",
+        help=f"Seconds to wait for another modelctl on the same model (env MODELCTL_LOCK_TIMEOUT, default {DEFAULT_LOCK_TIMEOUT:g}).",
         show_default=False,
     ),
 ]
+
+
+def output_format(*, as_json: bool, quiet: bool = False) -> Format:
+    """The one Format a command renders with, from its --json and -q flags (both: JSON, stderr silent)."""
+    fmt = Format.JSON if as_json else Format.HUMAN
+    return fmt | Format.QUIET if quiet else fmt
 
 
 def workspace(ctx: typer.Context, config: Path | None) -> Workspace:

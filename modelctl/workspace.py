@@ -1,7 +1,9 @@
-"""Plans and runs the commands over the registry and the storage roots.
+"""The workspace (the registry in use and its storage roots) and each model's status in it.
 
-Every function here returns frozen dataclasses (findings) or raises ModelctlError (failures);
-nothing prints. The CLI renders what these return.
+`model_state` judges a model without hashing or network, from its folders and their records (or
+models.lock): missing, partial, unverified, present, or held by another repo or revision. `list`,
+`info`, verify's choice of the copy in use, the API's `is_cached` and doctor read it. Nothing here
+prints or writes.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from modelctl.record import BAD, VERIFIED, Record, RecordFile, is_glob
+from modelctl.record import BAD, VERIFIED, Record, RepoFile, is_glob
 from modelctl.registry import ModelSpec, Registry, load_registry
 from modelctl.storage import (
     LocalFile,
@@ -117,7 +119,7 @@ class ModelState(NamedTuple):
 
 def expected_files(
     spec: ModelSpec, record: Record | None, locked: LockedModel | None
-) -> tuple[RecordFile, ...] | None:
+) -> tuple[RepoFile, ...] | None:
     """The files the model must have, each with its last check; None when nothing says which.
 
     models.lock says, else the record's listing of the commit filtered by the registry's
@@ -128,11 +130,8 @@ def expected_files(
     if locked is not None:
         out = []
         for f in locked.files:
-            mine = RecordFile(f.path, f.size, f.sha256, f.blob_id)
             old = known.get(f.path)
-            out.append(
-                mine._replace(checked=old.checked) if old is not None and old.same_content(mine) else mine
-            )
+            out.append(f._replace(checked=old.checked) if old is not None and old.same_content(f) else f)
         return tuple(out)
     if record is None or not record.is_planned:
         return None

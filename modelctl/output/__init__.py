@@ -1,0 +1,167 @@
+"""The only package that writes to the terminal. A command calls one `render_…` function per report.
+
+    console.py   stdout and stderr, escaping, status / warn / error, JSON and plain lines
+    contract.py  the JSON contract: one function per report returning the dict `--json` prints
+    tables.py    the human format: Rich tables and sentences
+    progress.py  download progress: nothing, plain lines, or Rich bars
+
+This module holds the formats and, for each report, the function that picks its renderer.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelctl.output import contract, tables
+from modelctl.output.console import (
+    checksum_line,
+    error,
+    plain_line,
+    print_json,
+    registry_note,
+    status,
+    warn,
+)
+from modelctl.output.tables import render_init
+
+if TYPE_CHECKING:
+    from modelctl.clean import CleanPlan, CleanResult
+    from modelctl.doctor import DoctorReport
+    from modelctl.download import DownloadEvents, DownloadPlan, DownloadReport
+    from modelctl.ensure import EnsureReport
+    from modelctl.lockfile import LockFile
+    from modelctl.verify import VerifyReport
+    from modelctl.workspace import ListReport
+
+__all__ = [
+    "Format",
+    "checksum_line",
+    "download_events",
+    "error",
+    "plain_line",
+    "registry_note",
+    "render_clean",
+    "render_doctor",
+    "render_download",
+    "render_ensure",
+    "render_info",
+    "render_init",
+    "render_list",
+    "render_lock",
+    "render_lock_check",
+    "render_plan",
+    "render_verify",
+    "status",
+    "warn",
+]
+
+
+class Format(enum.Flag):
+    """How a command answers, resolved once from its --json and -q flags.
+
+    HUMAN: tables on stdout; the registry note, warnings and progress on stderr.
+    JSON: the report's contract on stdout; on stderr at most plain progress lines.
+    QUIET: only each model's path on stdout (where the command has -q), nothing on stderr.
+    `--json -q` is JSON | QUIET: JSON on stdout, nothing on stderr.
+    """
+
+    HUMAN = 0
+    JSON = 1
+    QUIET = 2
+
+    @property
+    def is_human(self) -> bool:
+        return self == Format.HUMAN
+
+    @property
+    def is_json(self) -> bool:
+        return Format.JSON in self
+
+    @property
+    def is_quiet(self) -> bool:
+        return Format.QUIET in self
+
+
+def download_events(fmt: Format) -> AbstractContextManager[DownloadEvents]:
+    """Rich progress on a terminal, plain lines otherwise, nothing with --quiet (see progress.py)."""
+    from modelctl.output import progress  # only the commands that download import it
+
+    return progress.download_events(fmt)
+
+
+def _render(
+    fmt: Format,
+    data: Callable[[], dict[str, Any]],
+    human: Callable[[], None],
+    *,
+    paths_when_quiet: bool = False,
+) -> None:
+    """The one place a format picks a renderer: the contract's dict, its paths, or the tables."""
+    if fmt.is_json:
+        print_json(data())
+    elif fmt.is_quiet and paths_when_quiet:  # -q: each model's path, for $(modelctl …)
+        for model in data()["models"]:
+            if model["path"] is not None:
+                plain_line(model["path"])
+    else:
+        human()
+
+
+def render_list(report: ListReport, fmt: Format) -> None:
+    _render(fmt, lambda: contract.list_json(report), lambda: tables.render_list(report))
+
+
+def render_info(report: ListReport, fmt: Format) -> None:
+    _render(fmt, lambda: contract.info_json(report), lambda: tables.render_info(report))
+
+
+def render_plan(plan: DownloadPlan, fmt: Format) -> None:
+    """--dry-run: per file keep / download / resume and the bytes each needs."""
+    _render(fmt, lambda: contract.plan_json(plan), lambda: tables.render_plan(plan))
+
+
+def render_download(report: DownloadReport, fmt: Format) -> None:
+    _render(
+        fmt,
+        lambda: contract.download_json(report),
+        lambda: tables.render_download(report),
+        paths_when_quiet=True,
+    )
+
+
+def render_verify(report: VerifyReport, fmt: Format) -> None:
+    _render(fmt, lambda: contract.verify_json(report), lambda: tables.render_verify(report))
+
+
+def render_ensure(report: EnsureReport, fmt: Format) -> None:
+    _render(
+        fmt,
+        lambda: contract.ensure_json(report),
+        lambda: tables.render_ensure(report),
+        paths_when_quiet=True,
+    )
+
+
+def render_clean(plan: CleanPlan, result: CleanResult | None, fmt: Format) -> None:
+    """The removals planned (result None: --dry-run or before confirming) or done."""
+    _render(fmt, lambda: contract.clean_json(plan, result), lambda: tables.render_clean(plan, result))
+
+
+def render_lock(lock: LockFile, ids: list[str], fmt: Format) -> None:
+    _render(fmt, lambda: contract.lock_json(lock, ids), lambda: tables.render_lock(lock, ids))
+
+
+def render_lock_check(registry: Path, differences: list[str], fmt: Format) -> None:
+    _render(
+        fmt,
+        lambda: contract.lock_check_json(registry, differences),
+        lambda: tables.render_lock_check(registry, differences),
+    )
+
+
+def render_doctor(report: DoctorReport, fmt: Format) -> None:
+    _render(fmt, lambda: contract.doctor_json(report), lambda: tables.render_doctor(report))

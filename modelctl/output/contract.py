@@ -1,0 +1,314 @@
+"""The JSON contract: for every report, the one function that turns it into the dict `--json` prints.
+
+snake_case keys, sizes in bytes, paths as strings, arrays even when empty. Tables read the values
+these functions compute (a summary, what a removal came to) instead of computing them again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelctl.clean import CleanPlan, CleanResult
+    from modelctl.doctor import DoctorReport
+    from modelctl.download import DownloadPlan, DownloadReport
+    from modelctl.ensure import EnsureReport
+    from modelctl.lockfile import LockFile
+    from modelctl.registry import ModelSpec, RegistrySource
+    from modelctl.storage import Location, RootState
+    from modelctl.verify import ModelVerdict, VerifyReport
+    from modelctl.workspace import ListReport, ModelState, Workspace
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def registry_json(source: RegistrySource) -> dict[str, Any]:
+    return {"path": str(source.path), "reason": source.reason}
+
+
+def root_json(state: RootState) -> dict[str, Any]:
+    return {
+        "name": state.root.name,
+        "path": str(state.root.path),
+        "exists": state.exists,
+        "readable": state.is_readable,
+        "writable": state.is_writable,
+        "problem": state.problem,
+    }
+
+
+def spec_json(spec: ModelSpec) -> dict[str, Any]:
+    return {
+        "id": spec.id,
+        "repo_id": spec.repo_id,
+        "revision": spec.revision,
+        "family": spec.family,
+        "size": spec.size,
+        "required": spec.required,
+        "files": list(spec.files),
+        "local_dir": spec.folder_name,
+        "checksums": {name: str(pin) for name, pin in spec.checksums.items()},
+        "description": spec.description,
+    }
+
+
+def location_json(loc: Location) -> dict[str, Any]:
+    return {
+        "root": loc.root.name,
+        "path": str(loc.path),
+        "exists": loc.exists,
+        "bytes": loc.scan.bytes if loc.scan else 0,
+        "file_count": len(loc.scan.files) if loc.scan else 0,
+        "problem": loc.problem,
+    }
+
+
+def state_json(state: ModelState) -> dict[str, Any]:
+    found = state.found
+    return {
+        "status": state.status,
+        "root": found.root.name if found else None,
+        "path": str(found.path) if found else None,
+        "shadowed": [{"root": loc.root.name, "path": str(loc.path)} for loc in state.shadowed],
+        "bytes": state.bytes,
+        "file_count": len(state.files),
+        "missing": list(state.missing),
+        "mismatched": list(state.mismatched),
+        "unverified": list(state.unchecked),
+        "bad": list(state.bad),
+        "partials": list(state.partials),
+        "others": [
+            {
+                "root": loc.root.name,
+                "path": str(loc.path),
+                "repo_id": loc.record.repo_id if loc.record else None,
+                "revision": loc.record.revision if loc.record else None,
+            }
+            for loc in state.others
+        ],
+    }
+
+
+def manifest_json(state: ModelState) -> dict[str, Any] | None:
+    from modelctl.record import record_json
+
+    return None if state.record is None else record_json(state.record)
+
+
+def header_json(workspace: Workspace) -> dict[str, Any]:
+    return {
+        "registry": registry_json(workspace.registry.source),
+        "roots": [root_json(r) for r in workspace.roots],
+    }
+
+
+def list_summary(report: ListReport) -> dict[str, int]:
+    return {
+        "total": len(report.models),
+        "present": report.count_status("present"),
+        "partial": report.count_status("partial"),
+        "unverified": report.count_status("unverified"),
+        "missing": report.count_status("missing"),
+        "other": report.count_status("other repo") + report.count_status("other revision"),
+        "required_not_present": report.required_missing,
+        "bytes": report.bytes,
+    }
+
+
+def verdict_json(v: ModelVerdict) -> dict[str, Any]:
+    return {
+        "id": v.spec.id,
+        "required": v.spec.required,
+        "present": v.is_present,
+        "ok": v.is_ok,
+        "root": v.location.root.name if v.location else None,
+        "path": str(v.location.path) if v.location else None,
+        "bad_files": list(v.bad_files),
+        "findings": [
+            {"path": f.path, "check": f.check, "status": f.status, "detail": f.detail} for f in v.findings
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def list_json(report: ListReport) -> dict[str, Any]:
+    models = []
+    for state in report.models:
+        spec = state.spec
+        item = {
+            "id": spec.id,
+            "repo_id": spec.repo_id,
+            "revision": spec.revision,
+            "family": spec.family,
+            "size": spec.size,
+            "required": spec.required,
+        }
+        item.update(state_json(state))
+        models.append(item)
+    return {
+        **header_json(report.workspace),
+        "models": models,
+        "summary": list_summary(report),
+        "warnings": list(report.warnings),
+    }
+
+
+def info_json(report: ListReport) -> dict[str, Any]:
+    models = []
+    for state in report.models:
+        item: dict[str, Any] = {"id": state.spec.id, "spec": spec_json(state.spec)}
+        item.update(state_json(state))
+        item["locations"] = [location_json(loc) for loc in state.locations]
+        item["files"] = [{"path": f.path, "size": f.size} for f in state.files]
+        item["manifest"] = manifest_json(state)
+        models.append(item)
+    return {**header_json(report.workspace), "models": models, "warnings": list(report.warnings)}
+
+
+def plan_json(plan: DownloadPlan) -> dict[str, Any]:
+    """download --dry-run: per file keep / download / resume and the bytes each needs."""
+    return {
+        "registry": registry_json(plan.workspace.registry.source),
+        "dry_run": True,
+        "models": [
+            {
+                "id": m.spec.id,
+                "repo_id": m.spec.repo_id,
+                "revision": m.snapshot.revision,
+                "commit": m.snapshot.commit,
+                "commit_on_disk": m.behind,
+                "root": m.root.name,
+                "path": str(m.folder),
+                "bytes_needed": m.needed,
+                "files": [
+                    {
+                        "path": f.remote.path,
+                        "size": f.remote.size,
+                        "action": f.action,
+                        "offset": f.offset,
+                        "bytes_needed": f.needed,
+                        "reason": f.reason,
+                    }
+                    for f in m.files
+                ],
+            }
+            for m in plan.models
+        ],
+        "bytes_needed": plan.needed,
+    }
+
+
+def download_json(report: DownloadReport) -> dict[str, Any]:
+    return {
+        "registry": registry_json(report.plan.workspace.registry.source),
+        "dry_run": False,
+        "models": [
+            {
+                "id": m.spec.id,
+                "repo_id": m.spec.repo_id,
+                "commit": m.commit,
+                "root": m.root.name,
+                "path": str(m.folder),
+                "bytes_fetched": m.bytes_fetched,
+                "files": [
+                    {
+                        "path": f.path,
+                        "size": f.size,
+                        "action": f.action,
+                        "bytes_fetched": f.bytes_fetched,
+                        "resumed_from": f.resumed_from,
+                        "sha256": f.sha256,
+                        "endpoint": f.endpoint,
+                    }
+                    for f in m.files
+                ],
+            }
+            for m in report.models
+        ],
+        "bytes_fetched": report.bytes_fetched,
+        "seconds": round(report.seconds, 3),
+    }
+
+
+def verify_json(report: VerifyReport) -> dict[str, Any]:
+    return {
+        "registry": registry_json(report.workspace.registry.source),
+        "level": report.level,
+        "health": report.health,
+        "models": [verdict_json(v) for v in report.models],
+        "hashed_bytes": report.hashed_bytes,
+        "cached_files": report.cached_files,
+        "seconds": round(report.seconds, 3),
+    }
+
+
+def ensure_json(report: EnsureReport) -> dict[str, Any]:
+    download = report.download
+    return {
+        "registry": registry_json(report.after.workspace.registry.source),
+        "health": report.health,
+        "health_before": report.before.health,
+        "repaired": {model: list(paths) for model, paths in report.repaired.items()},
+        "bytes_fetched": download.bytes_fetched if download else 0,
+        "models": [verdict_json(v) for v in report.after.models],
+    }
+
+
+def clean_json(plan: CleanPlan, result: CleanResult | None) -> dict[str, Any]:
+    """The removals planned (result None: --dry-run or before confirming) or done."""
+    removed = {id(r) for r in result.removed} if result else set()
+    errors = {id(r): why for r, why in result.failed} if result else {}
+    return {
+        "dry_run": result is None,
+        "bytes": plan.bytes,
+        "bytes_freed": sum(r.bytes for r in result.removed) if result else 0,
+        "items": [
+            {
+                "model": r.model,
+                "root": r.root,
+                "path": str(r.path),
+                "bytes": r.bytes,
+                "reason": r.reason,
+                "removed": id(r) in removed,
+                "error": errors.get(id(r)),
+            }
+            for r in plan.removals
+        ],
+    }
+
+
+def lock_json(lock: LockFile, ids: list[str]) -> dict[str, Any]:
+    return {
+        "path": str(lock.path),
+        "replaced": lock.replaced,
+        "models": [
+            {
+                "id": m.id,
+                "repo_id": m.repo_id,
+                "revision": m.revision,
+                "commit": m.commit,
+                "files": len(m.files),
+                "bytes": sum(f.size for f in m.files),
+            }
+            for m in (lock.models[i] for i in ids)
+        ],
+    }
+
+
+def lock_check_json(registry: Path, differences: list[str]) -> dict[str, Any]:
+    return {"registry": str(registry), "in_sync": not differences, "differences": differences}
+
+
+def doctor_json(report: DoctorReport) -> dict[str, Any]:
+    return {
+        "needs_attention": report.needs_attention,
+        "versions": report.versions,
+        "checks": [
+            {"area": c.area, "status": c.status, "detail": c.detail, "hint": c.hint or None}
+            for c in report.checks
+        ],
+    }

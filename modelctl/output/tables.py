@@ -1,0 +1,359 @@
+"""The human format: each report as Rich tables and sentences on stdout, notes and warnings on stderr.
+
+Numbers are humanised here and only here; a value the JSON contract computes (a summary, what a
+removal came to) is read from modelctl.output.contract, not computed again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from modelctl.output import contract
+from modelctl.output.console import err, escape, mb_per_s, out, registry_note, visible, warn
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from modelctl.clean import CleanPlan, CleanResult
+    from modelctl.doctor import DoctorReport
+    from modelctl.download import DownloadPlan, DownloadReport
+    from modelctl.ensure import EnsureReport
+    from modelctl.lockfile import LockFile
+    from modelctl.project import InitResult
+    from modelctl.verify import ModelVerdict, VerifyReport
+    from modelctl.workspace import ListReport, ModelState
+
+# Rich is imported inside the functions that draw (see console.py).
+
+_STATUS_STYLE = {
+    "present": "green",
+    "partial": "yellow",
+    "unverified": "yellow",
+    "missing": "red",
+    "other repo": "red",
+    "other revision": "red",
+}
+_HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "unhealthy": "red"}
+_FINDING_STYLE = {"ok": "green", "note": "yellow", "bad": "red"}
+
+
+# --------------------------------------------------------------------------- list, info
+
+
+def render_list(report: ListReport) -> None:
+    from rich.filesize import decimal as human_bytes
+    from rich.table import Table
+
+    registry_note(report.workspace.registry.source)
+    warn(report.warnings)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("id", "family/size", "repo@revision", "required", "status", "root", "on disk"):
+        table.add_column(column, justify="right" if column == "on disk" else "left", no_wrap=column == "id")
+    for state in report.models:
+        spec = state.spec
+        found = state.found
+        root = found.root.name if found else "-"
+        if state.shadowed:
+            root += " (shadows " + ", ".join(loc.root.name for loc in state.shadowed) + ")"
+        table.add_row(
+            escape(spec.id),
+            escape("/".join(p for p in (spec.family, spec.size) if p) or "-"),
+            escape(f"{spec.repo_id}@{spec.revision}"),
+            "yes" if spec.required else "optional",
+            f"[{_STATUS_STYLE[state.status]}]{state.status}[/]",
+            root,
+            human_bytes(state.bytes) if state.found else "-",
+        )
+    console = out()
+    if report.models:
+        console.print(table)
+    s = contract.list_summary(report)
+    line = (
+        f"{s['total']} model{'' if s['total'] == 1 else 's'}: {s['present']} present, {s['partial']} partial, "
+        + (f"{s['unverified']} unverified, " if s["unverified"] else "")
+        + (f"{s['other']} held by another repo or revision, " if s["other"] else "")
+        + f"{s['missing']} missing"
+        f" ({s['required_not_present']} required not present); {human_bytes(s['bytes'])} on disk"
+    )
+    console.print(line)
+
+
+def render_info(report: ListReport) -> None:
+    registry_note(report.workspace.registry.source)
+    warn(report.warnings)
+    console = out()
+    for index, state in enumerate(report.models):
+        if index:
+            console.print()
+        _render_one_info(console, state)
+
+
+def _render_one_info(console: Console, state: ModelState) -> None:
+    from rich.filesize import decimal as human_bytes
+    from rich.table import Table
+
+    spec = state.spec
+    style = _STATUS_STYLE[state.status]
+    console.print(f"[bold]{escape(spec.id)}[/]  [{style}]{state.status}[/]")
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="dim")
+    facts.add_column()
+    facts.add_row("repo", escape(f"{spec.repo_id}@{spec.revision}"))
+    if spec.family or spec.size:
+        facts.add_row("family/size", escape("/".join(p for p in (spec.family, spec.size) if p)))
+    facts.add_row("required", "yes" if spec.required else "no (optional)")
+    facts.add_row("files", escape(", ".join(spec.files)) if spec.files else "every file in the repo")
+    facts.add_row("folder", escape(spec.folder_name))
+    for name, pin in spec.checksums.items():
+        facts.add_row("pin", escape(f"{name}  {pin}"))
+    if spec.description:
+        facts.add_row("description", escape(spec.description))
+    found = state.found
+    for loc in state.locations:
+        if loc.exists:
+            mark = "found" if loc is found else "shadowed"
+            held = contract.location_json(loc)
+            detail = f"{mark}, {held['file_count']} files, {human_bytes(held['bytes'])}"
+        else:
+            detail = loc.problem or "not here"
+        facts.add_row(f"{loc.root.name} root", escape(f"{loc.path}  ({detail})"))
+    if state.record:
+        facts.add_row(
+            "record",
+            escape(f"{state.record.repo_id}@{state.record.commit} (updated {state.record.updated_at})"),
+        )
+    elif found is not None:
+        facts.add_row("record", "none: unverified (`modelctl ensure` checks it against the Hub)")
+    for loc in state.others:
+        other = loc.record
+        assert other is not None
+        facts.add_row(
+            f"{loc.root.name} root",
+            escape(f"{loc.path} holds {other.repo_id}@{other.revision}: not this model"),
+        )
+    if state.missing:
+        facts.add_row("missing", escape(", ".join(state.missing)))
+    if state.mismatched:
+        facts.add_row("wrong size", escape(", ".join(state.mismatched)))
+    if state.partials:
+        facts.add_row("partial", escape(", ".join(state.partials)))
+    console.print(facts)
+    expected = {f.path: f for f in state.record.selected(spec.files)} if state.record else {}
+    if state.files or expected:
+        files = Table(box=None, header_style="bold", pad_edge=False)
+        files.add_column("file")
+        files.add_column("on disk", justify="right")
+        files.add_column("expected", justify="right")
+        files.add_column("hash")
+        files.add_column("state")
+        on_disk = {f.path: f.size for f in state.files}
+        states = {
+            **dict.fromkeys(state.unchecked, "unverified"),
+            **dict.fromkeys(state.bad, "bad"),
+            **dict.fromkeys(state.mismatched, "wrong size"),
+        }
+        for name in sorted(set(on_disk) | set(expected)):
+            record = expected.get(name)
+            digest = (
+                (f"sha256:{record.sha256[:16]}…" if record.sha256 else f"git-sha1:{record.blob_id}")
+                if record
+                else ""
+            )
+            files.add_row(
+                escape(name),
+                human_bytes(on_disk[name]) if name in on_disk else "missing",
+                human_bytes(record.size) if record else "",
+                digest,
+                states.get(name, "verified" if record and name in on_disk else ""),
+            )
+        console.print(files)
+
+
+# --------------------------------------------------------------------------- download, ensure
+
+
+def render_plan(plan: DownloadPlan) -> None:
+    """--dry-run: per file keep / download / resume and the bytes each needs."""
+    from rich.filesize import decimal as human_bytes
+    from rich.table import Table
+
+    registry_note(plan.workspace.registry.source)
+    console = out()
+    for m in plan.models:
+        console.print(
+            f"[bold]{escape(m.spec.id)}[/] {escape(m.spec.repo_id)}@{escape(m.snapshot.commit[:12])} "
+            f"→ {escape(str(m.folder))} ({m.root.name} root)"
+        )
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("file", "action", "size", "to fetch", "why"):
+            table.add_column(column, justify="right" if column in ("size", "to fetch") else "left")
+        for f in m.files:
+            table.add_row(
+                escape(f.remote.path),
+                f.action,
+                human_bytes(f.remote.size),
+                human_bytes(f.needed),
+                escape(f.reason),
+            )
+        console.print(table)
+    console.print(f"Dry run: {human_bytes(plan.needed)} to fetch; nothing was changed.")
+
+
+def render_download(report: DownloadReport) -> None:
+    from rich.filesize import decimal as human_bytes
+
+    console = out()
+    for m in report.models:
+        fetched = sum(1 for f in m.files if f.action != "keep")
+        console.print(
+            f"{escape(m.spec.id)}: {escape(str(m.folder))} ({m.root.name} root), {fetched} fetched, "
+            f"{len(m.files) - fetched} kept, {human_bytes(m.bytes_fetched)}"
+        )
+    console.print(
+        f"Fetched {human_bytes(report.bytes_fetched)} in {report.seconds:.1f} s "
+        f"({mb_per_s(report.bytes_fetched, report.seconds)}); every file verified by hash."
+    )
+
+
+def render_ensure(report: EnsureReport) -> None:
+    console = out()
+    if not report.repaired:
+        console.print("Nothing to repair.")
+    for model, paths in report.repaired.items():
+        what = "the whole model" if paths == ("*",) else ", ".join(paths)
+        console.print(f"Repaired {escape(model)}: {escape(what)}")
+    render_verify(report.after, note=False)
+
+
+# --------------------------------------------------------------------------- verify, clean
+
+
+def _verdict_line(v: ModelVerdict) -> str:
+    if not v.is_present:
+        return f"{v.spec.id}: not downloaded" + (" (required)" if v.spec.required else " (optional)")
+    files = {f.path for f in v.findings if f.path}
+    if v.is_ok:
+        cached = sum(1 for f in v.findings if f.detail == "cached")
+        return f"{v.spec.id}: ok, {len(files)} files checked" + (
+            f" ({cached} hashes from cache)" if cached else ""
+        )
+    return f"{v.spec.id}: {len(v.bad_files)} bad of {len(files)} files: {', '.join(v.bad_files)}"
+
+
+def render_verify(report: VerifyReport, *, note: bool = True) -> None:
+    from rich.table import Table
+
+    if note:
+        registry_note(report.workspace.registry.source)
+        warn(report.workspace.warnings)
+    console = out()
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("model", "file", "check", "status", "detail"):
+        table.add_column(column, overflow="fold")
+    rows = 0
+    for v in report.models:
+        for f in v.findings:
+            if f.status == "ok":
+                continue
+            status = "BAD" if f.status == "bad" else f.status
+            table.add_row(
+                escape(v.spec.id),
+                escape(f.path or "-"),
+                f.check,
+                f"[{_FINDING_STYLE[f.status]}]{status}[/]",
+                escape(f.detail),
+            )
+            rows += 1
+    if rows:
+        console.print(table)
+    for v in report.models:
+        style = "green" if v.is_ok and v.is_present else "red" if not v.is_ok else "dim"
+        console.print(f"[{style}]{escape(_verdict_line(v))}[/]")
+    health = report.health
+    console.print(
+        f"Health: [{_HEALTH_STYLE[health]}]{health}[/] ({report.level}; hashed {report.hashed_bytes:,} bytes "
+        f"in {report.seconds:.1f} s, {report.cached_files} files from cache)"
+    )
+
+
+def render_clean(plan: CleanPlan, result: CleanResult | None) -> None:
+    """The removals planned (result None: --dry-run or before confirming) or done."""
+    from rich.filesize import decimal as human_bytes
+    from rich.table import Table
+
+    console = out()
+    if not plan.removals:
+        console.print("Nothing to remove.")
+        return
+    data = contract.clean_json(plan, result)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("model", "root", "path", "size", "why", "done"):
+        table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")
+    for item in data["items"]:
+        done = (
+            "removed"
+            if item["removed"]
+            else (f"[red]failed: {escape(item['error'])}[/]" if item["error"] is not None else "")
+        )
+        table.add_row(
+            escape(item["model"]),
+            item["root"],
+            escape(item["path"]),
+            human_bytes(item["bytes"]),
+            escape(item["reason"]),
+            done,
+        )
+    console.print(table)
+    if result is None:
+        console.print(f"Would free {human_bytes(data['bytes'])}.")
+    else:
+        console.print(f"Freed {human_bytes(data['bytes_freed'])}; {len(result.failed)} failed.")
+
+
+# --------------------------------------------------------------------------- lock, init, doctor
+
+
+def render_lock(lock: LockFile, ids: list[str]) -> None:
+    data = contract.lock_json(lock, ids)
+    console = out()
+    if data["replaced"]:
+        warn([f"{data['replaced']}; written anew with only the models locked now"])
+    for m in data["models"]:
+        console.print(
+            visible(f"{m['id']}: {m['repo_id']}@{m['revision']} → {m['commit']} ({m['files']} files)"),
+            markup=False,
+        )
+    console.print(
+        visible(f"Wrote {data['path']}. Commit it; CI then downloads and verifies exactly these files."),
+        markup=False,
+    )
+
+
+def render_lock_check(registry: Path, differences: list[str]) -> None:
+    if not differences:
+        out().print("models.yaml and models.lock agree.")
+        return
+    warn(differences)
+    err().print("[bold]Hint:[/] run `modelctl lock` and commit models.lock.")
+
+
+def render_init(result: InitResult) -> None:
+    console = out()
+    console.print(visible(f"Wrote {result.registry}"), markup=False)
+    if result.added_lines:
+        lines = " ".join(line for line in result.added_lines if not line.startswith("#"))
+        console.print(visible(f"Added to {result.gitignore}: {lines}"), markup=False)
+    console.print("Next: edit models.yaml, then `modelctl list` and `modelctl ensure`.", markup=False)
+
+
+def render_doctor(report: DoctorReport) -> None:
+    console = out()
+    marks = {"ok": "[green]ok[/]     ", "note": "[yellow]note[/]   ", "problem": "[red]PROBLEM[/]"}
+    for c in report.checks:
+        console.print(f"{marks[c.status]} {c.area:<9} {escape(c.detail)}")
+        if c.hint and c.status != "ok":
+            console.print(f"{'':8} {'':<9} [bold]Hint:[/] {escape(c.hint)}")
+    console.print(
+        "Nothing needs attention." if not report.needs_attention else "Some things need attention (above)."
+    )

@@ -1,0 +1,132 @@
+"""Retries: how hard to try (RetryPolicy) and the one loop that tries again (`retry_call`).
+
+File transfers (transfer.py), the Hub's metadata (download.py) and a service's model loaders
+(loader.py) all retry through `retry_call`, so what a retry is (backoff, Retry-After, fail-over,
+Ctrl-C during the wait, giving up) is decided here once. Kept free of HTTP and of logging:
+`modelctl list` imports it (through the CLI's help texts), and must stay quick to start.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
+
+if TYPE_CHECKING:
+    import threading
+
+# The defaults, also quoted by the CLI's help texts.
+DEFAULT_ATTEMPTS = 5
+DEFAULT_TIMEOUT = 30.0  # seconds: to connect, and for each read
+DEFAULT_LOCK_TIMEOUT = 600.0  # seconds to wait for another modelctl working on the same model
+BACKOFF_BASE = 0.5  # seconds (about) before the second attempt, doubling with each failure
+BACKOFF_MAX = 30.0
+
+# Answers that say "not now" (timeout, rate limit, a failing server), not "never": worth another
+# attempt. Any other 4xx is an answer the next attempt would get again.
+RETRYABLE_STATUSES = frozenset({408, 429, *range(500, 600)})
+
+T = TypeVar("T")
+
+
+class RetryPolicy(NamedTuple):
+    """How hard to try: attempts per file, socket timeout (connect and each read), backoff.
+
+    A NamedTuple, not a frozen dataclass: the CLI imports this module for every command, and a
+    dataclass costs ~0.5 ms to define (registry.py measured the same).
+    """
+
+    attempts: int = DEFAULT_ATTEMPTS
+    timeout: float = DEFAULT_TIMEOUT
+    backoff_base: float = BACKOFF_BASE
+    backoff_max: float = BACKOFF_MAX
+    retry_after_max: float = 300.0
+
+    def delay(self, attempt: int, asked: float | None = None) -> float:
+        """Seconds to wait after failed `attempt`: what the failure asked for, else backoff; capped.
+
+        The cap keeps a server's Retry-After of hours from hanging a run that could fail now.
+        """
+        wait = asked if asked is not None else backoff_delay(attempt, self.backoff_base, self.backoff_max)
+        return min(wait, self.retry_after_max)
+
+
+def backoff_delay(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX) -> float:
+    """Exponential backoff with jitter: ~base·2^(attempt-1), capped, times a factor in [0.5, 1).
+
+    The jitter keeps parallel downloads that failed together from retrying together.
+    """
+    import random  # here: the CLI imports this module for its defaults at every start
+
+    return float(min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+
+
+class Retry(Exception):
+    """Raised by an attempt: a failure worth another attempt.
+
+    delay: seconds to wait first (a server's Retry-After, 0 for "at once"); None: the policy's
+    backoff. is_extra: a retry the attempt decided on and bounds itself (a refetch after a hash
+    mismatch, a loader's repair) and has already reported: it is made even when the attempts are
+    used up, on the same target, waiting `delay` (default none), without on_retry.
+    """
+
+    def __init__(self, reason: str, delay: float | None = None, *, is_extra: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+        self.is_extra = is_extra
+
+
+class Cancelled(Exception):
+    """The stop event was set (Ctrl-C): the work ends where it is, keeping what it has."""
+
+
+def retry_call(
+    attempt: Callable[[int, int], T],
+    policy: RetryPolicy,
+    *,
+    targets: int = 1,
+    first: int = 1,
+    retry_on: Callable[[Exception], str | None] | None = None,
+    on_retry: Callable[[int, float, str, int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> T:
+    """Call attempt(number, target) until it returns; wait and try again after each Retry.
+
+    targets: how many places the attempt can try (a file's endpoints, in order). A retry goes to
+    the next one at once and waits only when it wraps around to the first: another endpoint is
+    as likely to answer now as later. first: the number of the first attempt (a caller that
+    counts attempts across calls). retry_on(err): the reason to retry another exception, or None
+    to let it through. on_retry(attempt, delay, reason, next target) reports each retry before its
+    wait. stop: setting it ends the wait with Cancelled (without it the wait is a plain sleep).
+
+    Out of attempts, the last failure goes up as the attempt raised it: the caller says what
+    giving up means.
+    """
+    number, target = first - 1, 0
+    while True:
+        number += 1
+        try:
+            return attempt(number, target)
+        except Exception as err:
+            if isinstance(err, Retry):
+                failure = err
+            elif retry_on is not None and (reason := retry_on(err)) is not None:
+                failure = Retry(reason)
+            else:
+                raise
+            if failure.is_extra:
+                delay = min(failure.delay or 0.0, policy.retry_after_max)
+            else:
+                if number >= policy.attempts:
+                    raise
+                delay = policy.delay(number, failure.delay)
+                if targets > 1:
+                    target = (target + 1) % targets
+                    delay = delay if target == 0 else 0.0
+                if on_retry is not None:
+                    on_retry(number, delay, failure.reason, target)
+        if stop is None:
+            time.sleep(delay)
+        elif stop.wait(delay):
+            raise Cancelled(f"stopped before attempt {number + 1}")

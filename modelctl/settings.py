@@ -1,0 +1,85 @@
+"""Settings of `download`, `ensure` and `lock`, resolved once: flag > environment > default.
+
+The environment is read when `download_options` is called, never at import, so tests only need
+`monkeypatch.setenv`. The registry's part (endpoints, verify level) is read from models.yaml by
+the functions that use it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from modelctl.errors import ConfigurationError, UsageError
+from modelctl.registry import TRUE_WORDS
+from modelctl.retry import DEFAULT_ATTEMPTS, DEFAULT_LOCK_TIMEOUT, DEFAULT_TIMEOUT, RetryPolicy
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    """Everything `download` was asked for, resolved flag > environment > registry > default."""
+
+    ids: tuple[str, ...] = ()
+    size: str | None = None
+    everything: bool = False
+    revision: str | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    to: str | None = None
+    force: bool = False
+    max_workers: int = 4
+    offline: bool = False
+    endpoints: tuple[str, ...] = ()
+    token: str | None = None
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+
+    def command(self, model_ids: Sequence[str] = ()) -> str:
+        """The command line a hint should suggest (never with the token)."""
+        ids = " ".join(model_ids or self.ids)
+        target = ids or (f"--size {self.size}" if self.size else "--all")
+        return f"modelctl download {target}"
+
+
+def download_options(
+    *,
+    environ: Mapping[str, str] | None = None,
+    retries: int | None = None,
+    timeout: float | None = None,
+    lock_timeout: float | None = None,
+    offline: bool = False,
+    **values: object,
+) -> DownloadOptions:
+    """Resolve the settings that have environment variables (MODELCTL_*, HF_HUB_OFFLINE)."""
+    env = os.environ if environ is None else environ
+    policy = RetryPolicy(
+        attempts=retries
+        if retries is not None
+        else int(_env_number(env, "MODELCTL_RETRIES", DEFAULT_ATTEMPTS, int)),
+        timeout=timeout
+        if timeout is not None
+        else _env_number(env, "MODELCTL_TIMEOUT", DEFAULT_TIMEOUT, float),
+    )
+    if policy.attempts < 1 or policy.timeout <= 0:
+        raise UsageError("--retries must be at least 1 and --timeout more than 0.")
+    return DownloadOptions(
+        policy=policy,
+        lock_timeout=lock_timeout
+        if lock_timeout is not None
+        else _env_number(env, "MODELCTL_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT, float),
+        offline=offline or env.get("HF_HUB_OFFLINE", "").strip().lower() in TRUE_WORDS,
+        **values,  # type: ignore[arg-type]
+    )
+
+
+def _env_number(env: Mapping[str, str], name: str, default: float, kind: type) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        return kind(text)  # type: ignore[no-any-return]
+    except ValueError:
+        raise ConfigurationError(
+            f"{name}={text!r} is not a number.", hint=f"Unset {name} or give it a number."
+        ) from None
