@@ -109,7 +109,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LocalState:
-    """What is on disk for one remote file."""
+    """What is on disk for one file of the commit: the input of `decide`, kept in its decision."""
 
     size: int | None  # None: no file
     is_verified: bool  # good enough to keep at the registry's verify level
@@ -119,7 +119,9 @@ class LocalState:
 
 
 @dataclass(frozen=True)
-class FilePlan:
+class FileDecision:
+    """What `decide` chose for one file of the plan: keep it, resume it or download it, and why."""
+
     remote: RepoFile
     action: str  # keep | download | resume
     offset: int  # bytes already on disk (resume)
@@ -131,17 +133,17 @@ class FilePlan:
         return 0 if self.action == KEEP else self.remote.size - self.offset
 
 
-def decide(remote: RepoFile, local: LocalState, *, force: bool) -> FilePlan:
+def decide(remote: RepoFile, local: LocalState, *, force: bool) -> FileDecision:
     """Keep, resume or download one file (pure: no I/O)."""
     if force:
-        return FilePlan(remote, DOWNLOAD, 0, "--force", local)
+        return FileDecision(remote, DOWNLOAD, 0, "--force", local)
     if local.size is not None and local.is_verified:
-        return FilePlan(remote, KEEP, 0, "present and matching", local)
+        return FileDecision(remote, KEEP, 0, "present and matching", local)
     if local.partial_size is not None and 0 < local.partial_size <= remote.size:
-        return FilePlan(remote, RESUME, local.partial_size, "partial download", local)
+        return FileDecision(remote, RESUME, local.partial_size, "partial download", local)
     if local.size is None:
-        return FilePlan(remote, DOWNLOAD, 0, "missing", local)
-    return FilePlan(remote, DOWNLOAD, 0, "differs from the Hub", local)
+        return FileDecision(remote, DOWNLOAD, 0, "missing", local)
+    return FileDecision(remote, DOWNLOAD, 0, "differs from the Hub", local)
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ class ModelPlan:
     root: Root
     folder: Path
     snapshot: Snapshot
-    files: tuple[FilePlan, ...]
+    files: tuple[FileDecision, ...]
     is_offline: bool = False
     behind: str | None = None  # the commit on disk when it is an older one of this revision
 
@@ -386,7 +388,7 @@ def wanted_files(spec: ModelSpec, snapshot: Snapshot, options: DownloadOptions) 
 
 def _survey(
     folder: Path, remote: Sequence[RepoFile], level: str, force: bool, hashes: HashMemo
-) -> tuple[FilePlan, ...]:
+) -> tuple[FileDecision, ...]:
     """Look at the folder (stat, record, sidecars; hash files the record cannot vouch for)."""
     record = read_record(folder)
     known = record.by_path() if record is not None else {}
@@ -437,7 +439,7 @@ def _offline_plan(
     record = found.record if found is not None else None
     if verdict.is_ok and found is not None and record is not None:
         files = tuple(
-            FilePlan(f._replace(checked=None), KEEP, 0, "offline")
+            FileDecision(f._replace(checked=None), KEEP, 0, "offline")
             for f in (locked.files if locked is not None else record.selected(spec.files))
         )
         snapshot = Snapshot(record.repo_id, record.revision, record.commit, tuple(f.remote for f in files))
@@ -459,23 +461,12 @@ def _offline_plan(
 
 
 @dataclass(frozen=True)
-class FileOutcome:
-    path: str
-    size: int
-    action: str
-    bytes_fetched: int
-    resumed_from: int
-    sha256: str | None
-    endpoint: str | None = None  # host that served the bytes (None: kept)
-
-
-@dataclass(frozen=True)
 class ModelOutcome:
     spec: ModelSpec
     root: Root
     folder: Path
     commit: str
-    files: tuple[FileOutcome, ...]
+    files: tuple[FileResult, ...]
 
     @property
     def bytes_fetched(self) -> int:
@@ -506,7 +497,9 @@ def run_downloads(plan: DownloadPlan, options: DownloadOptions, events: Download
 
 
 def _kept(model: ModelPlan) -> ModelOutcome:
-    files = tuple(FileOutcome(f.remote.path, f.remote.size, KEEP, 0, 0, f.remote.sha256) for f in model.files)
+    files = tuple(
+        FileResult(f.remote.path, f.remote.size, f.remote.sha256, 0, 0, action=KEEP) for f in model.files
+    )
     return ModelOutcome(model.spec, model.root, model.folder, model.snapshot.commit, files)
 
 
@@ -562,26 +555,13 @@ def _run_model(
     for f in files:
         if f.action == KEEP:
             sha256 = f.remote.sha256 or (f.local.sha256 if f.local else None)
-            outcomes.append(FileOutcome(f.remote.path, f.remote.size, KEEP, 0, 0, sha256))
+            outcomes.append(FileResult(f.remote.path, f.remote.size, sha256, 0, 0, action=KEEP))
         else:
-            r = results[f.remote.path]
-            outcomes.append(
-                FileOutcome(
-                    r.rel_path,
-                    r.size,
-                    DOWNLOAD
-                    if f.action == RESUME and not r.resumed_from
-                    else f.action,  # the server restarted it
-                    r.fetched,
-                    r.resumed_from,
-                    r.sha256,
-                    r.endpoint,
-                )
-            )
+            outcomes.append(results[f.remote.path])
     return ModelOutcome(model.spec, model.root, folder, model.snapshot.commit, tuple(outcomes))
 
 
-def _job(model: ModelPlan, plan: FilePlan, access: HubAccess) -> FileJob:
+def _job(model: ModelPlan, plan: FileDecision, access: HubAccess) -> FileJob:
     remote = plan.remote
     dest = model.folder / remote.path
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -646,7 +626,7 @@ def _record_results(folder: Path, record: Record, results: Mapping[str, FileResu
     """Mark the files fetched and verified this run; every other file stays as the plan has it."""
     checks = {}
     for rel, result in results.items():
-        digests = {"sha256": result.sha256}
+        digests = {"sha256": result.sha256} if result.sha256 else {}  # the engine always hashes
         entry = record.by_path().get(rel)
         if entry is not None and not entry.is_lfs:
             digests["git-sha1"] = entry.blob_id  # the transfer checked it before publishing

@@ -60,13 +60,16 @@ class FileJob:
 
 @dataclass(frozen=True)
 class FileResult:
-    rel_path: str
+    """What a run did with one file: fetched by the engine (whole or resumed), or kept as it was."""
+
+    path: str
     size: int
-    sha256: str
-    fetched: int  # bytes received over the network, all attempts together
+    sha256: str | None
+    bytes_fetched: int  # bytes received over the network, all attempts together
     resumed_from: int  # bytes of an earlier run kept in the file (0 when it had to start over)
-    attempts: int
-    endpoint: str = ""  # host that served the last bytes
+    attempts: int = 0
+    endpoint: str | None = None  # host that served the last bytes (None: kept)
+    action: str = "download"  # keep | download | resume
 
 
 class TransferEvents(Protocol):
@@ -298,14 +301,16 @@ def fetch_file(
             log.info(
                 "published %s: %s verified (%d bytes received)", job.rel_path, expected, partial.received
             )
+            kept = 0 if partial.dropped else resumed_from  # a server that restarted it: a download
             result = FileResult(
                 job.rel_path,
                 job.size,
                 partial.hasher.hexdigest("sha256"),
                 partial.received,
-                0 if partial.dropped else resumed_from,
+                kept,
                 number,
                 urlsplit(job.urls[current]).netloc,
+                "resume" if kept else "download",
             )
             events.file_done(job, result)
             return result

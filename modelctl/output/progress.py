@@ -67,8 +67,8 @@ class PlainEvents(QuietEvents):
     def file_done(self, job: FileJob, result: FileResult) -> None:
         took = time.monotonic() - self._started.get(job.rel_path, time.monotonic())
         self._line(
-            f"  done {job.rel_path}: {result.fetched:,} bytes from {result.endpoint} in {took:.1f} s "
-            f"({mb_per_s(result.fetched, took)}), sha256 {result.sha256[:12]}… verified"
+            f"  done {job.rel_path}: {result.bytes_fetched:,} bytes from {result.endpoint} in {took:.1f} s "
+            f"({mb_per_s(result.bytes_fetched, took)}), sha256 {(result.sha256 or '')[:12]}… verified"
         )
 
 
