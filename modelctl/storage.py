@@ -28,6 +28,7 @@ from modelctl.registry import ModelSpec, StorageConfig
 
 ROOT_NAMES = ("user", "shared", "project", "legacy")
 READ_ONLY_ROOTS = ("shared",)  # searched and verified like the others, never written
+WRITABLE_ROOTS = tuple(name for name in ROOT_NAMES if name not in READ_ONLY_ROOTS)
 # A download in progress: bytes in `.modelctl/partials/<key>.partial`, described by `<key>.json`,
 # where no repo path can land (a repo may well hold `x.partial`) and whatever a file's name length.
 PARTIALS_DIR = "partials"

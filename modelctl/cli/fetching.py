@@ -25,6 +25,7 @@ from modelctl.cli.options import (
     workspace,
 )
 from modelctl.output import Format
+from modelctl.storage import WRITABLE_ROOTS
 from modelctl.workspace import Workspace
 
 
@@ -55,7 +56,7 @@ def download_command(
     to: Annotated[
         str | None,
         typer.Option(
-            help="Target root: user, project, legacy or a PATH. Default: where the model is, else the first writable root.",
+            help=f"Target root: {', '.join(WRITABLE_ROOTS)} or a PATH. Default: where the model is, else the first writable root.",
             show_default=False,
         ),
     ] = None,

@@ -20,6 +20,7 @@ from modelctl.cli.options import (
 from modelctl.errors import UsageError
 from modelctl.hashing import ALGORITHMS
 from modelctl.output import Format
+from modelctl.storage import WRITABLE_ROOTS
 
 LevelOpt = Annotated[
     str | None,
@@ -71,7 +72,11 @@ def clean_command(
         bool, typer.Option("--no-cache", help="With --corrupted: hash every file again first.")
     ] = False,
     root: Annotated[
-        str | None, typer.Option(help="Only this root: user, project or legacy.", show_default=False)
+        str | None,
+        typer.Option(
+            help=f"Only this root: {', '.join(WRITABLE_ROOTS[:-1])} or {WRITABLE_ROOTS[-1]}.",
+            show_default=False,
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed without a terminal).")] = False,
