@@ -6,6 +6,7 @@ The API names are imported on first use (PEP 562), so `import modelctl` (and the
 does not pay for the download and verification machinery.
 """
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from modelctl.errors import (
@@ -19,6 +20,10 @@ from modelctl.errors import (
 )
 
 __version__ = "0.1.0"
+
+# A library does not print: without this, logging's last-resort handler writes our warnings to
+# stderr. An application that configures logging still gets them (the logger propagates).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _LAZY = {
     "ModelManager": "modelctl.api",

@@ -127,7 +127,8 @@ class ModelManager:
 
     def ensure_model(self, model_id: str, *, use_cache: bool = True) -> Path:
         """Verify, repair if needed, and return the model's folder; BadChecksumError if still bad."""
-        return self._paths(self.ensure([model_id], use_cache=use_cache))[model_id]
+        spec = self.get_model_spec(model_id)  # an id or a repo_id: the report is keyed by id
+        return self._paths(self.ensure([spec.id], use_cache=use_cache))[spec.id]
 
     def ensure_all(self) -> dict[str, Path]:
         """ensure_model for every model of the registry → {id: folder}."""

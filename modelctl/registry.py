@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from modelctl.errors import ConfigurationError, MissingModelError
+from modelctl.errors import ConfigurationError, MissingModelError, UsageError
 from modelctl.hashing import ALGORITHMS, Checksum, parse_checksum
 
 REGISTRY_NAME = "models.yaml"
@@ -124,16 +124,41 @@ class Registry(NamedTuple):
         return tuple(dict.fromkeys(m.size for m in self.models if m.size))
 
     def get(self, model_id: str) -> ModelSpec:
-        """Return the spec with this id, or raise MissingModelError naming the closest ids."""
+        """Return the spec with this id, or the one entry with this repo_id; MissingModelError otherwise.
+
+        A repo_id is what users copy from the Hub (`modelctl download apple/FastVLM-0.5B`).
+        """
         for spec in self.models:
             if spec.id == model_id:
                 return spec
+        if "/" in model_id:
+            return self._by_repo_id(model_id)
         ids = [m.id for m in self.models]
         close = difflib.get_close_matches(model_id, ids, n=3, cutoff=0.5)
         suggestion = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise MissingModelError(
             f"Unknown model id '{model_id}' in {self.path}.{suggestion}",
             hint="Run `modelctl list` to see every model id in the registry.",
+        )
+
+    def _by_repo_id(self, repo_id: str) -> ModelSpec:
+        """The one entry whose repo_id is this (case-insensitive, as the Hub resolves it)."""
+        named = [m for m in self.models if m.repo_id.casefold() == repo_id.casefold()]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            ids = ", ".join(m.id for m in named)
+            raise UsageError(
+                f"'{repo_id}' is the repo_id of {len(named)} models in {self.path}: {ids}.",
+                hint=f"Name one of them by its id: {ids}.",
+            )
+        example = repo_id.rsplit("/", 1)[-1].lower()
+        example = re.sub(r"[^a-z0-9._-]+", "-", example).strip("-._")[:64] or "my-model"
+        raise MissingModelError(
+            f"'{repo_id}' is not in the registry {self.path}: no model has that repo_id.",
+            hint=f"Add an entry under `models:` in {self.path}, e.g.\n"
+            f"  - id: {example}\n    repo_id: {repo_id}\n"
+            f"then run the command again with that id or repo_id.",
         )
 
     def select(

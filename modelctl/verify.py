@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Expectation:
-    """What one file must be. Hash fields are None when nothing says."""
+    """What one file must be for verify: a RepoFile's size and hash (None when only a name is known,
+    e.g. a literal in `files:` that the commit lacks) plus the registry's checksum pins."""
 
     path: str
     size: int | None = None
@@ -47,6 +48,8 @@ class Expectation:
 
 @dataclass(frozen=True)
 class Finding:
+    """One check's result on one file (path "" for the model as a whole): ok, bad or a note."""
+
     path: str
     check: str  # present, readable, size, sha256, git-sha1, md5, sha1, format, leftover, extra
     status: str  # ok | bad | note

@@ -74,6 +74,7 @@ def test_list_json_shape(cli: Run, registry: Callable[..., Path], project: Path,
         "path": str(tmp_path / "home" / "org--tiny"),
         "shadowed": [{"root": "project", "path": str(project / "models" / "tiny")}],
         "bytes": 2,
+        "partial_bytes": 0,
         "file_count": 1,
         "missing": ["model.safetensors"],
         "mismatched": [],
@@ -92,6 +93,7 @@ def test_list_json_shape(cli: Run, registry: Callable[..., Path], project: Path,
         "other": 0,
         "required_not_present": 1,
         "bytes": 2,
+        "partial_bytes": 0,
     }
     assert data["warnings"] == []
 

@@ -22,19 +22,35 @@ class ModelctlGroup(TyperGroup):
     """The root group: the one place where ModelctlError becomes a message and an exit code."""
 
     def invoke(self, ctx: Any) -> Any:
+        as_json = _asks_for_json(ctx)
         try:
             return super().invoke(ctx)
         except ModelctlError as err:
+            if as_json:
+                output.error_json(err)
             output.error(err, show_traceback=_is_debug())
             raise typer.Exit(int(err.exit_code)) from None
+        except typer.TyperException as err:  # a command line Typer rejects: a bad value, an unknown option
+            if as_json:  # Typer still prints the usage and the message on stderr, as always
+                code = int(getattr(err, "exit_code", 1))
+                message = err.format_message() if hasattr(err, "format_message") else str(err)
+                output.usage_error_json(message, code)
+            raise
         except KeyboardInterrupt:
-            output.error(
-                ModelctlError(
-                    "Interrupted. Finished files are in place; partial downloads were kept.",
-                    hint="Run the same command again to resume where it stopped.",
-                )
+            interrupted = ModelctlError(
+                "Interrupted. Finished files are in place; partial downloads were kept.",
+                hint="Run the same command again to resume where it stopped.",
             )
+            if as_json:
+                output.error_json(interrupted, exit_code=130)
+            output.error(interrupted)
             raise typer.Exit(130) from None
+
+
+def _asks_for_json(ctx: Any) -> bool:
+    """Whether the command line asks for --json (before any `--`): a failure then answers in JSON too."""
+    args = list(ctx.args)  # what follows the command's name
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
 
 
 def _is_debug() -> bool:
@@ -52,8 +68,8 @@ app = typer.Typer(
 
 
 def _version(value: bool) -> None:
-    if value:
-        output.status(f"modelctl {__version__}")
+    if value:  # on stdout: v=$(modelctl --version) is the answer
+        output.plain_line(f"modelctl {__version__}")
         raise typer.Exit()
 
 
@@ -69,7 +85,7 @@ def root(
         ),
     ] = None,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     """Manage model files from the Hugging Face Hub: registry, storage roots, verified downloads."""
@@ -82,23 +98,46 @@ def root(
         configure(verbose=verbose, log_file=log_file, stream=sys.stderr)
 
 
-# Every command, in the order --help lists them: a new command is one line here.
+# Every command, in the order --help lists them, with the examples its --help ends with: a new
+# command is one entry here.
 COMMANDS = (
-    ("list", listing.list_command),
-    ("info", listing.info_command),
-    ("path", project.path_command),
-    ("cache-key", project.cache_key_command),
-    ("init", project.init_command),
-    ("doctor", project.doctor_command),
-    ("download", fetching.download_command),
-    ("ensure", fetching.ensure_command),
-    ("verify", integrity.verify_command),
-    ("clean", integrity.clean_command),
-    ("checksum", integrity.checksum_command),
-    ("lock", integrity.lock_command),
+    ("list", listing.list_command, ("modelctl list", "modelctl list --size 0.5b --json")),
+    ("info", listing.info_command, ("modelctl info fastvlm-0.5b", "modelctl info --size 7b --json")),
+    ("path", project.path_command, ('cd "$(modelctl path fastvlm-0.5b)"',)),
+    ("cache-key", project.cache_key_command, ('echo "models-$(modelctl cache-key)"',)),
+    ("init", project.init_command, ("modelctl init", "modelctl init --force")),
+    ("doctor", project.doctor_command, ("modelctl doctor", "modelctl doctor --json")),
+    (
+        "download",
+        fetching.download_command,
+        ("modelctl download fastvlm-0.5b", "modelctl download --size 7b --include '*.json' --dry-run"),
+    ),
+    ("ensure", fetching.ensure_command, ("modelctl ensure", "MODEL_DIR=$(modelctl ensure fastvlm-0.5b -q)")),
+    (
+        "verify",
+        integrity.verify_command,
+        ("modelctl verify --all", "modelctl verify fastvlm-0.5b --no-cache"),
+    ),
+    (
+        "clean",
+        integrity.clean_command,
+        ("modelctl clean --incomplete --dry-run", "modelctl clean fastvlm-7b --yes"),
+    ),
+    (
+        "checksum",
+        integrity.checksum_command,
+        ("modelctl checksum model.safetensors", "modelctl checksum --algo md5 *.bin"),
+    ),
+    ("lock", integrity.lock_command, ("modelctl lock", "modelctl lock --check")),
 )
-for _name, _command in COMMANDS:
-    app.command(_name)(_command)
+
+
+def _epilog(examples: tuple[str, ...]) -> str:
+    return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in examples)
+
+
+for _name, _command, _examples in COMMANDS:
+    app.command(_name, epilog=_epilog(_examples))(_command)
 
 __all__ = ["COMMANDS", "app", "main"]
 

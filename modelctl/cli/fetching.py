@@ -48,7 +48,11 @@ def download_command(
     ] = None,
     include: Annotated[
         list[str] | None,
-        typer.Option(help="Also fetch files matching this glob (repeatable).", show_default=False),
+        typer.Option(
+            help="Fetch only files matching this glob (repeatable). The files it leaves out stay part "
+            "of the model: `list` says partial until `ensure` fetches them.",
+            show_default=False,
+        ),
     ] = None,
     exclude: Annotated[
         list[str] | None, typer.Option(help="Skip files matching this glob (repeatable).", show_default=False)

@@ -106,7 +106,7 @@ def clean_command(
         use_cache=not no_cache,
     )
     if dry_run or not plan.removals:
-        output.render_clean(plan, None, fmt)
+        output.render_clean(plan, None, fmt, registry=ws.registry.source)
         return
     if not yes:
         if not sys.stdin.isatty():
@@ -115,11 +115,11 @@ def clean_command(
                 "to confirm it needs --yes.",
                 hint="Look first with --dry-run, then run it again with --yes.",
             )
-        output.render_clean(plan, None, Format.HUMAN)
+        output.render_clean(plan, None, Format.HUMAN, registry=ws.registry.source)
         if not typer.confirm("Remove these?", default=False, err=True):
             raise typer.Exit(1)
     result = run_clean(plan)
-    output.render_clean(plan, result, fmt)
+    output.render_clean(plan, result, fmt, registry=ws.registry.source)
     if result.failed:
         raise typer.Exit(1)
 

@@ -65,7 +65,19 @@ ModelsArg = Annotated[
         help="Model ids from the registry.", show_default=False, autocompletion=complete_model_ids
     ),
 ]
-MaxWorkersOpt = Annotated[int, typer.Option(min=1, max=64, help="Files fetched at once.")]
+
+
+def _check_workers(value: int) -> int:
+    # Checked here rather than with min=/max=: their `<int range> [1<=x<=64]` metavar squeezed every
+    # option's help into a narrow column at 80 columns.
+    if not 1 <= value <= 64:
+        raise typer.BadParameter(f"{value} is not in the range 1 to 64.")
+    return value
+
+
+MaxWorkersOpt = Annotated[
+    int, typer.Option(metavar="<int>", callback=_check_workers, help="Files fetched at once, 1 to 64.")
+]
 OfflineOpt = Annotated[
     bool, typer.Option("--offline", help="No network: use only what is on disk (also HF_HUB_OFFLINE=1).")
 ]

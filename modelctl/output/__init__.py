@@ -10,12 +10,14 @@ This module holds the formats and, for each report, the function that picks its 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelctl.errors import ModelctlError
 from modelctl.output import contract, tables
 from modelctl.output.console import (
     checksum_line,
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from modelctl.download import DownloadEvents, DownloadPlan, DownloadReport
     from modelctl.ensure import EnsureReport
     from modelctl.lockfile import LockFile
+    from modelctl.registry import RegistrySource
     from modelctl.verify import VerifyReport
     from modelctl.workspace import ListReport
 
@@ -42,6 +45,7 @@ __all__ = [
     "checksum_line",
     "download_events",
     "error",
+    "error_json",
     "plain_line",
     "registry_note",
     "render_clean",
@@ -56,6 +60,7 @@ __all__ = [
     "render_plan",
     "render_verify",
     "status",
+    "usage_error_json",
     "warn",
 ]
 
@@ -111,6 +116,21 @@ def _render(
         human()
 
 
+def error_json(failure: ModelctlError, *, exit_code: int | None = None) -> None:
+    """--json and a failure: `{"error": {type, message, hint, exit_code}}` on stdout, never nothing."""
+    _print_json_quietly(contract.error_json(failure, exit_code=exit_code))
+
+
+def usage_error_json(message: str, exit_code: int) -> None:
+    """--json and a command line that Typer rejected: the same `{"error": …}` shape on stdout."""
+    _print_json_quietly(contract.usage_error_json(message, exit_code))
+
+
+def _print_json_quietly(data: dict[str, Any]) -> None:
+    with contextlib.suppress(ModelctlError):  # stdout closed: the error still goes to stderr
+        print_json(data)
+
+
 def render_list(report: ListReport, fmt: Format) -> None:
     _render(fmt, lambda: contract.list_json(report), lambda: tables.render_list(report))
 
@@ -146,9 +166,13 @@ def render_ensure(report: EnsureReport, fmt: Format) -> None:
     )
 
 
-def render_clean(plan: CleanPlan, result: CleanResult | None, fmt: Format) -> None:
+def render_clean(
+    plan: CleanPlan, result: CleanResult | None, fmt: Format, *, registry: RegistrySource
+) -> None:
     """The removals planned (result None: --dry-run or before confirming) or done."""
-    _render(fmt, lambda: contract.clean_json(plan, result), lambda: tables.render_clean(plan, result))
+    _render(
+        fmt, lambda: contract.clean_json(plan, result, registry), lambda: tables.render_clean(plan, result)
+    )
 
 
 def render_lock(lock: LockFile, ids: list[str], fmt: Format) -> None:

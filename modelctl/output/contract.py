@@ -6,6 +6,7 @@ these functions compute (a summary, what a removal came to) instead of computing
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from modelctl.doctor import DoctorReport
     from modelctl.download import DownloadPlan, DownloadReport
     from modelctl.ensure import EnsureReport
+    from modelctl.errors import ModelctlError
     from modelctl.lockfile import LockFile
     from modelctl.registry import ModelSpec, RegistrySource
     from modelctl.storage import Location, RootState
@@ -65,6 +67,20 @@ def location_json(loc: Location) -> dict[str, Any]:
     }
 
 
+def partial_bytes(state: ModelState) -> int:
+    """Bytes of the model's partial downloads (`.modelctl/partials/`): on disk, though not yet its files."""
+    from modelctl.storage import partial_downloads
+
+    found = state.found
+    if found is None or not state.partials:
+        return 0
+    total = 0
+    for _, partial in partial_downloads(found.path):
+        with contextlib.suppress(OSError):  # finished or removed since the scan
+            total += partial.stat().st_size
+    return total
+
+
 def state_json(state: ModelState) -> dict[str, Any]:
     found = state.found
     return {
@@ -73,6 +89,7 @@ def state_json(state: ModelState) -> dict[str, Any]:
         "path": str(found.path) if found else None,
         "shadowed": [{"root": loc.root.name, "path": str(loc.path)} for loc in state.shadowed],
         "bytes": state.bytes,
+        "partial_bytes": partial_bytes(state),
         "file_count": len(state.files),
         "missing": list(state.missing),
         "mismatched": list(state.mismatched),
@@ -114,6 +131,7 @@ def list_summary(report: ListReport) -> dict[str, int]:
         "other": report.count_status("other repo") + report.count_status("other revision"),
         "required_not_present": report.required_missing,
         "bytes": report.bytes,
+        "partial_bytes": sum(partial_bytes(m) for m in report.models),
     }
 
 
@@ -234,6 +252,24 @@ def download_json(report: DownloadReport) -> dict[str, Any]:
     }
 
 
+def download_summary(report: DownloadReport) -> dict[str, Any]:
+    """What a download did to its files: fetched, kept, and how the kept ones were vouched for.
+
+    A file hashed this run and kept is in the plan's hash memo; a kept file not in it matched the
+    hash its record holds for its current size and mtime (or only its size, at `verify: size`).
+    """
+    files = [f for m in report.models for f in m.files]
+    fetched = sum(1 for f in files if f.action != "keep")
+    offline = bool(report.plan.models) and all(m.is_offline for m in report.plan.models)
+    return {
+        "files_fetched": fetched,
+        "files_kept": len(files) - fetched,
+        "files_hashed_now": 0 if offline else len(report.plan.hashes),
+        "offline": offline,
+        "level": report.plan.workspace.registry.verify,
+    }
+
+
 def verify_json(report: VerifyReport) -> dict[str, Any]:
     return {
         "registry": registry_json(report.workspace.registry.source),
@@ -258,11 +294,14 @@ def ensure_json(report: EnsureReport) -> dict[str, Any]:
     }
 
 
-def clean_json(plan: CleanPlan, result: CleanResult | None) -> dict[str, Any]:
+def clean_json(
+    plan: CleanPlan, result: CleanResult | None, registry: RegistrySource | None = None
+) -> dict[str, Any]:
     """The removals planned (result None: --dry-run or before confirming) or done."""
     removed = {id(r) for r in result.removed} if result else set()
     errors = {id(r): why for r, why in result.failed} if result else {}
     return {
+        **({"registry": registry_json(registry)} if registry is not None else {}),
         "dry_run": result is None,
         "bytes": plan.bytes,
         "bytes_freed": sum(r.bytes for r in result.removed) if result else 0,
@@ -311,4 +350,28 @@ def doctor_json(report: DoctorReport) -> dict[str, Any]:
             {"area": c.area, "status": c.status, "detail": c.detail, "hint": c.hint or None}
             for c in report.checks
         ],
+    }
+
+
+def error_json(failure: ModelctlError, *, exit_code: int | None = None) -> dict[str, Any]:
+    """A failure under --json: what stdout says instead of the report (the Error/Hint lines stay on stderr)."""
+    return {
+        "error": {
+            "type": type(failure).__name__,
+            "message": failure.message,
+            "hint": failure.hint or None,
+            "exit_code": int(failure.exit_code) if exit_code is None else exit_code,
+        }
+    }
+
+
+def usage_error_json(message: str, exit_code: int) -> dict[str, Any]:
+    """A command line Typer rejected, under --json (its usage text stays on stderr)."""
+    return {
+        "error": {
+            "type": "UsageError",
+            "message": message,
+            "hint": "Run the command with --help to see the choices.",
+            "exit_code": exit_code,
+        }
     }

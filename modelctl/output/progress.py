@@ -1,10 +1,13 @@
 """Progress while downloading: DownloadEvents as nothing (-q), plain stderr lines, or Rich bars.
 
-Animated only when stderr is a terminal and the format is for people; otherwise one line per event.
+Animated only when stderr is a terminal and the format is for people; otherwise one line per event,
+and for a file in flight a line every PROGRESS_INTERVAL seconds (MODELCTL_PROGRESS_INTERVAL overrides
+it), so a CI log shows a long download moving.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +25,48 @@ if TYPE_CHECKING:
     from modelctl.transfer import FileJob, FileResult
 
 
+PROGRESS_INTERVAL = 10.0  # seconds between plain progress lines of one file in flight
+MIN_RATE_SECONDS = 0.05  # below this a rate is noise ("0 MB/s" for a 60-byte file): not shown
+
+
+def progress_interval() -> float:
+    """PROGRESS_INTERVAL, or MODELCTL_PROGRESS_INTERVAL when it is a positive number of seconds."""
+    try:
+        value = float(os.environ.get("MODELCTL_PROGRESS_INTERVAL", ""))
+    except ValueError:
+        return PROGRESS_INTERVAL
+    return value if value > 0 else PROGRESS_INTERVAL
+
+
+def rate(nbytes: int, seconds: float) -> str | None:
+    """Bytes per second in kB/s or MB/s; None when the time is too short to mean anything."""
+    if seconds < MIN_RATE_SECONDS:
+        return None
+    per_second = nbytes / seconds
+    if per_second < 1e3:
+        return f"{per_second:.0f} B/s"
+    if per_second < 1e6:
+        return f"{per_second / 1e3:.0f} kB/s"
+    return mb_per_s(nbytes, seconds)
+
+
+def checked_hash(job: FileJob, result: FileResult) -> str:
+    """The digest the file was verified by: sha256 for an LFS file, git's blob sha1 otherwise."""
+    if job.sha256 is None:
+        return f"git-sha1 {job.blob_id[:12]}…"
+    return f"sha256 {(result.sha256 or '')[:12]}…"
+
+
+class _InFlight:
+    """A file being fetched, as the plain progress lines report it."""
+
+    def __init__(self, job: FileJob, offset: int, now: float) -> None:
+        self.job = job
+        self.done = offset
+        self.reported_at = now
+        self.reported_bytes = offset
+
+
 class QuietEvents(NullEvents):
     """--quiet: report nothing while working."""
 
@@ -32,6 +77,9 @@ class PlainEvents(QuietEvents):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._started: dict[str, float] = {}
+        self._interval = progress_interval()  # read here, not at import: tests set it per run
+        self._flight_lock = threading.Lock()
+        self._in_flight: dict[str, _InFlight] = {}
 
     def _line(self, text: str) -> None:
         with self._lock:  # best-effort: stderr closed or its reader gone, the download goes on
@@ -57,18 +105,43 @@ class PlainEvents(QuietEvents):
         self._line(f"retry {repo_id} metadata (attempt {attempt + 1}) in {delay:.1f} s: {reason}")
 
     def file_start(self, job: FileJob, offset: int) -> None:
-        self._started[job.rel_path] = time.monotonic()
+        now = time.monotonic()
+        self._started[job.rel_path] = now
+        with self._flight_lock:
+            self._in_flight[job.rel_path] = _InFlight(job, offset, now)
         how = f"resume at {offset:,} of" if offset else "start"
         self._line(f"  {how} {job.rel_path} ({job.size:,} bytes)")
+
+    def file_advance(self, job: FileJob, nbytes: int) -> None:
+        now = time.monotonic()
+        with self._flight_lock:
+            flight = self._in_flight.get(job.rel_path)
+            if flight is None:
+                return
+            flight.done += nbytes
+            took = now - flight.reported_at
+            if took < self._interval:
+                return
+            fetched = flight.done - flight.reported_bytes
+            flight.reported_at, flight.reported_bytes, done = now, flight.done, flight.done
+        percent = f" ({done * 100 // job.size}%)" if job.size else ""
+        speed = rate(fetched, took)
+        self._line(
+            f"  {job.rel_path}: {done:,} of {job.size:,} bytes{percent}" + (f", {speed}" if speed else "")
+        )
 
     def file_retry(self, job: FileJob, attempt: int, delay: float, reason: str) -> None:
         self._line(f"  retry {job.rel_path} (attempt {attempt + 1}) in {delay:.1f} s: {reason}")
 
     def file_done(self, job: FileJob, result: FileResult) -> None:
         took = time.monotonic() - self._started.get(job.rel_path, time.monotonic())
+        with self._flight_lock:
+            self._in_flight.pop(job.rel_path, None)
+        speed = rate(result.bytes_fetched, took)
         self._line(
-            f"  done {job.rel_path}: {result.bytes_fetched:,} bytes from {result.endpoint} in {took:.1f} s "
-            f"({mb_per_s(result.bytes_fetched, took)}), sha256 {(result.sha256 or '')[:12]}… verified"
+            f"  done {job.rel_path}: {result.bytes_fetched:,} bytes from {result.endpoint} in {took:.1f} s"
+            + (f" ({speed})" if speed else "")
+            + f", {checked_hash(job, result)} verified"
         )
 
 
@@ -113,7 +186,9 @@ class RichEvents(PlainEvents):
         need = sum(f.needed for f in plan.files)
         if self._overall is not None:
             self.progress.remove_task(self._overall)
-        self._overall = self.progress.add_task(f"{visible(plan.spec.id)} (total)", total=need or None)
+            self._overall = None
+        if need:  # nothing to fetch: the line above says so, an empty bar would read `0/? bytes ?`
+            self._overall = self.progress.add_task(f"{visible(plan.spec.id)} (total)", total=need)
 
     def file_start(self, job: FileJob, offset: int) -> None:
         self._started[job.rel_path] = time.monotonic()

@@ -7,7 +7,7 @@ removal came to) is read from modelctl.output.contract, not computed again.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelctl.output import contract
 from modelctl.output.console import err, escape, mb_per_s, out, registry_note, visible, warn
@@ -36,6 +36,7 @@ _STATUS_STYLE = {
 }
 _HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "unhealthy": "red"}
 _FINDING_STYLE = {"ok": "green", "note": "yellow", "bad": "red"}
+_DOCTOR_VERSIONS = ("modelctl", "huggingface_hub", "typer", "rich")
 
 
 # --------------------------------------------------------------------------- list, info
@@ -63,7 +64,7 @@ def render_list(report: ListReport) -> None:
             "yes" if spec.required else "optional",
             f"[{_STATUS_STYLE[state.status]}]{state.status}[/]",
             root,
-            human_bytes(state.bytes) if state.found else "-",
+            human_bytes(state.bytes + contract.partial_bytes(state)) if state.found else "-",
         )
     console = out()
     if report.models:
@@ -74,7 +75,13 @@ def render_list(report: ListReport) -> None:
         + (f"{s['unverified']} unverified, " if s["unverified"] else "")
         + (f"{s['other']} held by another repo or revision, " if s["other"] else "")
         + f"{s['missing']} missing"
-        f" ({s['required_not_present']} required not present); {human_bytes(s['bytes'])} on disk"
+        f" ({s['required_not_present']} required not present); "
+        + (
+            f"{human_bytes(s['bytes'] + s['partial_bytes'])} on disk "
+            f"({human_bytes(s['partial_bytes'])} of it partial downloads)"
+            if s["partial_bytes"]
+            else f"{human_bytes(s['bytes'])} on disk"
+        )
     )
     console.print(line)
 
@@ -178,7 +185,7 @@ def render_plan(plan: DownloadPlan) -> None:
     from rich.filesize import decimal as human_bytes
     from rich.table import Table
 
-    registry_note(plan.workspace.registry.source)
+    # The registry note is download's own (printed before planning): once, not again here.
     console = out()
     for m in plan.models:
         console.print(
@@ -210,10 +217,28 @@ def render_download(report: DownloadReport) -> None:
             f"{escape(m.spec.id)}: {escape(str(m.folder))} ({m.root.name} root), {fetched} fetched, "
             f"{len(m.files) - fetched} kept, {human_bytes(m.bytes_fetched)}"
         )
-    console.print(
-        f"Fetched {human_bytes(report.bytes_fetched)} in {report.seconds:.1f} s "
-        f"({mb_per_s(report.bytes_fetched, report.seconds)}); every file verified by hash."
-    )
+    summary = contract.download_summary(report)
+    if summary["files_fetched"]:
+        console.print(
+            f"Fetched {human_bytes(report.bytes_fetched)} in {report.seconds:.1f} s "
+            f"({mb_per_s(report.bytes_fetched, report.seconds)}); every file verified by hash."
+        )
+    else:  # nothing was fetched, so nothing was verified by a download's hash: say what was done
+        console.print(f"Nothing to fetch; {_kept_sentence(summary)}.")
+
+
+def _kept_sentence(summary: dict[str, Any]) -> str:
+    kept, hashed = summary["files_kept"], summary["files_hashed_now"]
+    files = f"{kept} file{'' if kept == 1 else 's'} kept"
+    if summary["offline"]:
+        return f"{files}, verified on disk (offline)"
+    if summary["level"] in ("none", "size"):
+        return f"{files}, matched by their record or their size (verify: {summary['level']})"
+    if not hashed:
+        return f"{files}, verified by their record"
+    if hashed >= kept:
+        return f"{files}, verified by hashing them now"
+    return f"{files}: {hashed} verified by hashing them now, {kept - hashed} by their record"
 
 
 def render_ensure(report: EnsureReport) -> None:
@@ -234,9 +259,10 @@ def _verdict_line(v: ModelVerdict) -> str:
         return f"{v.spec.id}: not downloaded" + (" (required)" if v.spec.required else " (optional)")
     files = {f.path for f in v.findings if f.path}
     if v.is_ok:
-        cached = sum(1 for f in v.findings if f.detail == "cached")
+        # Files, as the Health line counts them (a file can have several hashes: sha256, git-sha1, pins).
+        cached = len({f.path for f in v.findings if f.detail == "cached"})
         return f"{v.spec.id}: ok, {len(files)} files checked" + (
-            f" ({cached} hashes from cache)" if cached else ""
+            f" ({cached} files from cache)" if cached else ""
         )
     return f"{v.spec.id}: {len(v.bad_files)} bad of {len(files)} files: {', '.join(v.bad_files)}"
 
@@ -350,6 +376,12 @@ def render_init(result: InitResult) -> None:
 def render_doctor(report: DoctorReport) -> None:
     console = out()
     marks = {"ok": "[green]ok[/]     ", "note": "[yellow]note[/]   ", "problem": "[red]PROBLEM[/]"}
+    # The versions a bug report needs, as `doctor --json` gives them; a package not installed is a check.
+    versions = ", ".join(
+        f"{name} {report.versions[name]}" for name in _DOCTOR_VERSIONS if report.versions.get(name)
+    )
+    if versions:
+        console.print(f"{'':7} {'versions':<9} {escape(versions)}")
     for c in report.checks:
         console.print(f"{marks[c.status]} {c.area:<9} {escape(c.detail)}")
         if c.hint and c.status != "ok":
