@@ -14,11 +14,19 @@ the model already repaired.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from modelctl.download import DownloadEvents, DownloadReport, NullEvents, plan_downloads, run_downloads
+from modelctl.download import (
+    DownloadEvents,
+    DownloadReport,
+    NullEvents,
+    failure_error,
+    plan_downloads,
+    run_downloads,
+)
 from modelctl.ensure import EnsureReport
 from modelctl.ensure import ensure_models as _ensure
 from modelctl.errors import BadChecksumError, MissingModelError
@@ -27,6 +35,8 @@ from modelctl.registry import ModelSpec, Registry
 from modelctl.settings import DownloadOptions, download_options
 from modelctl.verify import VerifyReport, verify_models
 from modelctl.workspace import PRESENT, ModelState, Workspace, lock_in_force, model_state, open_workspace
+
+log = logging.getLogger(__name__)
 
 
 class ModelManager:
@@ -121,9 +131,14 @@ class ModelManager:
         specs = self.workspace.registry.select(ids or ())
         return verify_models(self.workspace, specs, use_cache=use_cache, explicit=bool(ids))
 
-    def ensure(self, ids: Sequence[str] | None = None, *, use_cache: bool = True) -> EnsureReport:
+    def ensure(
+        self, ids: Sequence[str] | None = None, *, use_cache: bool = True, keep_going: bool = False
+    ) -> EnsureReport:
+        """Repair the models (all by default); a failed repair raises, or with keep_going is in `.failed`."""
         specs = self.workspace.registry.select(ids or ())
-        return _ensure(self.workspace, specs, self.options, self.events, use_cache=use_cache)
+        return _ensure(
+            self.workspace, specs, self.options, self.events, use_cache=use_cache, keep_going=keep_going
+        )
 
     def ensure_model(self, model_id: str, *, use_cache: bool = True) -> Path:
         """Verify, repair if needed, and return the model's folder; BadChecksumError if still bad."""
@@ -131,16 +146,29 @@ class ModelManager:
         return self._paths(self.ensure([spec.id], use_cache=use_cache))[spec.id]
 
     def ensure_all(self) -> dict[str, Path]:
-        """ensure_model for every model of the registry → {id: folder}."""
-        return self._paths(self.ensure([m.id for m in self.workspace.registry.models]))
+        """ensure_model for every model of the registry → {id: folder}.
+
+        An optional model that cannot be fetched is left out of the dict, with a warning logged
+        (logger "modelctl.api"); a required one raises, after the others are ensured.
+        """
+        report = self.ensure([m.id for m in self.workspace.registry.models], keep_going=True)
+        return self._paths(report)
 
     def _paths(self, report: EnsureReport) -> dict[str, Path]:
-        bad = [v for v in report.after.models if not v.is_ok or v.location is None]
+        required = [f for f in report.failed if f.spec.required]
+        if required:
+            done = [v.spec.id for v in report.after.models if v.is_ok]
+            raise failure_error(report.failed, done, "ensured")
+        for f in report.failed:
+            log.warning("%s (optional) is left out: %s", f.spec.id, f.error.message)
+        left_out = {f.spec.id for f in report.failed}
+        after = [v for v in report.after.models if v.spec.id not in left_out]
+        bad = [v for v in after if not v.is_ok or v.location is None]
         if bad:
             details = "; ".join(f"{v.spec.id}: {', '.join(v.bad_files) or 'not on disk'}" for v in bad)
             raise BadChecksumError(f"Still broken after repair: {details}.")
         self.workspace = report.after.workspace
-        return {v.spec.id: v.location.path for v in report.after.models if v.location is not None}
+        return {v.spec.id: v.location.path for v in after if v.location is not None}
 
 
 def ensure_models(config_path: str | Path | None = None) -> dict[str, Path]:

@@ -1,4 +1,5 @@
-"""`modelctl clean`: decide what to remove (partials, corrupted files, whole models), then remove it.
+"""`modelctl clean`: decide what to remove (partials, corrupted files, whole models, shadowed copies,
+folders no registry model names), then remove it.
 
 Nothing outside a storage root is ever removed and no symlink is followed out of one: a model
 folder that is a symlink is removed as a link, and rmtree itself never follows symlinks.
@@ -6,7 +7,6 @@ folder that is a symlink is removed as a link, and rmtree itself never follows s
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Removal:
-    model: str
+    model: str | None  # None: a folder no registry model names (`--unnamed`)
     root: str
     folder: Path  # the model folder whose lock guards this removal
     path: Path
@@ -62,10 +62,14 @@ def plan_clean(
     root: str | None,
     outdated: bool = False,
     use_cache: bool = True,
+    shadowed: bool = False,
+    unnamed: bool = False,
 ) -> CleanPlan:
     """What clean would remove, looking at every root (or only `root`) of every selected model.
 
-    A folder whose record names another repo or revision is not this model's: never removed.
+    A folder whose record names another repo or revision is not this model's: never removed as
+    the model, only by `unnamed`. `shadowed` and `unnamed` act on the project and legacy roots,
+    and on the user root (shared by every project on the machine) only when `root` names it.
     """
     removals: list[Removal] = []
     bad_by_model: dict[str, tuple[str, ...]] = {}
@@ -76,7 +80,11 @@ def plan_clean(
         report = verify_models(workspace, specs, use_cache=use_cache)
         bad_by_model = {v.spec.id: v.repairable for v in report.models}
         in_use = {v.spec.id: v.location.path for v in report.models if v.location is not None}
-    whole = not (incomplete or corrupted or outdated)
+    whole = not (incomplete or corrupted or outdated or shadowed or unnamed)
+    if shadowed:
+        removals += _shadowed(workspace, specs, root)
+    if unnamed:
+        removals += _unnamed(workspace, root)
     for spec in specs:
         for loc in locate(spec, workspace.roots):
             if not loc.exists or loc.is_other:
@@ -95,14 +103,27 @@ def plan_clean(
                 ]
             if whole:
                 removals.append(_removal(spec, loc, loc.path, _whole_reason(workspace, spec, loc)))
-    return CleanPlan(tuple(_inside_roots(removals, workspace)))
+    return CleanPlan(tuple(_inside_roots(_outermost(removals), workspace)))
 
 
-def _whole_reason(workspace: Workspace, spec: ModelSpec, loc: Location) -> str:
+def _outermost(removals: list[Removal]) -> list[Removal]:
+    """Drop what a whole folder's removal takes anyway (a shadowed copy's partials, say), once each."""
+    folders = {r.path for r in removals if r.path == r.folder}
+    seen: set[Path] = set()
+    out = []
+    for r in removals:
+        if r.path in seen or any(f in r.path.parents for f in folders):
+            continue
+        seen.add(r.path)
+        out.append(r)
+    return out
+
+
+def _whole_reason(workspace: Workspace, spec: ModelSpec, loc: Location, what: str = "whole model") -> str:
     """What removing the folder takes with it, said before it happens: files that are not the
     model's (the user's own) and other registry models kept in the same folder."""
     assert loc.scan is not None
-    reason = "whole model"
+    reason = what
     if loc.record is None:
         reason += ", a folder with no record: every file in it"
     else:
@@ -119,6 +140,38 @@ def _whole_reason(workspace: Workspace, spec: ModelSpec, loc: Location) -> str:
     if sharing:
         reason += f"; also the folder of {', '.join(sharing)}"
     return reason
+
+
+def _shadowed(workspace: Workspace, specs: Sequence[ModelSpec], root: str | None) -> list[Removal]:
+    """Whole folders of the models' copies that another root's copy hides (never a copy in use)."""
+    from modelctl.usage import OWNED_ROOTS, model_states
+
+    roots = (root,) if root is not None else OWNED_ROOTS
+    every = model_states(workspace, workspace.registry.models)
+    in_use = {s.found.path for s in every if s.found is not None}
+    chosen = {spec.id for spec in specs}
+    out = []
+    for state in every:
+        if state.spec.id not in chosen or state.found is None:
+            continue
+        for loc in state.shadowed:
+            if loc.root.is_read_only or loc.root.name not in roots or loc.path in in_use:
+                continue
+            reason = _whole_reason(workspace, state.spec, loc, f"shadowed by {state.found.path}")
+            out.append(_removal(state.spec, loc, loc.path, reason))
+    return out
+
+
+def _unnamed(workspace: Workspace, root: str | None) -> list[Removal]:
+    """Whole folders that no registry model names, with what their record says they hold."""
+    from modelctl.usage import unnamed_folders
+
+    out = []
+    for f in unnamed_folders(workspace, root):
+        held = f"holds {f.repo_id}@{f.revision}" if f.repo_id else "no record: every file in it"
+        reason = f"no registry model names it; {held}"
+        out.append(Removal(None, f.root.name, f.path, f.path, f.disk_bytes, reason))
+    return out
 
 
 def _removal(spec: ModelSpec, loc: Location, path: Path, reason: str) -> Removal:
@@ -149,14 +202,9 @@ def _corrupted(spec: ModelSpec, loc: Location, bad: Sequence[str]) -> list[Remov
 
 
 def _size(path: Path) -> int:
-    if path.is_symlink() or path.is_file():
-        return path.lstat().st_size
-    total = 0
-    for folder, _dirs, files in os.walk(path):  # os.walk does not follow symlinks by default
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(folder, name)).st_size
-    return total
+    from modelctl.usage import tree_bytes
+
+    return tree_bytes(path)
 
 
 def _inside_roots(removals: list[Removal], workspace: Workspace) -> list[Removal]:
@@ -210,13 +258,22 @@ def clean_selection(
     incomplete: bool,
     corrupted: bool,
     outdated: bool = False,
+    shadowed: bool = False,
+    unnamed: bool = False,
 ) -> tuple[ModelSpec, ...]:
-    """Named models; all models for --all, --incomplete, --corrupted or --outdated; else a usage error."""
+    """Named models; all models for --all, --incomplete, --corrupted, --outdated, --shadowed or
+    --unnamed; else a usage error."""
+    if unnamed and (ids or everything):
+        raise UsageError(
+            "--unnamed removes folders that no registry model names: it takes no MODEL or --all.",
+            hint="Run `modelctl du` to see them, then `modelctl clean --unnamed --dry-run`.",
+        )
     if ids or everything:
         return workspace.registry.select(ids, None, everything)
-    if incomplete or corrupted or outdated:
+    if incomplete or corrupted or outdated or shadowed or unnamed:
         return workspace.registry.models
     raise UsageError(
-        "Name the models to remove (MODEL ... or --all), or choose --incomplete / --corrupted / --outdated.",
+        "Name the models to remove (MODEL ... or --all), or choose --incomplete / --corrupted / "
+        "--outdated / --shadowed / --unnamed.",
         hint="Try `modelctl clean --incomplete --dry-run` to see leftovers of interrupted downloads.",
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from modelctl.errors import ModelctlError
 from modelctl.record import META_DIR
-from modelctl.storage import OWNER_NAME, RootState, locate, lock_owner
+from modelctl.storage import OWNER_NAME, Root, RootState, locate, lock_owner
 from modelctl.workspace import Workspace, open_workspace
 
 OK, NOTE, PROBLEM = "ok", "note", "problem"
@@ -166,7 +166,15 @@ def _model_checks(workspace: Workspace) -> list[Check]:
 
 
 def _leftover_checks(workspace: Workspace) -> list[Check]:
+    from modelctl.usage import model_states
+
     out = []
+    try:
+        in_use = {
+            s.spec.id: s.found.path for s in model_states(workspace, workspace.registry.models) if s.found
+        }
+    except ModelctlError:  # an unreadable models.lock: _model_checks reports it
+        in_use = {}
     for spec in workspace.registry.models:
         for loc in locate(spec, workspace.roots):
             if not loc.exists or loc.scan is None:
@@ -176,8 +184,9 @@ def _leftover_checks(workspace: Workspace) -> list[Check]:
                     Check(
                         "leftovers",
                         NOTE,
-                        f"{spec.id}: {len(loc.scan.partials)} partial download files in {loc.path}",
-                        f"`modelctl download {spec.id}` resumes them; `modelctl clean --incomplete` removes them.",
+                        f"{spec.id}: {len(loc.scan.partials)} partial download files in {loc.path}"
+                        + ("" if in_use.get(spec.id) in (None, loc.path) else " (a shadowed copy)"),
+                        _partials_hint(spec.id, loc.root, in_use.get(spec.id) in (None, loc.path)),
                     )
                 )
             pid = lock_owner(loc.path)
@@ -191,6 +200,21 @@ def _leftover_checks(workspace: Workspace) -> list[Check]:
                     )
                 )
     return out
+
+
+def _partials_hint(model: str, root: Root, is_in_use: bool) -> str:
+    """Resume or remove partials; a plain `download` resumes the copy in use, not a shadowed one."""
+    if root.is_read_only:
+        return f"The {root.name} root is read-only: modelctl neither resumes nor removes them there."
+    if is_in_use:
+        return (
+            f"`modelctl download {model}` resumes them; "
+            f"`modelctl clean {model} --incomplete --root {root.name}` removes them."
+        )
+    return (
+        f"`modelctl download {model} --to {root.name}` resumes them; "
+        f"`modelctl clean {model} --incomplete --root {root.name}` removes them."
+    )
 
 
 def _alive(pid: int) -> bool:

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ from modelctl.errors import (
 )
 from modelctl.hashing import GIT_SHA1, hash_file
 from modelctl.hub import HubAccess, fetch_snapshot, hub_access, retry_reason
-from modelctl.lockfile import LockedModel, locked_for, read_lock
+from modelctl.lockfile import LockedModel, LockFile, locked_for, read_lock
 from modelctl.record import (
     META_DIR,
     OWN,
@@ -48,7 +48,7 @@ from modelctl.record import (
     write_record,
 )
 from modelctl.registry import ModelSpec
-from modelctl.retry import retry_call
+from modelctl.retry import RetryPolicy, retry_call
 from modelctl.settings import DownloadOptions
 from modelctl.space import check_space
 from modelctl.storage import (
@@ -62,7 +62,15 @@ from modelctl.storage import (
     partial_path,
     sidecar_path,
 )
-from modelctl.transfer import FileJob, FileResult, TransferEvents, fetch_file, resumable_bytes
+from modelctl.transfer import (
+    FileJob,
+    FileResult,
+    TransferEvents,
+    content_length,
+    fetch_file,
+    plain_headers,
+    resumable_bytes,
+)
 from modelctl.workspace import Workspace, model_state
 
 KEEP, DOWNLOAD, RESUME = "keep", "download", "resume"
@@ -167,56 +175,94 @@ HashMemo = dict[tuple[str, int, int, int], dict[str, str]]
 
 
 @dataclass(frozen=True)
+class ModelFailure:
+    """A model that could not be planned, fetched or locked: the other models go on without it."""
+
+    spec: ModelSpec
+    error: ModelctlError
+
+
+@dataclass(frozen=True)
 class DownloadPlan:
     workspace: Workspace
     models: tuple[ModelPlan, ...]
     access: HubAccess | None = None
+    failed: tuple[ModelFailure, ...] = ()  # models that could not be planned (run_downloads reports them)
     hashes: HashMemo = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def needed(self) -> int:
         return sum(m.needed for m in self.models)
 
+    def error(self) -> ModelctlError:
+        """The error for the models that could not be planned (for --dry-run, after the plan)."""
+        return failure_error(self.failed, [m.spec.id for m in self.models], "planned")
 
-def plan_downloads(workspace: Workspace, options: DownloadOptions, events: DownloadEvents) -> DownloadPlan:
-    """Resolve every selected model on the Hub (or on disk, offline) and decide each file."""
+
+def plan_downloads(
+    workspace: Workspace, options: DownloadOptions, events: DownloadEvents, *, keep_going: bool = False
+) -> DownloadPlan:
+    """Resolve every selected model on the Hub (or on disk, offline) and decide each file.
+
+    A model that cannot be planned (a repo the Hub does not have, say) is set aside in
+    `plan.failed` and the others are planned; only when none can be (and not `keep_going`) does
+    this raise, the error of the worst failure.
+    """
     specs = _select(workspace, options)
     access = None if options.offline else hub_access_for(workspace, options)
     hashes: HashMemo = {}
     lock = read_lock(workspace.registry) if options.revision is None else None  # --revision overrides
     plans = []
+    failed = []
     for spec in specs:
         if options.revision is not None:  # --revision: that revision is the model asked for
             spec = spec._replace(revision=options.revision)
-        locked = locked_for(lock, spec)
-        if access is None:
-            plans.append(_offline_plan(workspace, spec, options, locked))
-            continue
-        snapshot = resolve_snapshot(access, spec, options, events, locked.commit if locked else None)
-        root, folder = _target(workspace, spec, options.to, locked)
-        if locked is not None:
-            _check_against_lock(locked, snapshot)
-            snapshot = Snapshot(snapshot.repo_id, locked.revision, locked.commit, snapshot.files)
-            remote = wanted_files(spec, locked.snapshot(), options)
-        else:
-            remote = wanted_files(spec, snapshot, options)
-        files = _survey(folder, remote, workspace.registry.verify, options.force, hashes)
-        for f in files:
-            log.debug("%s: %s %s (%s)", spec.id, f.action, f.remote.path, f.reason)
-        log.info(
-            "%s: %s@%s → %s, %d bytes to fetch",
-            spec.id,
-            spec.repo_id,
-            snapshot.commit,
-            folder,
-            sum(f.needed for f in files),
-        )
-        previous = read_record(folder)
-        behind = previous.commit if previous is not None and previous.commit != snapshot.commit else None
-        plans.append(ModelPlan(spec, root, folder, snapshot, files, behind=behind))
-    plan = DownloadPlan(workspace, tuple(plans), access, hashes)
+        try:
+            plans.append(_plan_model(workspace, spec, options, events, access, lock, hashes))
+        except ModelctlError as err:
+            log.warning("%s: cannot be planned: %s", spec.id, err.message)
+            failed.append(ModelFailure(spec, err))
+    if failed and not plans and not keep_going:
+        raise failure_error(failed, (), "downloaded")
+    plan = DownloadPlan(workspace, tuple(plans), access, tuple(failed), hashes)
     check_space((m.root.name, m.folder, m.needed) for m in plan.models)
     return plan
+
+
+def _plan_model(
+    workspace: Workspace,
+    spec: ModelSpec,
+    options: DownloadOptions,
+    events: DownloadEvents,
+    access: HubAccess | None,
+    lock: LockFile | None,
+    hashes: HashMemo,
+) -> ModelPlan:
+    locked = locked_for(lock, spec)
+    if access is None:
+        return _offline_plan(workspace, spec, options, locked)
+    snapshot = resolve_snapshot(access, spec, options, events, locked.commit if locked else None)
+    root, folder = _target(workspace, spec, options.to, locked)
+    if locked is not None:
+        _check_against_lock(locked, snapshot)
+        snapshot = Snapshot(snapshot.repo_id, locked.revision, locked.commit, snapshot.files)
+        remote = wanted_files(spec, locked.snapshot(), options)
+    else:
+        remote = wanted_files(spec, snapshot, options)
+    files = _survey(folder, remote, workspace.registry.verify, options.force, hashes)
+    for f in files:
+        log.debug("%s: %s %s (%s)", spec.id, f.action, f.remote.path, f.reason)
+    log.info(
+        "%s: %s@%s → %s, %d bytes to fetch",
+        spec.id,
+        spec.repo_id,
+        snapshot.commit,
+        folder,
+        sum(f.needed for f in files),
+    )
+    previous = read_record(folder)
+    behind = previous.commit if previous is not None and previous.commit != snapshot.commit else None
+    return ModelPlan(spec, root, folder, snapshot, files, behind=behind)
 
 
 def hub_access_for(workspace: Workspace, options: DownloadOptions) -> HubAccess:
@@ -236,7 +282,12 @@ def resolve_snapshot(
     events: DownloadEvents,
     commit: str | None = None,
 ) -> Snapshot:
-    """The repo at `commit` (the locked one), else at --revision, else at the registry's revision."""
+    """The repo at `commit` (the locked one), else at --revision, else at the registry's revision.
+
+    A url model is its registry entry: no Hub is asked (only its servers, for sizes not given).
+    """
+    if spec.urls:
+        return url_snapshot(spec, options.policy)
     revision = commit or spec.revision
 
     def fetch(attempt: int, target: int) -> Snapshot:
@@ -246,6 +297,24 @@ def resolve_snapshot(
         events.metadata_retry(spec.repo_id, attempt, delay, reason)
 
     return retry_call(fetch, options.policy, retry_on=retry_reason, on_retry=on_retry)
+
+
+def url_snapshot(spec: ModelSpec, policy: RetryPolicy) -> Snapshot:
+    """The snapshot of a url model: its files as the registry pins them, a commit digesting them.
+
+    The commit changes whenever a URL, path or sha256 does, so the record sees a new "commit"
+    (files it no longer lists become `outdated`) exactly as for a Hub repo.
+    """
+    import hashlib
+    import json
+
+    entries = sorted((u.path, u.url, u.sha256) for u in spec.urls)
+    commit = hashlib.sha256(json.dumps(entries).encode("utf-8")).hexdigest()[:40]
+    files = tuple(
+        RepoFile(u.path, u.size if u.size is not None else content_length(u.url, policy), u.sha256, "")
+        for u in sorted(spec.urls, key=lambda u: u.path)
+    )
+    return Snapshot(spec.repo_id, spec.revision, commit, files)
 
 
 def _select(workspace: Workspace, options: DownloadOptions) -> tuple[ModelSpec, ...]:
@@ -478,22 +547,41 @@ class DownloadReport:
     plan: DownloadPlan
     models: tuple[ModelOutcome, ...]
     seconds: float
+    failed: tuple[ModelFailure, ...] = ()  # the plan's failures, then the run's
 
     @property
     def bytes_fetched(self) -> int:
         return sum(m.bytes_fetched for m in self.models)
 
+    def error(self) -> ModelctlError:
+        """The error to raise for the failed models (the worst one's class), naming every one."""
+        return failure_error(self.failed, [m.spec.id for m in self.models], "downloaded")
 
-def run_downloads(plan: DownloadPlan, options: DownloadOptions, events: DownloadEvents) -> DownloadReport:
-    """Fetch what the plan needs, model by model, each under its folder's lock."""
+
+def run_downloads(
+    plan: DownloadPlan, options: DownloadOptions, events: DownloadEvents, *, keep_going: bool = False
+) -> DownloadReport:
+    """Fetch what the plan needs, model by model, each under its folder's lock.
+
+    One model's failure does not stop the others; at the end, the report's `error()` is raised
+    when any model failed (the plan's failures included), unless `keep_going`.
+    """
     start = time.monotonic()
     outcomes = []
+    failed = list(plan.failed)
     for model in plan.models:
         if model.is_offline:
             outcomes.append(_kept(model))
             continue
-        outcomes.append(_run_model(model, plan, options, events))
-    return DownloadReport(plan, tuple(outcomes), time.monotonic() - start)
+        try:
+            outcomes.append(_run_model(model, plan, options, events))
+        except ModelctlError as err:
+            log.warning("%s: download failed: %s", model.spec.id, err.message)
+            failed.append(ModelFailure(model.spec, err))
+    report = DownloadReport(plan, tuple(outcomes), time.monotonic() - start, tuple(failed))
+    if failed and not keep_going:
+        raise report.error()
+    return report
 
 
 def _kept(model: ModelPlan) -> ModelOutcome:
@@ -570,8 +658,14 @@ def _job(model: ModelPlan, plan: FileDecision, access: HubAccess) -> FileJob:
     if plan.action == DOWNLOAD:  # --force, or a partial that is not this file's: no stale resume
         partial_path(model.folder, remote.path).unlink(missing_ok=True)
         sidecar_path(model.folder, remote.path).unlink(missing_ok=True)
+    if model.spec.urls:  # plain URLs, not a Hub endpoint: the token is never sent there
+        urls = tuple(u.url for u in model.spec.urls if u.path == remote.path)
+        headers: Callable[[str], dict[str, str]] = plain_headers
+    else:
+        urls = access.file_urls(model.snapshot.repo_id, model.snapshot.commit, remote.path)
+        headers = access.headers_for
     return FileJob(
-        urls=access.file_urls(model.snapshot.repo_id, model.snapshot.commit, remote.path),
+        urls=urls,
         folder=model.folder,
         dest=dest,
         rel_path=remote.path,
@@ -579,7 +673,7 @@ def _job(model: ModelPlan, plan: FileDecision, access: HubAccess) -> FileJob:
         sha256=remote.sha256,
         blob_id=remote.blob_id,
         commit=model.snapshot.commit,
-        headers=access.headers_for,
+        headers=headers,
     )
 
 
@@ -634,14 +728,31 @@ def _record_results(folder: Path, record: Record, results: Mapping[str, FileResu
     write_record(folder, with_checks(record, checks))
 
 
-def _worst(failures: Sequence[ModelctlError], model: ModelPlan) -> ModelctlError:
-    """The error that decides the exit code: integrity, then disk space, then not-found, then the rest."""
+def _rank(err: ModelctlError) -> int:
+    """Integrity first, then disk space, then not-found, then the rest: the worst decides the exit code."""
     order = (BadChecksumError, NotEnoughSpaceError, MissingModelError)
+    return next((i for i, kind in enumerate(order) if isinstance(err, kind)), len(order))
 
-    def rank(err: ModelctlError) -> int:
-        return next((i for i, kind in enumerate(order) if isinstance(err, kind)), len(order))
 
-    worst = min(failures, key=rank)
+def failure_error(failed: Sequence[ModelFailure], done: Sequence[str], verb: str) -> ModelctlError:
+    """One error for the models that failed: the worst one's class, exit code and hint, naming them all.
+
+    A lone failure with nothing done is its own error, unchanged. `done` names the models that
+    succeeded; `verb` says what happened to them ("downloaded", "locked in models.lock").
+    """
+    if len(failed) == 1 and not done:
+        return failed[0].error
+    worst = min(failed, key=lambda f: _rank(f.error))
+    total = len(failed) + len(done)
+    lines = [f"{len(failed)} of {total} models failed: {', '.join(f.spec.id for f in failed)}."]
+    lines += [f"  {f.spec.id}: {f.error.message}" for f in failed]
+    lines.append(f"The others were {verb}: {', '.join(done)}." if done else f"No model was {verb}.")
+    return worst.error.reworded("\n".join(lines))
+
+
+def _worst(failures: Sequence[ModelctlError], model: ModelPlan) -> ModelctlError:
+    """The error that decides the exit code (see _rank), its message naming the other failures."""
+    worst = min(failures, key=_rank)
     others = [f"  {e.message}" for e in failures if e is not worst]
     if others:
         worst.message += f"\nAlso failed for {model.spec.id}:\n" + "\n".join(others)

@@ -16,7 +16,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from modelctl.download import DownloadEvents, DownloadReport, plan_downloads, run_downloads
+from modelctl.download import DownloadEvents, DownloadReport, ModelFailure, plan_downloads, run_downloads
 from modelctl.errors import ModelctlError
 from modelctl.record import META_DIR
 from modelctl.registry import ModelSpec
@@ -35,6 +35,7 @@ class EnsureReport:
     after: VerifyReport
     repaired: dict[str, tuple[str, ...]]  # model id → files fetched again (or "*" for a whole model)
     download: DownloadReport | None
+    failed: tuple[ModelFailure, ...] = ()  # models whose repair failed (only with keep_going)
 
     @property
     def health(self) -> str:
@@ -64,10 +65,15 @@ def ensure_models(
     events: DownloadEvents,
     *,
     use_cache: bool = True,
+    keep_going: bool = False,
 ) -> EnsureReport:
-    """Repair what verify finds bad; `use_cache=False` re-hashes every file first (suspected bit rot)."""
+    """Repair what verify finds bad; `use_cache=False` re-hashes every file first (suspected bit rot).
+
+    One model's failed repair does not stop the others': they are repaired and verified, then the
+    failure is raised (naming every failed model), or with `keep_going` left in `report.failed`.
+    """
     with _one_thread_at_a_time(workspace, specs):
-        return _ensure_held(workspace, specs, options, events, use_cache=use_cache)
+        return _ensure_held(workspace, specs, options, events, use_cache=use_cache, keep_going=keep_going)
 
 
 # Process-wide locks by model folder path. The folder's flock (storage.folder_lock) keeps processes
@@ -107,6 +113,7 @@ def _ensure_held(
     events: DownloadEvents,
     *,
     use_cache: bool,
+    keep_going: bool,
 ) -> EnsureReport:
     before = verify_models(workspace, specs, explicit=True, use_cache=use_cache)
     broken = [v for v in before.models if not v.is_ok]
@@ -127,10 +134,13 @@ def _ensure_held(
     try:
         fresh = _refresh(workspace)
         plan = plan_downloads(
-            fresh, replace(options, ids=ids, size=None, everything=False, force=False), events
+            fresh,
+            replace(options, ids=ids, size=None, everything=False, force=False),
+            events,
+            keep_going=True,
         )
-        download = run_downloads(plan, options, events)
-    except (ModelctlError, KeyboardInterrupt) as err:
+        download = run_downloads(plan, options, events, keep_going=True)
+    except (ModelctlError, KeyboardInterrupt) as err:  # no space, Ctrl-C: every repair stops
         log.warning("repair failed (%s); restoring quarantined files", err)
         _restore(moved)
         if isinstance(err, ModelctlError):
@@ -140,11 +150,22 @@ def _ensure_held(
                 f"Repair failed, the bad files were put back ({still}): {err.message}"
             ) from err
         raise
+    failed_ids = [f.spec.id for f in download.failed]
+    if failed_ids:
+        log.warning("repair failed for %s; restoring their quarantined files", ", ".join(failed_ids))
+        _restore({i: moved[i] for i in failed_ids if i in moved})
     after = verify_models(_refresh(workspace), specs, explicit=True)
     for verdict in after.models:
         if verdict.is_ok:
             _discard(moved.get(verdict.spec.id))
-    return EnsureReport(before, after, repaired, download)
+    if failed_ids and not keep_going:
+        error = download.error()
+        still = "; ".join(f"{i}: {', '.join(repaired[i])}" for i in failed_ids)
+        # Same class, exit code and hint as the (worst) failure itself.
+        raise error.reworded(
+            f"Repair failed, the bad files were put back ({still}): {error.message}"
+        ) from error
+    return EnsureReport(before, after, repaired, download, download.failed)
 
 
 def _refresh(workspace: Workspace) -> Workspace:

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from modelctl.download import DownloadEvents, hub_access_for, resolve_snapshot, wanted_files
+from modelctl.download import (
+    DownloadEvents,
+    ModelFailure,
+    failure_error,
+    hub_access_for,
+    resolve_snapshot,
+    wanted_files,
+)
+from modelctl.errors import ModelctlError
 from modelctl.lockfile import LockedModel, LockFile, write_lock
 from modelctl.registry import ModelSpec
 from modelctl.settings import DownloadOptions
@@ -19,11 +27,28 @@ from modelctl.workspace import Workspace
 def lock_models(
     workspace: Workspace, specs: Sequence[ModelSpec], options: DownloadOptions, events: DownloadEvents
 ) -> LockFile:
-    """Resolve each model's revision to a commit and record its selected files in models.lock."""
+    """Resolve each model's revision to a commit and record its selected files in models.lock.
+
+    A url model is skipped: its registry entry pins every file by sha256 already.
+    A model that cannot be resolved does not stop the others: they are written to models.lock,
+    then the failure is raised, naming every model that failed.
+    """
     access = hub_access_for(workspace, options)
     locked = []
+    failed = []
     for spec in specs:
-        snapshot = resolve_snapshot(access, spec, options, events)
-        files = wanted_files(spec, snapshot, options)
+        if spec.urls:  # each file's sha256 in models.yaml already pins a url model
+            continue
+        try:
+            snapshot = resolve_snapshot(access, spec, options, events)
+            files = wanted_files(spec, snapshot, options)
+        except ModelctlError as err:
+            failed.append(ModelFailure(spec, err))
+            continue
         locked.append(LockedModel(spec.id, spec.repo_id, spec.revision, spec.files, snapshot.commit, files))
-    return write_lock(workspace.registry, locked)
+    if failed and not locked:
+        raise failure_error(failed, (), "locked")
+    lock = write_lock(workspace.registry, locked)
+    if failed:
+        raise failure_error(failed, [m.id for m in locked], f"locked in {lock.path.name}")
+    return lock

@@ -76,6 +76,7 @@ def cache_key(registry: Registry) -> str:
             "files": list(m.files),
             "local_dir": m.folder_name,
             "checksums": {k: str(v) for k, v in sorted(m.checksums.items())},
+            **({"urls": sorted(map(list, m.urls))} if m.urls else {}),  # a url model: its files
         }
         for m in registry.models
     ]

@@ -52,11 +52,24 @@ _MODEL_KEYS = (
     "local_dir",
     "checksums",
     "description",
+    "url",
 )
+_URL_FILE_KEYS = ("url", "path", "sha256", "size")
+_SHA256_RE = re.compile(r"^(sha256:)?[0-9a-fA-F]{64}$")
+URL_REVISION = "url"  # the revision a url model's record names
+
+
+class UrlFile(NamedTuple):
+    """One file of a url model: fetched from a plain URL (not the Hub), pinned by its sha256."""
+
+    url: str
+    path: str  # where it lands in the model folder
+    sha256: str  # lower-case hex
+    size: int | None = None  # None: asked of the server (HEAD) when planning
 
 
 class ModelSpec(NamedTuple):
-    """One model of the registry."""
+    """One model of the registry: a Hub repo, or (with `urls`) files at plain URLs."""
 
     id: str
     repo_id: str
@@ -69,6 +82,11 @@ class ModelSpec(NamedTuple):
     checksums: Mapping[str, Checksum] = MappingProxyType({})
     description: str | None = None
     line: int = 0
+    urls: tuple[UrlFile, ...] = ()  # a url model: repo_id is "url:<id>", revision "url"
+
+    @property
+    def is_url(self) -> bool:
+        return bool(self.urls)
 
     @property
     def folder_name(self) -> str:
@@ -156,7 +174,8 @@ class Registry(NamedTuple):
         example = re.sub(r"[^a-z0-9._-]+", "-", example).strip("-._")[:64] or "my-model"
         raise MissingModelError(
             f"'{repo_id}' is not in the registry {self.path}: no model has that repo_id.",
-            hint=f"Add an entry under `models:` in {self.path}, e.g.\n"
+            hint=f"Run `modelctl add {repo_id}` to check it on the Hub and add it to the registry, "
+            f"or add an entry under `models:` in {self.path} yourself, e.g.\n"
             f"  - id: {example}\n    repo_id: {repo_id}\n"
             f"then run the command again with that id or repo_id.",
         )
@@ -527,11 +546,22 @@ def _parse_models(problems: _Problems, raw: Any) -> tuple[ModelSpec, ...]:
 def _parse_model(problems: _Problems, where: str, item: Mapping[str, Any]) -> ModelSpec | None:
     before = len(problems.items)
     _check_keys(problems, where, item, _MODEL_KEYS)
-    for key in ("id", "repo_id"):
-        if key not in item:
-            problems.add(where, f"missing required key '{key}'")
+    if "id" not in item:
+        problems.add(where, "missing required key 'id'")
+    if "url" in item:
+        for key in ("repo_id", "revision", "files", "checksums"):
+            if key in item:
+                problems.add(
+                    f"{where}.{key}",
+                    "not allowed with 'url:' (a url model is its listed files, each pinned by its sha256)",
+                )
+    elif "repo_id" not in item:
+        problems.add(where, "missing required key 'repo_id' (or 'url' for files that are not on the Hub)")
     model_id = _check_id(problems, f"{where}.id", item["id"]) if "id" in item else None
+    urls = _check_urls(problems, f"{where}.url", item["url"]) if "url" in item else ()
     repo_id = _check_repo_id(problems, f"{where}.repo_id", item["repo_id"]) if "repo_id" in item else None
+    if "url" in item and model_id is not None:
+        repo_id = f"url:{model_id}"
     revision = _string(problems, f"{where}.revision", item.get("revision", "main"))
     family = _optional_string(problems, f"{where}.family", item.get("family"))
     description = _optional_string(problems, f"{where}.description", item.get("description"))
@@ -547,7 +577,7 @@ def _parse_model(problems: _Problems, where: str, item: Mapping[str, Any]) -> Mo
     return ModelSpec(
         id=model_id,
         repo_id=repo_id,
-        revision=revision or "main",
+        revision=URL_REVISION if urls else revision or "main",
         family=family,
         size=size,
         required=bool(required),
@@ -556,7 +586,64 @@ def _parse_model(problems: _Problems, where: str, item: Mapping[str, Any]) -> Mo
         checksums=checksums,
         description=description,
         line=problems.lines.get(where, 0),
+        urls=urls,
     )
+
+
+def _check_urls(problems: _Problems, key: str, value: Any) -> tuple[UrlFile, ...]:
+    """`url:` is one {url, path?, sha256, size?} mapping or a list of them; sha256 is required."""
+    items = [value] if isinstance(value, dict) else value
+    if not isinstance(items, list) or not items:
+        problems.add(
+            key,
+            f"expected a list of {{url: URL, sha256: HEX}} mappings, got {_kind(value)}",
+            "Each file needs its sha256: run `sha256sum FILE`.",
+        )
+        return ()
+    out: list[UrlFile] = []
+    paths: set[str] = set()
+    for index, item in enumerate(items):
+        where = f"{key}[{index}]" if isinstance(value, list) else key
+        if not isinstance(item, dict):
+            problems.add(where, f"expected a mapping {{url: URL, sha256: HEX}}, got {_kind(item)}")
+            continue
+        _check_keys(problems, where, item, _URL_FILE_KEYS)
+        for required in ("url", "sha256"):
+            if required not in item:
+                problems.add(
+                    where,
+                    f"missing required key '{required}'",
+                    "Each file needs its sha256: run `sha256sum FILE`.",
+                )
+        url = _string(problems, f"{where}.url", item["url"]) if "url" in item else None
+        if url is not None and not _URL_RE.match(url):
+            problems.add(f"{where}.url", f"'{url}' is not an http(s) URL")
+            url = None
+        sha256 = _string(problems, f"{where}.sha256", item["sha256"]) if "sha256" in item else None
+        if sha256 is not None and not _SHA256_RE.match(sha256):
+            problems.add(f"{where}.sha256", f"malformed sha256 {sha256!r}: expected 64 hex digits")
+            sha256 = None
+        size = item.get("size")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            problems.add(f"{where}.size", f"expected a size in bytes, got {_kind(size)}")
+        default = urlsplit(url).path.rsplit("/", 1)[-1] if url else None
+        path = _string(problems, f"{where}.path", item["path"]) if "path" in item else default
+        path_key = f"{where}.path" if "path" in item else f"{where}.url"
+        if url is not None and not path:
+            problems.add(path_key, "the URL ends in '/': give the file's name as 'path:'")
+            continue
+        if path is None or not _check_relative(problems, path_key, path, "file"):
+            continue
+        if any(p in ("", ".") for p in path.split("/")) or path.split("/")[0] == ".modelctl":
+            problems.add(path_key, f"file '{path}' is not a plain relative path inside the model folder")
+            continue
+        if path in paths:
+            problems.add(path_key, f"two files land at '{path}'", "Give one of them its own 'path:'.")
+            continue
+        paths.add(path)
+        if url is not None and sha256 is not None:
+            out.append(UrlFile(url, path, sha256.lower().removeprefix("sha256:"), size))
+    return tuple(out)
 
 
 def _optional_string(problems: _Problems, key: str, value: Any) -> str | None:

@@ -175,6 +175,8 @@ def folder_names(spec: ModelSpec, root: Root, revision: str | None = None) -> tu
     """
     if root.name != "user":
         return (spec.folder_name,)
+    if spec.urls:  # not a Hub repo: named by the id, under a prefix no `org--name` folder has
+        return (f"urls--{spec.id}",)
     return tuple(dict.fromkeys((repo_folder_name(spec.repo_id, revision or spec.revision), spec.folder_name)))
 
 

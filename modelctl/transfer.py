@@ -541,6 +541,59 @@ def _connect(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]
     return conn, url  # a plain-HTTP proxy takes the absolute URL
 
 
+def plain_headers(url: str) -> dict[str, str]:
+    """Headers for a URL that is not a Hub endpoint (a registry `url:` file): never the token."""
+    return {"user-agent": "modelctl", "accept-encoding": "identity"}
+
+
+def content_length(url: str, policy: RetryPolicy) -> int:
+    """The size of the file at url, by a HEAD request (redirects followed, retried as transfers are).
+
+    A url file whose registry entry gives no `size:` is asked this when planning: the engine
+    needs the size before the first byte (disk space, resume, the record).
+    """
+
+    def attempt(number: int, target: int) -> int:
+        current = url
+        for _ in range(MAX_REDIRECTS + 1):
+            conn, path = _connect(current, policy.timeout)
+            try:
+                try:
+                    conn.request("HEAD", path, headers=plain_headers(current))
+                    resp = conn.getresponse()
+                except (OSError, http.client.HTTPException) as err:
+                    raise Retry(f"HEAD {_safe(current)} failed: {_describe(err)}") from None
+                status = resp.status
+                if status in (301, 302, 303, 307, 308) and resp.getheader("location"):
+                    current = urljoin(current, resp.getheader("location") or "")
+                    continue
+                if status in RETRYABLE_STATUSES:
+                    raise Retry(f"HTTP {status}", _retry_after(resp.getheader("retry-after")))
+                if status == 404:
+                    raise MissingModelError(
+                        f"{_safe(url)} was not found (HTTP 404).",
+                        hint="Check the `url:` of the model in the registry.",
+                    )
+                length = resp.getheader("content-length") or ""
+                if status != 200 or not length.isdigit():
+                    raise DownloadError(
+                        f"Cannot tell the size of {_safe(url)} (HTTP {status}, no Content-Length).",
+                        hint="Give the file's size in bytes as `size:` in the registry.",
+                    )
+                return int(length)
+            finally:
+                conn.close()
+        raise DownloadError(f"More than {MAX_REDIRECTS} redirects from {_safe(url)}.")
+
+    try:
+        return retry_call(attempt, policy)
+    except Retry as err:
+        raise DownloadError(
+            f"Cannot tell the size of {_safe(url)}: {err.reason}.",
+            hint="Check the URL and the network, or give the file's size as `size:` in the registry.",
+        ) from None
+
+
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
     """Parse 'bytes START-END/TOTAL' → (START, TOTAL); None where absent or '*'."""
     if not value or not value.startswith("bytes "):

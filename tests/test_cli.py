@@ -250,7 +250,9 @@ def test_list_and_help_do_not_import_huggingface_hub_or_pydantic(
         "        app(args, standalone_mode=False)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "print(sorted(m for m in ('huggingface_hub', 'pydantic', 'httpx') if m in sys.modules), file=sys.stderr)\n"
+        # Typer >= 0.29 imports pydantic itself (typer._adapters) when a command runs: not ours to avoid.
+        "ours = [m for m in ('huggingface_hub', 'pydantic', 'httpx') if m in sys.modules]\n"
+        "print(sorted(m for m in ours if not (m == 'pydantic' and 'typer._adapters' in sys.modules)), file=sys.stderr)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],

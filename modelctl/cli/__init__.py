@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from modelctl import __version__, output
-from modelctl.cli import fetching, integrity, listing, project
+from modelctl.cli import disk, fetching, integrity, listing, project, registry_cmds
 from modelctl.cli.options import ConfigOpt
 from modelctl.errors import ModelctlError
 
@@ -103,6 +103,11 @@ def root(
 COMMANDS = (
     ("list", listing.list_command, ("modelctl list", "modelctl list --size 0.5b --json")),
     ("info", listing.info_command, ("modelctl info fastvlm-0.5b", "modelctl info --size 7b --json")),
+    (
+        "add",
+        registry_cmds.add_command,
+        ("modelctl add apple/FastVLM-0.5B --size 0.5b", "modelctl add org/model --files '*.json' --download"),
+    ),
     ("path", project.path_command, ('cd "$(modelctl path fastvlm-0.5b)"',)),
     ("cache-key", project.cache_key_command, ('echo "models-$(modelctl cache-key)"',)),
     ("init", project.init_command, ("modelctl init", "modelctl init --force")),
@@ -123,12 +128,18 @@ COMMANDS = (
         integrity.clean_command,
         ("modelctl clean --incomplete --dry-run", "modelctl clean fastvlm-7b --yes"),
     ),
+    ("du", disk.du_command, ("modelctl du", "modelctl du --json | jq .summary")),
     (
         "checksum",
         integrity.checksum_command,
         ("modelctl checksum model.safetensors", "modelctl checksum --algo md5 *.bin"),
     ),
     ("lock", integrity.lock_command, ("modelctl lock", "modelctl lock --check")),
+    (
+        "outdated",
+        registry_cmds.outdated_command,
+        ("modelctl outdated", "modelctl outdated fastvlm-0.5b --json"),
+    ),
 )
 
 

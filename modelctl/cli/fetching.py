@@ -104,6 +104,8 @@ def download_command(
         plan = plan_downloads(ws, options, events)
         if dry_run:
             output.render_plan(plan, fmt)
+            if plan.failed:  # the others were planned and shown; the exit code says one was not
+                raise plan.error()
             return
         report = run_downloads(plan, options, events)
     output.render_download(report, fmt)

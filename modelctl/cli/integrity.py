@@ -68,6 +68,20 @@ def clean_command(
         bool,
         typer.Option("--outdated", help="Only files an earlier commit had and the current one does not."),
     ] = False,
+    shadowed: Annotated[
+        bool,
+        typer.Option(
+            "--shadowed",
+            help="Only copies another root's copy hides (project and legacy roots; user: --root user).",
+        ),
+    ] = False,
+    unnamed: Annotated[
+        bool,
+        typer.Option(
+            "--unnamed",
+            help="Only folders no registry model names (project and legacy roots; user: --root user).",
+        ),
+    ] = False,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="With --corrupted: hash every file again first.")
     ] = False,
@@ -83,7 +97,7 @@ def clean_command(
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Remove partial downloads, corrupted files or whole models, inside the storage roots only."""
+    """Remove partials, corrupted files, whole models or stray copies, inside the storage roots only."""
     import sys
 
     from modelctl.clean import clean_selection, plan_clean, run_clean
@@ -94,7 +108,14 @@ def clean_command(
         raise typer.BadParameter(f"choose one of {', '.join(ROOT_NAMES)}", param_hint="--root")
     ws = workspace(ctx, config)
     specs = clean_selection(
-        ws, models or (), everything, incomplete=incomplete, corrupted=corrupted, outdated=outdated
+        ws,
+        models or (),
+        everything,
+        incomplete=incomplete,
+        corrupted=corrupted,
+        outdated=outdated,
+        shadowed=shadowed,
+        unnamed=unnamed,
     )
     plan = plan_clean(
         ws,
@@ -104,6 +125,8 @@ def clean_command(
         root=root,
         outdated=outdated,
         use_cache=not no_cache,
+        shadowed=shadowed,
+        unnamed=unnamed,
     )
     if dry_run or not plan.removals:
         output.render_clean(plan, None, fmt, registry=ws.registry.source)

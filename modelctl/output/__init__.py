@@ -31,12 +31,15 @@ from modelctl.output.console import (
 from modelctl.output.tables import render_init
 
 if TYPE_CHECKING:
+    from modelctl.add import AddResult
     from modelctl.clean import CleanPlan, CleanResult
     from modelctl.doctor import DoctorReport
     from modelctl.download import DownloadEvents, DownloadPlan, DownloadReport
     from modelctl.ensure import EnsureReport
     from modelctl.lockfile import LockFile
+    from modelctl.outdated import OutdatedReport
     from modelctl.registry import RegistrySource
+    from modelctl.usage import DiskUse
     from modelctl.verify import VerifyReport
     from modelctl.workspace import ListReport
 
@@ -48,7 +51,9 @@ __all__ = [
     "error_json",
     "plain_line",
     "registry_note",
+    "render_add",
     "render_clean",
+    "render_disk_use",
     "render_doctor",
     "render_download",
     "render_ensure",
@@ -57,6 +62,7 @@ __all__ = [
     "render_list",
     "render_lock",
     "render_lock_check",
+    "render_outdated",
     "render_plan",
     "render_verify",
     "status",
@@ -189,3 +195,22 @@ def render_lock_check(registry: Path, differences: list[str], fmt: Format) -> No
 
 def render_doctor(report: DoctorReport, fmt: Format) -> None:
     _render(fmt, lambda: contract.doctor_json(report), lambda: tables.render_doctor(report))
+
+
+def render_disk_use(report: DiskUse, fmt: Format) -> None:
+    _render(fmt, lambda: contract.disk_use_json(report), lambda: tables.render_disk_use(report))
+
+
+def render_add(
+    result: AddResult, download: DownloadReport | None, fmt: Format, *, is_downloading: bool = False
+) -> None:
+    """`add`: the entry added (and, under --json, the download --download ran)."""
+    _render(
+        fmt,
+        lambda: contract.add_json(result, download),
+        lambda: tables.render_add(result, is_downloading=is_downloading),
+    )
+
+
+def render_outdated(report: OutdatedReport, fmt: Format) -> None:
+    _render(fmt, lambda: contract.outdated_json(report), lambda: tables.render_outdated(report))

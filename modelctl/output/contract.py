@@ -11,14 +11,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from modelctl.add import AddResult
     from modelctl.clean import CleanPlan, CleanResult
     from modelctl.doctor import DoctorReport
     from modelctl.download import DownloadPlan, DownloadReport
     from modelctl.ensure import EnsureReport
     from modelctl.errors import ModelctlError
     from modelctl.lockfile import LockFile
+    from modelctl.outdated import OutdatedReport
     from modelctl.registry import ModelSpec, RegistrySource
     from modelctl.storage import Location, RootState
+    from modelctl.usage import DiskUse
     from modelctl.verify import ModelVerdict, VerifyReport
     from modelctl.workspace import ListReport, ModelState, Workspace
 
@@ -333,7 +336,7 @@ def lock_json(lock: LockFile, ids: list[str]) -> dict[str, Any]:
                 "files": len(m.files),
                 "bytes": sum(f.size for f in m.files),
             }
-            for m in (lock.models[i] for i in ids)
+            for m in (lock.models[i] for i in ids if i in lock.models)  # url models are not locked
         ],
     }
 
@@ -374,4 +377,86 @@ def usage_error_json(message: str, exit_code: int) -> dict[str, Any]:
             "hint": "Run the command with --help to see the choices.",
             "exit_code": exit_code,
         }
+    }
+
+
+def disk_use_json(report: DiskUse) -> dict[str, Any]:
+    """`du --json`: every folder under every root, whose it is, its bytes, and the clean that removes it."""
+
+    def totals(of: Any) -> dict[str, int]:
+        return {
+            "bytes": of.total("bytes"),
+            "partial_bytes": of.total("partial_bytes"),
+            "quarantine_bytes": of.total("quarantine_bytes"),
+            "disk_bytes": of.total("disk_bytes"),
+            "shadowed_bytes": of.total("disk_bytes", "shadowed"),
+            "unnamed_bytes": of.total("disk_bytes", "unnamed"),
+            "folder_count": len(of.folders),
+        }
+
+    return {
+        "registry": registry_json(report.workspace.registry.source),
+        "roots": [{**root_json(r.state), **totals(r)} for r in report.roots],
+        "folders": [
+            {
+                "root": f.root.name,
+                "path": str(f.path),
+                "kind": f.kind,
+                "models": list(f.models),
+                "shadowed_by": str(f.shadowed_by) if f.shadowed_by else None,
+                "repo_id": f.repo_id,
+                "revision": f.revision,
+                "bytes": f.bytes,
+                "partial_bytes": f.partial_bytes,
+                "quarantine_bytes": f.quarantine_bytes,
+                "disk_bytes": f.disk_bytes,
+                "clean": list(f.clean_commands),
+            }
+            for f in report.folders
+        ],
+        "summary": totals(report),
+        "warnings": list(report.warnings),
+    }
+
+
+def add_json(result: AddResult, download: DownloadReport | None) -> dict[str, Any]:
+    """`add`: the entry as the registry now reads it, the commit checked, and the download if asked."""
+    return {
+        "registry": registry_json(result.registry.source),
+        "model": {**spec_json(result.spec), "line": result.spec.line},
+        "commit": result.commit,
+        "files": [{"path": f.path, "size": f.size} for f in result.files],
+        "bytes": result.bytes,
+        "download": download_json(download) if download is not None else None,
+    }
+
+
+def outdated_json(report: OutdatedReport) -> dict[str, Any]:
+    """`outdated`: per model the commit it is at (lock or disk), the head, and the files that differ."""
+    models = [
+        {
+            "id": m.spec.id,
+            "repo_id": m.spec.repo_id,
+            "revision": m.spec.revision,
+            "status": m.status,
+            "source": m.source,
+            "commit": m.commit,
+            "head": m.head,
+            "files": [{"path": c.path, "change": c.change, "size": c.size} for c in m.changes],
+            "bytes": m.bytes,
+        }
+        for m in report.models
+    ]
+    statuses = [m["status"] for m in models]
+    return {
+        "registry": registry_json(report.workspace.registry.source),
+        "models": models,
+        "summary": {
+            "total": len(models),
+            "current": statuses.count("current"),
+            "behind": statuses.count("behind"),
+            "not_downloaded": statuses.count("not downloaded"),
+            "unrecorded": statuses.count("unrecorded"),
+            "bytes": sum(m["bytes"] for m in models),
+        },
     }

@@ -15,12 +15,15 @@ from modelctl.output.console import err, escape, mb_per_s, out, registry_note, v
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from modelctl.add import AddResult
     from modelctl.clean import CleanPlan, CleanResult
     from modelctl.doctor import DoctorReport
     from modelctl.download import DownloadPlan, DownloadReport
     from modelctl.ensure import EnsureReport
     from modelctl.lockfile import LockFile
+    from modelctl.outdated import OutdatedReport
     from modelctl.project import InitResult
+    from modelctl.usage import DiskUse
     from modelctl.verify import ModelVerdict, VerifyReport
     from modelctl.workspace import ListReport, ModelState
 
@@ -225,6 +228,35 @@ def render_download(report: DownloadReport) -> None:
         )
     else:  # nothing was fetched, so nothing was verified by a download's hash: say what was done
         console.print(f"Nothing to fetch; {_kept_sentence(summary)}.")
+    warn(_shadowed_downloads(report))
+
+
+def _shadowed_downloads(report: DownloadReport) -> list[str]:
+    """A copy downloaded (say `--to project`) that another root's copy hides: `path` and the API
+    would go on using the other one, so say so, and what to do."""
+    from modelctl.storage import ROOT_NAMES
+    from modelctl.usage import shadowing_copy
+
+    notes = []
+    workspace = report.plan.workspace
+    for m in report.models:
+        if m.root.name not in ROOT_NAMES:  # --to PATH: outside the roots, never the copy in use
+            continue
+        other = shadowing_copy(workspace, m.spec, m.folder)
+        if other is None:
+            continue
+        use_this = (
+            f"the {other.root.name} root is read-only"
+            if other.root.is_read_only
+            else f"to use this copy, remove that one with `modelctl clean {m.spec.id} --root {other.root.name}`"
+            + (" (other projects may use it)" if other.root.name == "user" else "")
+        )
+        notes.append(
+            f"{m.spec.id}: the copy in {m.folder} ({m.root.name} root) is shadowed by {other.path} "
+            f"({other.root.name} root): `modelctl path {m.spec.id}` and the API use that one. {use_this[0].upper()}"
+            f"{use_this[1:]}; to drop this copy, `modelctl clean {m.spec.id} --shadowed --root {m.root.name}`."
+        )
+    return notes
 
 
 def _kept_sentence(summary: dict[str, Any]) -> str:
@@ -323,7 +355,7 @@ def render_clean(plan: CleanPlan, result: CleanResult | None) -> None:
             else (f"[red]failed: {escape(item['error'])}[/]" if item["error"] is not None else "")
         )
         table.add_row(
-            escape(item["model"]),
+            escape(item["model"] or "-"),
             item["root"],
             escape(item["path"]),
             human_bytes(item["bytes"]),
@@ -389,3 +421,134 @@ def render_doctor(report: DoctorReport) -> None:
     console.print(
         "Nothing needs attention." if not report.needs_attention else "Some things need attention (above)."
     )
+
+
+# --------------------------------------------------------------------------- du
+
+
+def render_disk_use(report: DiskUse) -> None:
+    """Per root, each folder: whose it is, its bytes, and the `clean` that removes it; then totals."""
+    from rich.filesize import decimal as human_bytes
+    from rich.table import Table
+
+    registry_note(report.workspace.registry.source)
+    warn(report.warnings)
+    data = contract.disk_use_json(report)
+    console = out()
+    for root in data["roots"]:
+        folders = [f for f in data["folders"] if f["root"] == root["name"]]
+        where = f"{root['name']} root {root['path']}"
+        if not root["exists"] or root["problem"]:
+            console.print(escape(f"{where}: {root['problem'] or 'not created yet'}"))
+            continue
+        read_only = " (read-only: never cleaned)" if not root["writable"] and root["name"] == "shared" else ""
+        console.print(
+            f"[bold]{escape(where)}[/]{read_only}: {len(folders)} folder{'' if len(folders) == 1 else 's'}, "
+            f"{human_bytes(root['disk_bytes'])}"
+        )
+        if not folders:
+            continue
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("folder", "holds", "size", "partial", "quarantine", "clean with"):
+            numeric = column in ("size", "partial", "quarantine")
+            table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+        for f in folders:
+            table.add_row(
+                escape(Path(f["path"]).name),
+                escape(_holds(f)),
+                human_bytes(f["disk_bytes"]),
+                human_bytes(f["partial_bytes"]) if f["partial_bytes"] else "-",
+                human_bytes(f["quarantine_bytes"]) if f["quarantine_bytes"] else "-",
+                escape("\n".join(f["clean"]) or "-"),
+            )
+        console.print(table)
+    s = data["summary"]
+    parts = [
+        f"{human_bytes(s[key])} {what}"
+        for key, what in (
+            ("shadowed_bytes", "in shadowed copies"),
+            ("unnamed_bytes", "in folders no registry model names"),
+            ("partial_bytes", "in partial downloads"),
+            ("quarantine_bytes", "in quarantine"),
+        )
+        if s[key]
+    ]
+    console.print(
+        f"Total: {human_bytes(s['disk_bytes'])} in {s['folder_count']} folder{'' if s['folder_count'] == 1 else 's'}"
+        + (f"; {', '.join(parts)}." if parts else ".")
+    )
+
+
+def _holds(folder: dict[str, Any]) -> str:
+    if folder["kind"] == "unnamed":
+        held = f"{folder['repo_id']}@{folder['revision']}" if folder["repo_id"] else "no record"
+        return f"no registry model names it ({held})"
+    models = ", ".join(folder["models"])
+    if folder["kind"] == "shadowed":
+        return f"{models}, shadowed by {folder['shadowed_by']}"
+    return f"{models} (in use)"
+
+
+# --------------------------------------------------------------------------- add, outdated
+
+
+def render_add(result: AddResult, *, is_downloading: bool) -> None:
+    from rich.filesize import decimal as human_bytes
+
+    data = contract.add_json(result, None)
+    model = data["model"]
+    count = len(data["files"])
+    out().print(
+        visible(
+            f"Added {model['id']} to {data['registry']['path']} (line {model['line']}): "
+            f"{model['repo_id']}@{model['revision']} is {data['commit'][:12]}, "
+            f"{count} file{'' if count == 1 else 's'}, {human_bytes(data['bytes'])}."
+        ),
+        markup=False,
+    )
+    if not is_downloading:
+        err().print(f"[bold]Next:[/] modelctl download {escape(model['id'])}")
+
+
+def render_outdated(report: OutdatedReport) -> None:
+    from rich.filesize import decimal as human_bytes
+    from rich.table import Table
+
+    data = contract.outdated_json(report)
+    registry_note(report.workspace.registry.source)
+    console = out()
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("model", "status", "commit", "head", "from", "files", "to fetch"):
+        table.add_column(column, justify="right" if column in ("files", "to fetch") else "left")
+    style = {"current": "green", "behind": "yellow"}
+    for m in data["models"]:
+        status = m["status"]
+        table.add_row(
+            escape(m["id"]),
+            f"[{style[status]}]{status}[/]" if status in style else status,
+            (m["commit"] or "-")[:12],
+            (m["head"] or "-")[:12],
+            m["source"] or "-",
+            str(len(m["files"])) if status == "behind" else "-",
+            human_bytes(m["bytes"]) if status == "behind" else "-",
+        )
+    console.print(table)
+    for m in data["models"]:
+        for f in m["files"]:
+            size = "" if f["change"] == "removed" else f" ({human_bytes(f['size'])})"
+            console.print(visible(f"  {m['id']}: {f['change']} {f['path']}{size}"), markup=False)
+    s = data["summary"]
+    console.print(
+        f"{s['behind']} of {s['total']} model{'' if s['total'] == 1 else 's'} behind"
+        + (f", {human_bytes(s['bytes'])} to fetch." if s["behind"] else ".")
+    )
+    behind = [m for m in data["models"] if m["status"] == "behind"]
+    locked = " ".join(m["id"] for m in behind if m["source"] == "lock")
+    on_disk = " ".join(m["id"] for m in behind if m["source"] == "disk")
+    if locked:
+        err().print(
+            f"[bold]Hint:[/] run `modelctl lock {escape(locked)}`, review models.lock, "
+            f"then `modelctl download {escape(locked)}`."
+        )
+    if on_disk:
+        err().print(f"[bold]Hint:[/] run `modelctl download {escape(on_disk)}` to fetch the changed files.")

@@ -1,0 +1,109 @@
+"""add and outdated: grow the registry from the Hub, and ask the Hub whether its models moved on."""
+
+from typing import Annotated
+
+import typer
+
+from modelctl import output
+from modelctl.cli.options import (
+    ConfigOpt,
+    EndpointOpt,
+    JsonOpt,
+    ModelsArg,
+    SizeOpt,
+    TokenOpt,
+    output_format,
+    workspace,
+)
+
+
+def add_command(
+    ctx: typer.Context,
+    repo_id: Annotated[
+        str,
+        typer.Argument(help="The Hub repo, namespace/name (e.g. apple/FastVLM-0.5B).", show_default=False),
+    ],
+    model_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id",
+            help="Model id. Default: the repo's name, lower-case (FastVLM-0.5B → fastvlm-0.5b).",
+            show_default=False,
+        ),
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option("--size", "-s", help="Size variant, e.g. 0.5b.", show_default=False)
+    ] = None,
+    files: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--files",
+            help="Only files matching this glob (repeatable); each must match a file.",
+            show_default=False,
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option(help="Branch, tag or commit. Default: main.", show_default=False)
+    ] = None,
+    download: Annotated[bool, typer.Option("--download", help="Download the model once added.")] = False,
+    endpoint: EndpointOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Check a Hub repo and add it to models.yaml, keeping the file's comments and order."""
+    from modelctl.add import add_model
+    from modelctl.settings import download_options
+
+    fmt = output_format(as_json=as_json, quiet=as_json)  # --json: no progress lines either
+    options = download_options(endpoints=tuple(endpoint or ()), token=token)
+    ws = workspace(ctx, config)
+    with output.download_events(fmt) as events:
+        added = add_model(
+            ws,
+            repo_id,
+            options,
+            events,
+            model_id=model_id,
+            size=size,
+            files=tuple(files or ()),
+            revision=revision,
+        )
+        if not download:
+            output.render_add(added, None, fmt)
+            return
+        from modelctl.download import plan_downloads, run_downloads
+
+        if fmt.is_human:
+            output.render_add(added, None, fmt, is_downloading=True)
+        options = download_options(endpoints=tuple(endpoint or ()), token=token, ids=(added.spec.id,))
+        plan = plan_downloads(workspace(ctx, config), options, events)  # the registry as it is now
+        report = run_downloads(plan, options, events)
+    if fmt.is_human:
+        output.render_download(report, fmt)
+    else:
+        output.render_add(added, report, fmt)
+
+
+def outdated_command(
+    ctx: typer.Context,
+    models: ModelsArg = None,
+    size: SizeOpt = None,
+    endpoint: EndpointOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Show which models' locked or downloaded commit is behind their revision on the Hub (exit 1)."""
+    from modelctl.outdated import check_outdated
+    from modelctl.settings import download_options
+
+    fmt = output_format(as_json=as_json, quiet=as_json)
+    options = download_options(endpoints=tuple(endpoint or ()), token=token)
+    ws = workspace(ctx, config)
+    specs = ws.registry.select(models or (), size)
+    with output.download_events(fmt) as events:
+        report = check_outdated(ws, specs, options, events)
+    output.render_outdated(report, fmt)
+    if report.is_behind:
+        raise typer.Exit(1)
