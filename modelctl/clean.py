@@ -17,7 +17,7 @@ from pathlib import Path
 from modelctl.errors import DownloadError, UsageError
 from modelctl.record import META_DIR
 from modelctl.registry import ModelSpec
-from modelctl.storage import OWNER_NAME, PARTIALS_DIR, Location, folder_lock, locate
+from modelctl.storage import OWNER_NAME, PARTIALS_DIR, Location, folder_lock, folder_names, locate
 from modelctl.workspace import Workspace
 
 QUARANTINE = "quarantine"
@@ -132,10 +132,13 @@ def _whole_reason(workspace: Workspace, spec: ModelSpec, loc: Location, what: st
         if extras:
             shown = ", ".join(extras[:5]) + (", …" if len(extras) > 5 else "")
             reason += f", with {len(extras)} file(s) that are not the model's: {shown}"
+    # Only a model whose folder name could be this one is located (a scan of its folders each).
     sharing = [
         other.id
         for other in workspace.registry.models
-        if other.id != spec.id and any(o.path == loc.path for o in locate(other, workspace.roots) if o.exists)
+        if other.id != spec.id
+        and loc.path.name in folder_names(other, loc.root)
+        and any(o.path == loc.path for o in locate(other, workspace.roots) if o.exists)
     ]
     if sharing:
         reason += f"; also the folder of {', '.join(sharing)}"

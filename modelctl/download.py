@@ -719,9 +719,10 @@ def _sweep_sidecars(folder: Path) -> None:
 def _record_results(folder: Path, record: Record, results: Mapping[str, FileResult]) -> None:
     """Mark the files fetched and verified this run; every other file stays as the plan has it."""
     checks = {}
+    listed = record.by_path()
     for rel, result in results.items():
         digests = {"sha256": result.sha256} if result.sha256 else {}  # the engine always hashes
-        entry = record.by_path().get(rel)
+        entry = listed.get(rel)
         if entry is not None and not entry.is_lfs:
             digests["git-sha1"] = entry.blob_id  # the transfer checked it before publishing
         checks[rel] = checked_now((folder / rel).stat(), digests)
