@@ -1,6 +1,7 @@
-"""`modelctl download`: decide per file (keep, download, resume), check disk space, then fetch.
+"""`modelctl download`: decide per file (keep, reuse, download, resume), check disk space, then fetch.
 
-The decision is a pure function of what the Hub lists and what is on disk (`decide`); the plan
+The decision is a pure function of what the Hub lists and what is on disk (`decide`): in the
+folder, and elsewhere on the machine (the Hugging Face cache, other roots: see reuse.py); the plan
 is printed by --dry-run. Running a plan takes each model folder's lock, re-surveys the folder
 (another modelctl may have finished files meanwhile), fetches in parallel and writes the manifest.
 """
@@ -10,14 +11,14 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from modelctl import reuse
+from modelctl.engine import Engine
 from modelctl.errors import (
     BadChecksumError,
     DownloadError,
@@ -49,7 +50,7 @@ from modelctl.record import (
 )
 from modelctl.registry import ModelSpec
 from modelctl.retry import RetryPolicy, retry_call
-from modelctl.settings import DownloadOptions
+from modelctl.settings import DEFAULT_CONNECTIONS, DownloadOptions
 from modelctl.space import check_space
 from modelctl.storage import (
     PARTIAL_SUFFIX,
@@ -60,6 +61,7 @@ from modelctl.storage import (
     folder_lock,
     folder_names,
     partial_path,
+    ranges_path,
     sidecar_path,
 )
 from modelctl.transfer import (
@@ -67,13 +69,13 @@ from modelctl.transfer import (
     FileResult,
     TransferEvents,
     content_length,
-    fetch_file,
     plain_headers,
     resumable_bytes,
 )
 from modelctl.workspace import Workspace, model_state
 
 KEEP, DOWNLOAD, RESUME = "keep", "download", "resume"
+REUSE = reuse.REUSE  # linked or copied from a file already on the machine, then verified
 
 
 class DownloadEvents(TransferEvents, Protocol):
@@ -82,6 +84,7 @@ class DownloadEvents(TransferEvents, Protocol):
     def model_start(self, plan: ModelPlan) -> None: ...
     def lock_wait(self, folder: Path, pid: int | None) -> None: ...
     def metadata_retry(self, repo_id: str, attempt: int, delay: float, reason: str) -> None: ...
+    def file_reused(self, folder: Path, result: FileResult) -> None: ...
 
 
 class NullEvents:
@@ -94,6 +97,9 @@ class NullEvents:
         pass
 
     def metadata_retry(self, repo_id: str, attempt: int, delay: float, reason: str) -> None:
+        pass
+
+    def file_reused(self, folder: Path, result: FileResult) -> None:
         pass
 
     def file_start(self, job: FileJob, offset: int) -> None:
@@ -124,29 +130,48 @@ class LocalState:
     partial_size: int | None  # bytes of a resumable partial, None if none
     sha256: str | None = None  # content sha256, when known (the record or hashed now)
     checked: Checked | None = None  # the check that vouches for the file (record or hashed now)
+    reuse_from: reuse.Candidate | None = None  # the same bytes elsewhere on the machine (not yet verified)
 
 
 @dataclass(frozen=True)
 class FileDecision:
-    """What `decide` chose for one file of the plan: keep it, resume it or download it, and why."""
+    """What `decide` chose for one file of the plan: keep, reuse, resume or download it, and why."""
 
     remote: RepoFile
-    action: str  # keep | download | resume
+    action: str  # keep | reuse | download | resume
     offset: int  # bytes already on disk (resume)
     reason: str
     local: LocalState | None = None
 
     @property
     def needed(self) -> int:
-        return 0 if self.action == KEEP else self.remote.size - self.offset
+        """Bytes to fetch."""
+        return 0 if self.action in (KEEP, REUSE) else self.remote.size - self.offset
+
+    @property
+    def disk_needed(self) -> int:
+        """Bytes to write on the folder's disk: what is fetched, and what is copied (a link takes none)."""
+        if self.action == REUSE:
+            source = self.local.reuse_from if self.local is not None else None
+            return 0 if source is not None and source.is_link else self.remote.size
+        return self.needed
+
+    @property
+    def source(self) -> str | None:
+        """reuse: the file whose bytes are taken."""
+        if self.action != REUSE or self.local is None or self.local.reuse_from is None:
+            return None
+        return str(self.local.reuse_from.path)
 
 
 def decide(remote: RepoFile, local: LocalState, *, force: bool) -> FileDecision:
-    """Keep, resume or download one file (pure: no I/O)."""
+    """Keep, reuse, resume or download one file, in that order of preference (pure: no I/O)."""
     if force:
         return FileDecision(remote, DOWNLOAD, 0, "--force", local)
     if local.size is not None and local.is_verified:
         return FileDecision(remote, KEEP, 0, "present and matching", local)
+    if local.reuse_from is not None:
+        return FileDecision(remote, REUSE, 0, local.reuse_from.describe(), local)
     if local.partial_size is not None and 0 < local.partial_size <= remote.size:
         return FileDecision(remote, RESUME, local.partial_size, "partial download", local)
     if local.size is None:
@@ -167,6 +192,10 @@ class ModelPlan:
     @property
     def needed(self) -> int:
         return sum(f.needed for f in self.files)
+
+    @property
+    def disk_needed(self) -> int:
+        return sum(f.disk_needed for f in self.files)
 
 
 # Hashes computed this run, by (path, size, mtime_ns, inode): the survey under the lock repeats
@@ -225,7 +254,7 @@ def plan_downloads(
     if failed and not plans and not keep_going:
         raise failure_error(failed, (), "downloaded")
     plan = DownloadPlan(workspace, tuple(plans), access, tuple(failed), hashes)
-    check_space((m.root.name, m.folder, m.needed) for m in plan.models)
+    check_space((m.root.name, m.folder, m.disk_needed) for m in plan.models)
     return plan
 
 
@@ -249,7 +278,8 @@ def _plan_model(
         remote = wanted_files(spec, locked.snapshot(), options)
     else:
         remote = wanted_files(spec, snapshot, options)
-    files = _survey(folder, remote, workspace.registry.verify, options.force, hashes)
+    sources = None if options.force else reuse_sources(workspace, spec, folder)
+    files = _survey(folder, remote, workspace.registry.verify, options.force, hashes, sources)
     for f in files:
         log.debug("%s: %s %s (%s)", spec.id, f.action, f.remote.path, f.reason)
     log.info(
@@ -456,16 +486,56 @@ def wanted_files(spec: ModelSpec, snapshot: Snapshot, options: DownloadOptions) 
 
 
 def _survey(
-    folder: Path, remote: Sequence[RepoFile], level: str, force: bool, hashes: HashMemo
+    folder: Path,
+    remote: Sequence[RepoFile],
+    level: str,
+    force: bool,
+    hashes: HashMemo,
+    sources: reuse.Sources | None = None,
 ) -> tuple[FileDecision, ...]:
-    """Look at the folder (stat, record, sidecars; hash files the record cannot vouch for)."""
+    """Look at the folder (stat, record, sidecars; hash files the record cannot vouch for), and
+    for a file it lacks, at `sources` (the HF cache, other roots: stats and records, no hashing)."""
     record = read_record(folder)
     known = record.by_path() if record is not None else {}
     out = []
     for item in remote:
         local = _local_state(folder, item, known.get(item.path), level, hashes)
+        if sources is not None and not (local.size is not None and local.is_verified):
+            local = replace(local, reuse_from=sources.candidate(item))
         out.append(decide(item, local, force=force))
     return tuple(out)
+
+
+def reuse_sources(workspace: Workspace, spec: ModelSpec, folder: Path) -> reuse.Sources:
+    """Where the model's bytes may already be: the other roots' folders and the HF cache."""
+    from modelctl.storage import hf_cache_path
+
+    roots = [(s.root.name, s.root.path) for s in workspace.roots if s.is_usable]
+    same_model = [
+        (s.root.name, s.root.path / name)
+        for s in workspace.roots
+        if s.is_usable
+        for name in folder_names(spec, s.root)
+    ]
+    return reuse.find_sources(roots, spec.repo_id, folder, same_model, hf_cache_path())
+
+
+def _reuse(
+    model: ModelPlan, plan: DownloadPlan, options: DownloadOptions, events: DownloadEvents
+) -> dict[str, FileResult]:
+    """Under the lock: link or copy in, verified, the files the machine already holds; {path: result}.
+
+    Looked for again (a plan may be minutes old); a file whose source fails is left to the fetch.
+    """
+    wanted = [f.remote for f in model.files if f.action != KEEP]
+    if options.force or not wanted:
+        return {}
+    sources = reuse_sources(plan.workspace, model.spec, model.folder)
+    found = [(r, c) for r in wanted if (c := sources.candidate(r)) is not None]
+    results = reuse.reuse_files(model.folder, found) if found else {}
+    for result in results.values():
+        events.file_reused(model.folder, result)
+    return results
 
 
 def _local_state(
@@ -612,27 +682,25 @@ def _run_model(
         access = (
             plan.access.starting_with(model.snapshot.endpoint) if model.snapshot.endpoint else plan.access
         )
-        jobs = [_job(model, f, access) for f in files if f.action != KEEP]
-        results: dict[str, FileResult] = {}
+        reused = _reuse(model, plan, options, events)  # bytes already on the machine: not fetched
+        jobs = [_job(model, f, access) for f in files if f.action != KEEP and f.remote.path not in reused]
+        results: dict[str, FileResult] = dict(reused)
         failures: list[ModelctlError] = []
-        stop = threading.Event()
-        with ThreadPoolExecutor(max_workers=max(1, options.max_workers)) as pool:
-            futures = {pool.submit(fetch_file, job, options.policy, events, stop=stop): job for job in jobs}
-            try:
-                for future in futures:
-                    future.exception()  # wait; the KeyboardInterrupt of Ctrl-C arrives here
-            except KeyboardInterrupt:
-                stop.set()  # workers stop at their next chunk, keeping their partial files
-                pool.shutdown(wait=False, cancel_futures=True)
-                _record_results(folder, record, _finished(futures))
-                raise
-            for future, job in futures.items():
-                try:
-                    results[job.rel_path] = future.result()
-                except ModelctlError as err:
-                    failures.append(err)
-                except OSError as err:
-                    failures.append(disk_error(err, f"{job.rel_path}: writing {job.dest}"))
+        engine = Engine(
+            jobs,
+            options.policy,
+            events,
+            connections=options.connections or plan.workspace.registry.connections or DEFAULT_CONNECTIONS,
+            max_files=options.max_workers,
+            split_size=options.split_size,
+        )
+        try:
+            engine.run()
+        except KeyboardInterrupt:  # workers stop at their next chunk, keeping their partial files
+            _record_results(folder, record, {**results, **engine.results})
+            raise
+        results.update(engine.results)
+        failures.extend(engine.errors.values())
         try:
             _record_results(folder, record, results)
         except OSError as err:
@@ -656,8 +724,8 @@ def _job(model: ModelPlan, plan: FileDecision, access: HubAccess) -> FileJob:
     if not dest.parent.resolve().is_relative_to(model.folder.resolve()):
         raise DownloadError(f"{remote.path}: its folder leads outside {model.folder} through a symlink.")
     if plan.action == DOWNLOAD:  # --force, or a partial that is not this file's: no stale resume
-        partial_path(model.folder, remote.path).unlink(missing_ok=True)
-        sidecar_path(model.folder, remote.path).unlink(missing_ok=True)
+        for stale in (partial_path, sidecar_path, ranges_path):
+            stale(model.folder, remote.path).unlink(missing_ok=True)
     if model.spec.urls:  # plain URLs, not a Hub endpoint: the token is never sent there
         urls = tuple(u.url for u in model.spec.urls if u.path == remote.path)
         headers: Callable[[str], dict[str, str]] = plain_headers
@@ -675,14 +743,6 @@ def _job(model: ModelPlan, plan: FileDecision, access: HubAccess) -> FileJob:
         commit=model.snapshot.commit,
         headers=headers,
     )
-
-
-def _finished(futures: Mapping[Future[FileResult], FileJob]) -> dict[str, FileResult]:
-    done = {}
-    for future, job in futures.items():
-        if future.done() and not future.cancelled() and future.exception() is None:
-            done[job.rel_path] = future.result()
-    return done
 
 
 def _write_plan(model: ModelPlan) -> Record:

@@ -124,7 +124,8 @@ def _ensure_held(
     repaired: dict[str, tuple[str, ...]] = {}
     for verdict in broken:
         if verdict.location is None or verdict.location.root.is_read_only:
-            # Absent, or in a read-only store: a complete copy goes to the first writable root.
+            # Absent, or in a read-only store: a complete copy goes to the first writable root,
+            # the store's good files linked or copied from it (reuse.py), only the rest fetched.
             repaired[verdict.spec.id] = ("*",)
             continue
         moved[verdict.spec.id] = _quarantine(verdict, stamp)

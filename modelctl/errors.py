@@ -83,6 +83,23 @@ class DownloadError(ModelctlError):
         self.is_retryable = is_retryable
 
 
+class CertificateError(DownloadError):
+    """A server's TLS certificate failed verification: not trusted, expired, or for another name.
+
+    Never retried (the next attempt meets the same certificate); tls.py builds it.
+    """
+
+    default_hint = (
+        "Point REQUESTS_CA_BUNDLE (or CURL_CA_BUNDLE, SSL_CERT_FILE, SSL_CERT_DIR) at the CA that signs "
+        "the server's certificate."
+    )
+
+    def __init__(self, message: str, hint: str | None = None, *, host: str = "", reason: str = "") -> None:
+        super().__init__(message, hint)
+        self.host = host
+        self.reason = reason  # not_trusted | expired | not_yet_valid | wrong_name
+
+
 class NotEnoughSpaceError(ModelctlError):
     """The download plan needs more disk space than the target root has."""
 

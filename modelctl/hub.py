@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -32,6 +34,15 @@ MAX_TREE_PAGES = 1000  # the Hub pages 1000 entries: a million files; more is a 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@contextmanager
+def _quiet_import() -> Iterator[None]:
+    """Import huggingface_hub without its FutureWarning that HF_HUB_ENABLE_HF_TRANSFER is deprecated:
+    modelctl accepts that variable (its own engine splits files; `doctor` says so)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*HF_HUB_ENABLE_HF_TRANSFER", category=FutureWarning)
+        yield
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -67,7 +78,8 @@ class HubAccess:
 
     def file_urls(self, repo_id: str, commit: str, path: str) -> tuple[str, ...]:
         """The resolve URL of one file at each endpoint, in order."""
-        from huggingface_hub import hf_hub_url
+        with _quiet_import():
+            from huggingface_hub import hf_hub_url
 
         return tuple(hf_hub_url(repo_id, path, revision=commit, endpoint=e) for e in self.endpoints)
 
@@ -118,7 +130,8 @@ def hub_access(
 
 
 def _stored_token() -> str | None:
-    from huggingface_hub import get_token
+    with _quiet_import():
+        from huggingface_hub import get_token
 
     try:
         return get_token()
@@ -218,18 +231,82 @@ def _list_tree(access: HubAccess, endpoint: str, repo_id: str, commit: str) -> l
 
 def _get(access: HubAccess, url: str) -> Any:
     """GET one metadata URL: no retries, our timeout, the token per hop (redirects are ours too)."""
-    from huggingface_hub import get_session, hf_raise_for_status
+    with _quiet_import():
+        from huggingface_hub import hf_raise_for_status
 
-    session = get_session()
+    session = _session()
     for _ in range(MAX_REDIRECTS + 1):
         headers = access.headers_for(url)  # the one place that decides where the token goes
         del headers["accept-encoding"]  # JSON may come compressed; file bytes may not
-        response = session.get(url, headers=headers, timeout=access.timeout, follow_redirects=False)
+        try:
+            response = session.get(url, headers=headers, timeout=access.timeout, follow_redirects=False)
+        except Exception as err:  # the HTTP client's own classes: recognised by what they wrap
+            ours = _connection_error(err, url)
+            if ours is None:
+                raise
+            raise ours from err
         if not response.has_redirect_location:
             hf_raise_for_status(response)
             return response
         url = urljoin(str(response.url), response.headers["location"])
     raise DownloadError(f"More than {MAX_REDIRECTS} redirects for {_redact(url)}.")
+
+
+_CLIENT_LOCK = threading.Lock()
+_client: tuple[tuple[Any, ...], Any] | None = None  # (the environment it was made for, the client)
+
+
+def _session() -> Any:
+    """huggingface_hub's HTTP session, or, when a CA variable is set, one like it trusting those CAs.
+
+    huggingface_hub's client (httpx2) reads only SSL_CERT_FILE / SSL_CERT_DIR, and the file first;
+    tls.py's order (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, then those) must hold for metadata as for
+    file bytes. The client is built as get_session()'s is (its class, event hooks: offline mode,
+    request ids) with `verify=tls.ssl_context()`, and kept while the trust and proxy variables are
+    unchanged (a client reads the proxy variables when made). huggingface_hub's own global session,
+    which an embedding program may have configured with set_client_factory, is left alone.
+    """
+    with _quiet_import():
+        from huggingface_hub import get_session
+
+    from modelctl import tls
+
+    global _client
+    base = get_session()
+    if not tls.is_configured():
+        return base
+    key = (tls.trust_settings(), *(os.environ.get(v) for v in _PROXY_VARIABLES))
+    with _CLIENT_LOCK:
+        if _client is None or _client[0] != key:
+            client = type(base)(
+                verify=tls.ssl_context(),
+                event_hooks=base.event_hooks,
+                follow_redirects=base.follow_redirects,
+                timeout=None,
+            )
+            if _client is not None:  # the environment changed (tests do this): the old one is done
+                _client[1].close()
+            _client = (key, client)
+        return _client[1]
+
+
+_PROXY_VARIABLES = tuple(
+    v for name in ("https_proxy", "http_proxy", "all_proxy", "no_proxy") for v in (name, name.upper())
+)
+
+
+def _connection_error(err: Exception, url: str) -> ModelctlError | None:
+    """A certificate failure or a proxy asking for credentials, as ours; None for any other error."""
+    from modelctl import tls
+
+    if tls.find_certificate_error(err) is not None:
+        return tls.certificate_error(err, url)
+    if type(err).__name__ == "ProxyError" and str(err).startswith("407"):  # httpx's CONNECT refused
+        value = next((os.environ[v] for v in _PROXY_VARIABLES[:2] if os.environ.get(v)), "")
+        proxy = urlsplit(value if "://" in value else f"http://{value}")
+        shown = f"{proxy.hostname}:{proxy.port}" if proxy.port else (proxy.hostname or "of HTTPS_PROXY")
+        return tls.proxy_auth_error(shown, _site(url), has_credentials=proxy.username is not None)
+    return None
 
 
 def _json(response: Any) -> Any:
@@ -293,7 +370,8 @@ def translate_errors(
     is_token_withheld: bool = False,
 ) -> Iterator[None]:
     """Turn huggingface_hub and HTTP-client errors into ModelctlErrors with a next step."""
-    from huggingface_hub import errors as hf
+    with _quiet_import():
+        from huggingface_hub import errors as hf
 
     token_hint = "" if has_token else f", or run `{command} --token hf_...` if it is private"
     if is_token_withheld:  # a registry mirror without `token: true`

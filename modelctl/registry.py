@@ -36,7 +36,8 @@ _SIZE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _FOLDER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._ +-]*$")
 
-_TOP_KEYS = ("storage", "verify", "models", "endpoints", "cache_dir")
+_TOP_KEYS = ("storage", "verify", "models", "endpoints", "cache_dir", "download")
+_DOWNLOAD_KEYS = ("connections",)
 _ENDPOINT_KEYS = ("url", "token")
 _URL_RE = re.compile(r"^https?://[^/\s]+(/\S*)?$")
 HF_HOST = "huggingface.co"
@@ -131,6 +132,7 @@ class Registry(NamedTuple):
     verify: str
     models: tuple[ModelSpec, ...]
     endpoints: tuple[Endpoint, ...] = ()  # Hub URLs tried in order (a mirror first, then the Hub)
+    connections: int | None = None  # `download: connections:`, the run's connection budget
 
     @property
     def path(self) -> Path:
@@ -390,8 +392,33 @@ def parse_registry(text: str, source: RegistrySource, base_dir: Path) -> Registr
         problems.add("verify", f"must be one of {', '.join(VERIFY_LEVELS)}, got {verify!r}")
     models = _parse_models(problems, data.get("models"))
     endpoints = _parse_endpoints(problems, data.get("endpoints"))
+    connections = _parse_download(problems, data.get("download"))
     problems.raise_if_any()
-    return Registry(source=source, storage=storage, verify=str(verify), models=models, endpoints=endpoints)
+    return Registry(
+        source=source,
+        storage=storage,
+        verify=str(verify),
+        models=models,
+        endpoints=endpoints,
+        connections=connections,
+    )
+
+
+def _parse_download(problems: _Problems, raw: Any) -> int | None:
+    """`download: {connections: N}`: how many connections a download run opens at once (1 to 64)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.add("download", f"expected a mapping such as {{connections: 8}}, got {_kind(raw)}")
+        return None
+    _check_keys(problems, "download", raw, _DOWNLOAD_KEYS)
+    value = raw.get("connections")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+        problems.add("download.connections", f"expected a whole number from 1 to 64, got {value!r}")
+        return None
+    return value
 
 
 def _parse_endpoints(problems: _Problems, raw: Any) -> tuple[Endpoint, ...]:

@@ -34,6 +34,9 @@ WRITABLE_ROOTS = tuple(name for name in ROOT_NAMES if name not in READ_ONLY_ROOT
 PARTIALS_DIR = "partials"
 PARTIAL_SUFFIX = ".partial"
 SIDECAR_SUFFIX = ".json"
+# Which byte ranges of the partial are written: (start, end) pairs of little-endian uint64, one
+# appended after each chunk's write, so a rerun after kill -9 knows what it holds (engine.py).
+RANGES_SUFFIX = ".ranges"
 
 
 class Root(NamedTuple):
@@ -110,6 +113,23 @@ def user_root_path(storage: StorageConfig, environ: Mapping[str, str] | None = N
     import platformdirs  # imported here: resolving it is only needed when no path is given
 
     return Path(platformdirs.user_data_dir("modelctl", appauthor=False))
+
+
+def hf_cache_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The Hugging Face cache, resolved as huggingface_hub does, from the environment at call time.
+
+    HF_HUB_CACHE > HUGGINGFACE_HUB_CACHE (its old name) > HF_HOME/hub > $XDG_CACHE_HOME/huggingface/hub
+    > ~/.cache/huggingface/hub. Read here rather than from huggingface_hub.constants, which reads
+    the environment once at import (and importing it costs ~200 ms).
+    """
+    env = os.environ if environ is None else environ
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if env.get(name):
+            return Path(env[name]).expanduser()
+    if env.get("HF_HOME"):
+        return Path(env["HF_HOME"]).expanduser() / "hub"
+    cache = Path(env["XDG_CACHE_HOME"]).expanduser() if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return cache / "huggingface" / "hub"
 
 
 def resolve_roots(storage: StorageConfig, environ: Mapping[str, str] | None = None) -> tuple[Root, ...]:
@@ -320,6 +340,47 @@ def partial_downloads(folder: Path) -> list[tuple[str, Path]]:
             rel = f"{META_DIR}/{PARTIALS_DIR}/{name}"
         out.append((rel, partial))
     return out
+
+
+def ranges_path(folder: Path, rel: str) -> Path:
+    """The log of the byte ranges written into rel's partial file (see RANGES_SUFFIX)."""
+    return folder / META_DIR / PARTIALS_DIR / (_partial_key(rel) + RANGES_SUFFIX)
+
+
+def read_ranges(path: Path, size: int) -> list[tuple[int, int]]:
+    """The written ranges of a partial's log, merged and sorted, within [0, size).
+
+    A torn last record (kill -9 mid-append) and records that do not fit the file are ignored.
+    """
+    import struct
+
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return []
+    pairs = sorted(
+        (start, end)
+        for start, end in struct.iter_unpack("<QQ", raw[: len(raw) - len(raw) % 16])
+        if start < end <= size
+    )
+    merged: list[tuple[int, int]] = []
+    for start, end in pairs:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def held_bytes(partial: Path) -> int:
+    """Bytes a partial download holds: what its range log lists, else (one stream) its size."""
+    log = partial.with_suffix(RANGES_SUFFIX)
+    if log.exists():
+        return sum(end - start for start, end in read_ranges(log, 1 << 62))
+    try:
+        return partial.stat().st_size
+    except OSError:
+        return 0
 
 
 # --------------------------------------------------------------------------- lock

@@ -3,9 +3,9 @@
 Which files a model must have, and what each must hash to, comes from models.lock or from the
 folder's record (record.py: every file of the commit, written before the first byte), plus the
 registry's checksum pins. A folder with no record is *unverified*: nothing says it is complete.
-Hashing is parallel (threads: hashlib and file reads release the GIL) and its results go back
-into the record by (inode, size, mtime_ns), so an unchanged file is never hashed twice and a file
-found bad stays bad for ensure, clean and download until its bytes change.
+Hashing uses every core to the end (hashing.hash_files: pieces of files handed between threads)
+and its results go back into the record by (inode, size, mtime_ns), so an unchanged file is never
+hashed twice and a file found bad stays bad for ensure, clean and download until its bytes change.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ import os
 import stat
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelctl.formats import check_file
-from modelctl.hashing import Hasher
+from modelctl.hashing import Hasher, HashTask, hash_files
 from modelctl.lockfile import LockedModel, locked_for, read_lock
 from modelctl.record import META_DIR, RECORD_NAME, Checked, Record, checked_now, is_glob, read_record
 from modelctl.registry import VERIFY_LEVELS, ModelSpec
@@ -138,16 +137,16 @@ class _HashJob:
     format_problem: str | None = None  # judged once the hash is known
 
 
-def _hash_into(job: _HashJob) -> int:
-    """Hash job.path once for all wanted algorithms; return the bytes read."""
-    hasher = Hasher(job.algos, job.st.st_size)
-    try:
-        hasher.read(job.path)
-    except OSError as err:
-        job.error = err.strerror or str(err)
-        return hasher.length
-    job.digests.update(hasher.hexdigests())
-    return hasher.length
+def _hash_all(jobs: Sequence[_HashJob], workers: int | None = None) -> int:
+    """Hash each job's file once for all its algorithms, on every core; return the bytes read."""
+    tasks = [HashTask(job.path, Hasher(job.algos, job.st.st_size), job.st.st_size) for job in jobs]
+    hashed = hash_files(tasks, workers)
+    for job, task in zip(jobs, tasks, strict=True):
+        if task.error is not None:
+            job.error = task.error.strerror or str(task.error)
+        else:
+            job.digests.update(task.hasher.hexdigests())
+    return hashed
 
 
 def _now() -> str:
@@ -176,13 +175,7 @@ def verify_models(
         locked = locked_for(lock, spec)
         state = model_state(spec, workspace.roots, locked)
         checkers.append(_Checker(state, level, use_cache, jobs, locked))
-    hashed = 0
-    todo = [j for j in jobs if not j.from_cache]
-    if todo:
-        with ThreadPoolExecutor(max_workers=workers or min(len(todo), os.cpu_count() or 2)) as pool:
-            # Largest files first, so the pool does not end waiting on one big file.
-            todo.sort(key=lambda j: -j.st.st_size)
-            hashed = sum(pool.map(_hash_into, todo))
+    hashed = _hash_all([j for j in jobs if not j.from_cache], workers)
     verdicts = tuple(c.finish(explicit) for c in checkers)
     for v in verdicts:
         for f in v.findings:
@@ -407,7 +400,7 @@ def save_checks(folder: Path, record: Record, checks: dict[str, Checked]) -> Non
 
 
 def checksum_files(paths: Sequence[Path], algo: str) -> list[tuple[Path, str]]:
-    """Digest of each file (in parallel); MissingModelError names the first that cannot be read."""
+    """Digest of each file (on every core); MissingModelError names the first that cannot be read."""
     from modelctl.errors import MissingModelError
 
     jobs = []
@@ -421,8 +414,7 @@ def checksum_files(paths: Sequence[Path], algo: str) -> list[tuple[Path, str]]:
         if not stat.S_ISREG(st.st_mode):
             raise MissingModelError(f"{path} is not a regular file.", hint="Pass files, not folders.")
         jobs.append(_HashJob(path, {algo}, st))
-    with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 2) or 1) as pool:
-        list(pool.map(_hash_into, jobs))
+    _hash_all(jobs)
     for job in jobs:
         if job.error:
             raise MissingModelError(f"Cannot read {job.path}: {job.error}", hint="Check its permissions.")

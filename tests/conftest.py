@@ -42,9 +42,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "HUGGING_FACE_HUB_TOKEN",
         "HF_ENDPOINT",
         "HF_HUB_OFFLINE",
+        "HF_HOME",
+        "HUGGINGFACE_HUB_CACHE",
+        "MODELCTL_CONNECTIONS",
+        "MODELCTL_SPLIT_SIZE",
+        "HF_HUB_ENABLE_HF_TRANSFER",
     ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MODELCTL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # never the machine's own cache
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("COLUMNS", "200")
     work = tmp_path / "project"

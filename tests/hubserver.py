@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import ssl
 import struct
 import threading
 import time
@@ -91,6 +92,7 @@ class Fault:
     extra: bytes = b""  # bytes after the file's own
     ignore_range: bool = False  # answer 200 with the whole file to a Range request
     range_shift: int = 0  # answer a Range request from this many bytes off the asked start
+    skip: int = 0  # let this many GETs through untouched first
 
 
 @dataclass
@@ -104,12 +106,20 @@ class Request:
     status: int = 0
     body_bytes: int = 0
     at: float = field(default_factory=time.monotonic)
+    client_port: int = 0  # the client's port: one per connection (keep-alive reuses it)
 
 
 class HubServer:
     """Start with `with HubServer() as hub:`; `hub.url` is the endpoint."""
 
-    def __init__(self, *, redirect_lfs: bool = False, chunk: int = 64 * 1024, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        redirect_lfs: bool = False,
+        chunk: int = 64 * 1024,
+        delay: float = 0.0,
+        tls: ssl.SSLContext | None = None,  # serve HTTPS with this server context (tests/tlsfixture.py)
+    ) -> None:
         self.repos: dict[str, Repo] = {}
         self.faults: dict[str, Fault] = {}
         self.requests: list[Request] = []
@@ -128,7 +138,21 @@ class HubServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        if tls is not None:  # the handshake happens on the first read, in the request's own thread
+            self._httpd.socket = tls.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
+            report = self._httpd.handle_error
+
+            def handle_error(request: Any, client_address: Any) -> None:
+                import sys  # a client refusing the certificate is a test's point, not a server error
+
+                if not isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
+                    report(request, client_address)
+
+            self._httpd.handle_error = handle_error  # type: ignore[method-assign]
+        self.scheme = "https" if tls is not None else "http"
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> HubServer:
@@ -151,6 +175,9 @@ class HubServer:
         with self._lock:
             fault = self.faults.get(path)
             if fault is None:
+                return None
+            if fault.skip > 0:
+                fault.skip -= 1
                 return None
             if fault.times is not None:
                 fault.times -= 1
@@ -201,6 +228,7 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 self.headers.get("range"),
                 self.headers.get("if-range"),
                 self.headers.get("authorization"),
+                client_port=self.client_address[1],
             )
             try:
                 self._route(req, head)
@@ -351,7 +379,7 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 headers["X-Linked-Size"] = str(len(repo.files[file_path]))
                 if hub.redirect_lfs:
                     sha = hashlib.sha256(repo.files[file_path]).hexdigest()
-                    location = f"http://localhost:{hub.port}/cdn/{sha}/{quote(file_path)}?sig=secret"
+                    location = f"{hub.scheme}://localhost:{hub.port}/cdn/{sha}/{quote(file_path)}?sig=secret"
                     req.status = 302
                     self.send_response(302)
                     for key, value in {**headers, "Location": location}.items():
@@ -392,14 +420,16 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 and rng.startswith("bytes=")
                 and (if_range is None or if_range == headers.get("ETag"))
             ):
-                first = rng[6:].split("-")[0]
+                first, _, last = rng[6:].partition("-")
                 start = int(first) if first.isdigit() else 0
                 start = max(0, start + (fault.range_shift if fault else 0))
                 if start >= len(data):
                     self._send(req, 416, b"", {"Content-Range": f"bytes */{len(data)}"})
                     return
+                end = min(int(last) + 1, len(data)) if last.isdigit() else len(data)
                 status = 206
-                headers = {**headers, "Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
+                headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{len(data)}"}
+                data = data[:end]
             body = memoryview(data)[start:]
             length = len(body) + (fault.length_delta if fault else 0)
             req.status = status

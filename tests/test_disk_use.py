@@ -208,7 +208,7 @@ def test_download_to_project_warns_when_the_user_copy_shadows_it(
     assert again.exit_code == 0 and "shadowed" not in again.stderr
 
 
-def test_doctor_hint_for_partials_in_a_shadowed_copy_resumes_that_copy(
+def test_doctor_hint_for_partials_in_a_shadowed_copy_completes_that_copy(
     cli: Run, downloaded: Path, project: Path, hub: HubServer
 ) -> None:
     cli.json("download", "tiny", "--to", "project")
@@ -224,11 +224,12 @@ def test_doctor_hint_for_partials_in_a_shadowed_copy_resumes_that_copy(
     sidecar_of(copy, "weights/big.bin").write_text(json.dumps(sidecar))  # as an interrupted run leaves it
     check = next(c for c in cli.json("doctor")["checks"] if c["area"] == "leftovers")
     assert "a shadowed copy" in check["detail"]
-    assert check["hint"].startswith("`modelctl download tiny --to project` resumes them")
+    assert check["hint"].startswith("`modelctl download tiny --to project` completes them")
     assert "`modelctl clean tiny --incomplete --root project` removes them" in check["hint"]
     hinted = check["hint"].split("`")[1]
     resumed = cli.json(*shlex.split(hinted)[1:])
     [big] = [f for m in resumed["models"] for f in m["files"] if f["path"] == "weights/big.bin"]
-    assert big["action"] == "resume" and big["resumed_from"] == 1_000_000
+    # the user root holds the verified file: linked from there rather than resumed
+    assert big["action"] == "reuse" and big["source"] == str(downloaded / "weights" / "big.bin")
     assert (copy / "weights" / "big.bin").read_bytes() == data
     assert not any(c["area"] == "leftovers" for c in cli.json("doctor")["checks"])

@@ -10,7 +10,7 @@ import pytest
 from modelctl.download import DOWNLOAD, KEEP, RESUME, LocalState, decide
 from modelctl.record import RepoFile
 from modelctl.retry import backoff_delay
-from modelctl.transfer import _content_range, _retry_after
+from modelctl.transfer import _retry_after, content_range
 
 REMOTE = RepoFile("model.safetensors", 1000, "a" * 64, "b" * 40)
 
@@ -36,10 +36,10 @@ def test_decide(local: LocalState, force: bool, action: str, offset: int) -> Non
 
 
 def test_content_range() -> None:
-    assert _content_range("bytes 100-999/1000") == (100, 1000)
-    assert _content_range("bytes 100-999/*") == (100, None)
-    assert _content_range(None) == (None, None)
-    assert _content_range("items 1-2/3") == (None, None)
+    assert content_range("bytes 100-999/1000") == (100, 999, 1000)
+    assert content_range("bytes 100-999/*") == (100, 999, None)
+    assert content_range(None) == (None, None, None)
+    assert content_range("items 1-2/3") == (None, None, None)
 
 
 def test_retry_after_seconds_and_dates() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import struct
 import subprocess
@@ -208,3 +209,49 @@ def test_checksum_pins_are_checked(cli: Run, registry: Callable[..., Path], proj
     bad = cli.json("verify", code=3)
     actual = hashlib.md5(b"hellO").hexdigest()
     assert finding(bad, "w.bin")[0] == ("md5", "bad", f"expected {md5}, got {actual}")
+
+
+def test_many_files_of_varied_sizes_hash_as_hashlib(
+    cli: Run, registry: Callable[..., Path], project: Path
+) -> None:
+    from modelctl.hashing import CHUNK, PIECE
+
+    rng = random.Random(7)
+    sizes = (0, 1, 4095, CHUNK - 1, CHUNK + 1, PIECE, PIECE + 3, 2 * PIECE + CHUNK + 5)
+    files = {f"w{i}.bin": rng.randbytes(size) for i, size in enumerate(sizes)}  # LFS: sha256
+    files.update({f"t{i}.txt": rng.randbytes(size) for i, size in enumerate(sizes[:5])})  # git-sha1
+    folder = put_model(project / "models" / "many", files, repo_id="org/many")
+    registry("models:\n  - id: many\n    repo_id: org/many\n")
+    flipped = bytearray(files["w6.bin"])
+    flipped[PIECE + 1] ^= 1  # in the second piece of the file
+    (folder / "w6.bin").write_bytes(bytes(flipped))
+    report = cli.json("verify", "--no-cache", code=3)
+    assert report["hashed_bytes"] == sum(len(d) for d in files.values())
+    assert bad_files(report) == {"many": {"w6.bin"}}
+    expected, actual = hashlib.sha256(files["w6.bin"]).hexdigest(), hashlib.sha256(flipped).hexdigest()
+    assert finding(report, "w6.bin") == [("sha256", "bad", f"expected {expected}, got {actual}")]
+    for name in files:
+        if name != "w6.bin":
+            assert finding(report, name) == [("sha256" if name.endswith(".bin") else "git-sha1", "ok", "")]
+    again = cli.json("verify", code=3)  # the record keeps what was found
+    assert again["hashed_bytes"] == 0 and again["cached_files"] == len(files)
+    assert bad_files(again) == {"many": {"w6.bin"}}
+
+
+def test_checksum_matches_hashlib_and_names_an_unreadable_file(cli: Run, project: Path) -> None:
+    from modelctl.hashing import PIECE
+
+    rng = random.Random(3)
+    data = {project / f"f{size}": rng.randbytes(size) for size in (0, 10, PIECE + 1, 2 * PIECE + 7)}
+    for path, content in data.items():
+        path.write_bytes(content)
+    result = cli("checksum", "--algo", "sha256", *map(str, data))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"sha256:{hashlib.sha256(c).hexdigest()}  {p}" for p, c in data.items()
+    ]
+    md5 = cli("checksum", "--algo", "md5", str(project / "f10"))
+    assert md5.stdout == f"md5:{hashlib.md5(data[project / 'f10']).hexdigest()}  {project / 'f10'}\n"
+    missing = cli("checksum", str(project / "f10"), str(project / "nope"))
+    assert missing.exit_code == 4 and missing.stdout == ""
+    assert f"Cannot read {project / 'nope'}: No such file or directory" in missing.stderr

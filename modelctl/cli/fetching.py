@@ -9,6 +9,7 @@ from modelctl import output
 from modelctl.cli.options import (
     AllOpt,
     ConfigOpt,
+    ConnectionsOpt,
     EndpointOpt,
     JsonOpt,
     LockTimeoutOpt,
@@ -67,6 +68,7 @@ def download_command(
     force: Annotated[bool, typer.Option("--force", help="Fetch every file again.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     max_workers: MaxWorkersOpt = 4,
+    connections: ConnectionsOpt = None,
     offline: OfflineOpt = False,
     endpoint: EndpointOpt = None,
     token: TokenOpt = None,
@@ -96,6 +98,7 @@ def download_command(
         to=to,
         force=force,
         max_workers=max_workers,
+        connections=connections,
         endpoints=tuple(endpoint or ()),
         token=token,
     )
@@ -121,6 +124,7 @@ def ensure_command(
         bool, typer.Option("--no-cache", help="Hash every file again first (suspected bit rot).")
     ] = False,
     max_workers: MaxWorkersOpt = 4,
+    connections: ConnectionsOpt = None,
     offline: OfflineOpt = False,
     endpoint: EndpointOpt = None,
     token: TokenOpt = None,
@@ -145,6 +149,7 @@ def ensure_command(
         lock_timeout=lock_timeout,
         offline=offline,
         max_workers=max_workers,
+        connections=connections,
         endpoints=tuple(endpoint or ()),
         token=token,
     )

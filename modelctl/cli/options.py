@@ -78,6 +78,24 @@ def _check_workers(value: int) -> int:
 MaxWorkersOpt = Annotated[
     int, typer.Option(metavar="<int>", callback=_check_workers, help="Files fetched at once, 1 to 64.")
 ]
+
+
+def _check_connections(value: int | None) -> int | None:
+    if value is not None and not 1 <= value <= 64:
+        raise typer.BadParameter(f"{value} is not in the range 1 to 64.")
+    return value
+
+
+ConnectionsOpt = Annotated[
+    int | None,
+    typer.Option(
+        metavar="<int>",
+        callback=_check_connections,
+        help="Connections at once, shared by the files; big files are split among them (env "
+        "MODELCTL_CONNECTIONS, registry `download: connections:`, default 8).",
+        show_default=False,
+    ),
+]
 OfflineOpt = Annotated[
     bool, typer.Option("--offline", help="No network: use only what is on disk (also HF_HUB_OFFLINE=1).")
 ]

@@ -6,7 +6,6 @@ these functions compute (a summary, what a removal came to) instead of computing
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,16 +71,12 @@ def location_json(loc: Location) -> dict[str, Any]:
 
 def partial_bytes(state: ModelState) -> int:
     """Bytes of the model's partial downloads (`.modelctl/partials/`): on disk, though not yet its files."""
-    from modelctl.storage import partial_downloads
+    from modelctl.storage import held_bytes, partial_downloads
 
     found = state.found
     if found is None or not state.partials:
         return 0
-    total = 0
-    for _, partial in partial_downloads(found.path):
-        with contextlib.suppress(OSError):  # finished or removed since the scan
-            total += partial.stat().st_size
-    return total
+    return sum(held_bytes(partial) for _, partial in partial_downloads(found.path))
 
 
 def state_json(state: ModelState) -> dict[str, Any]:
@@ -191,7 +186,7 @@ def info_json(report: ListReport) -> dict[str, Any]:
 
 
 def plan_json(plan: DownloadPlan) -> dict[str, Any]:
-    """download --dry-run: per file keep / download / resume and the bytes each needs."""
+    """download --dry-run: per file keep / reuse / download / resume and the bytes each needs."""
     return {
         "registry": registry_json(plan.workspace.registry.source),
         "dry_run": True,
@@ -213,6 +208,7 @@ def plan_json(plan: DownloadPlan) -> dict[str, Any]:
                         "offset": f.offset,
                         "bytes_needed": f.needed,
                         "reason": f.reason,
+                        "source": f.source,
                     }
                     for f in m.files
                 ],
@@ -244,6 +240,7 @@ def download_json(report: DownloadReport) -> dict[str, Any]:
                         "resumed_from": f.resumed_from,
                         "sha256": f.sha256,
                         "endpoint": f.endpoint,
+                        "source": f.source,
                     }
                     for f in m.files
                 ],
@@ -262,11 +259,13 @@ def download_summary(report: DownloadReport) -> dict[str, Any]:
     hash its record holds for its current size and mtime (or only its size, at `verify: size`).
     """
     files = [f for m in report.models for f in m.files]
-    fetched = sum(1 for f in files if f.action != "keep")
+    fetched = sum(1 for f in files if f.action not in ("keep", "reuse"))
+    reused = sum(1 for f in files if f.action == "reuse")
     offline = bool(report.plan.models) and all(m.is_offline for m in report.plan.models)
     return {
         "files_fetched": fetched,
-        "files_kept": len(files) - fetched,
+        "files_reused": reused,
+        "files_kept": len(files) - fetched - reused,
         "files_hashed_now": 0 if offline else len(report.plan.hashes),
         "offline": offline,
         "level": report.plan.workspace.registry.verify,

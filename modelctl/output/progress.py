@@ -133,6 +133,10 @@ class PlainEvents(QuietEvents):
     def file_retry(self, job: FileJob, attempt: int, delay: float, reason: str) -> None:
         self._line(f"  retry {job.rel_path} (attempt {attempt + 1}) in {delay:.1f} s: {reason}")
 
+    def file_reused(self, folder: Path, result: FileResult) -> None:
+        algo = "sha256" if result.sha256 else "git-sha1"
+        self._line(f"  reused {result.path}: {result.size:,} bytes from {result.source}, {algo} verified")
+
     def file_done(self, job: FileJob, result: FileResult) -> None:
         took = time.monotonic() - self._started.get(job.rel_path, time.monotonic())
         with self._flight_lock:
@@ -200,6 +204,11 @@ class RichEvents(PlainEvents):
         self.progress.advance(self._tasks[job.rel_path], nbytes)
         if self._overall is not None:
             self.progress.advance(self._overall, nbytes)
+
+    def file_reused(self, folder: Path, result: FileResult) -> None:
+        super().file_reused(folder, result)
+        if self._overall is not None:  # the plan counted it as to fetch: its bytes are here now
+            self.progress.advance(self._overall, result.size)
 
     def file_retry(self, job: FileJob, attempt: int, delay: float, reason: str) -> None:
         super().file_retry(job, attempt, delay, reason)

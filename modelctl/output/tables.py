@@ -184,7 +184,7 @@ def _render_one_info(console: Console, state: ModelState) -> None:
 
 
 def render_plan(plan: DownloadPlan) -> None:
-    """--dry-run: per file keep / download / resume and the bytes each needs."""
+    """--dry-run: per file keep / reuse / download / resume and the bytes each needs."""
     from rich.filesize import decimal as human_bytes
     from rich.table import Table
 
@@ -215,17 +215,30 @@ def render_download(report: DownloadReport) -> None:
 
     console = out()
     for m in report.models:
-        fetched = sum(1 for f in m.files if f.action != "keep")
+        fetched = sum(1 for f in m.files if f.action not in ("keep", "reuse"))
+        reused = sum(1 for f in m.files if f.action == "reuse")
         console.print(
             f"{escape(m.spec.id)}: {escape(str(m.folder))} ({m.root.name} root), {fetched} fetched, "
-            f"{len(m.files) - fetched} kept, {human_bytes(m.bytes_fetched)}"
+            + (f"{reused} reused, " if reused else "")
+            + f"{len(m.files) - fetched - reused} kept, {human_bytes(m.bytes_fetched)}"
         )
     summary = contract.download_summary(report)
+    reused = summary["files_reused"]
+    reused_note = (
+        f"{reused} file{'' if reused == 1 else 's'} reused (linked or copied from this machine, verified)"
+        if reused
+        else ""
+    )
     if summary["files_fetched"]:
         console.print(
             f"Fetched {human_bytes(report.bytes_fetched)} in {report.seconds:.1f} s "
             f"({mb_per_s(report.bytes_fetched, report.seconds)}); every file verified by hash."
+            + (f" {reused_note[0].upper()}{reused_note[1:]}." if reused else "")
         )
+    elif reused and not summary["files_kept"]:
+        console.print(f"Nothing to fetch; {reused_note}.")
+    elif reused:
+        console.print(f"Nothing to fetch; {reused_note}; {_kept_sentence(summary)}.")
     else:  # nothing was fetched, so nothing was verified by a download's hash: say what was done
         console.print(f"Nothing to fetch; {_kept_sentence(summary)}.")
     warn(_shadowed_downloads(report))

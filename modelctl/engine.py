@@ -1,0 +1,815 @@
+"""The transfer engine: a run's connections shared by its files, ranges, work stealing, resume.
+
+`Engine.run` fetches a model's files with `connections` worker threads. A worker takes, in this
+order: the next free range of the first file that has one (a hole an earlier run left, a range
+given back after a failure, or the next segment of up to 4 split sizes: ranges go out in file
+order, so each file's hashing runs while the next bytes arrive); a file nobody has started (at
+most `max_files` at once); or the far half of the largest range another worker is fetching (work
+stealing), so the last file never tails on one connection. Until a file's first 206 shows the
+server splits it, the file has one request at a time.
+
+A range is requested with Range and If-Range (the file's ETag) and written in place, at its
+offset, into the partial file; after each chunk's write its (start, end) is appended to the
+partial's range log, so a rerun after kill -9 or Ctrl-C fetches only what is missing, plus at
+most the chunk each connection was writing. Each worker keeps its connections alive per host.
+
+A hashing thread per file reads back the contiguous prefix as it grows (from the page cache, no
+second read from disk) and the file is published (fsync, rename) only when its sha256, or git
+blob sha1, matches what the Hub listed.
+
+Nothing is stitched from two versions of a file: every range after the first carries If-Range,
+a 206 whose ETag differs restarts the file from zero, and a 200 (a server that ignores Range, as
+olah's offline mirror does, or an If-Range that failed) makes the file one stream from byte 0.
+
+Written by hand: huggingface_hub and pooch fetch one stream per file; hf_transfer and aria2c
+split files but keep no hash check before the file appears (bench/download compares them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from modelctl.errors import BadChecksumError, DownloadError, MissingModelError, ModelctlError, disk_error
+from modelctl.hashing import GIT_SHA1, Hasher
+from modelctl.retry import RETRYABLE_STATUSES, Retry, RetryPolicy
+from modelctl.settings import DEFAULT_CONNECTIONS, DEFAULT_SPLIT_SIZE, MIN_SPLIT_SIZE
+from modelctl.storage import partial_path, ranges_path, read_ranges, sidecar_path
+from modelctl.transfer import (
+    CHUNK,
+    MAX_REDIRECTS,
+    FileJob,
+    FileResult,
+    TransferEvents,
+    _connect,
+    _describe,
+    _retry_after,
+    _safe,
+    _start_writeback,
+    content_range,
+    resumable_sidecar,
+)
+
+SIDECAR_VERSION = 2  # 1: one stream, the partial's size is what it holds; 2: the range log says
+SEGMENTS = 4  # a request asks for up to this many split sizes (16 MiB by default, as aria2c -k16M)
+WRITEBACK = 32 << 20  # ask the kernel to start writing every 32 MiB of verified prefix
+_LOG_RECORD = struct.Struct("<QQ")
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+log = logging.getLogger(__name__)
+
+
+class _Stale(Exception):
+    """The file restarted, failed or the run stopped while this range was being fetched."""
+
+
+class _DiskError(Exception):
+    """Writing the partial file or its log failed: our disk, not the network."""
+
+    def __init__(self, err: OSError, offset: int) -> None:
+        super().__init__(str(err))
+        self.err = err
+        self.offset = offset
+
+
+class _Range:
+    """Bytes [start, end) of a file still to fetch; `start` advances as they are written."""
+
+    __slots__ = ("end", "generation", "start", "taken")
+
+    def __init__(self, start: int, end: int, generation: int, *, taken: bool = False) -> None:
+        self.start = start
+        self.end = end
+        self.generation = generation  # the file's generation it belongs to (see _File.generation)
+        self.taken = taken  # a worker is fetching it
+
+
+ACTIVE, PUBLISHING, DONE, FAILED = "active", "publishing", "done", "failed"
+
+
+class _File:
+    """One file of the run: its partial file and range log, what is written, what is left."""
+
+    def __init__(self, job: FileJob, lock: threading.Lock) -> None:
+        self.job = job
+        self.path = partial_path(job.folder, job.rel_path)
+        self.sidecar = sidecar_path(job.folder, job.rel_path)
+        self.log_path = ranges_path(job.folder, job.rel_path)
+        self.cond = threading.Condition(lock)  # the hashing thread waits here for the prefix
+        self.fd = -1
+        self.log_fd = -1
+        self.state = ACTIVE
+        self.generation = 0  # bumped when the file starts over: older writers must not write
+        self.writing = 0  # workers between their generation check and the end of their write
+        self.done: list[tuple[int, int]] = []  # written [start, end) ranges, merged, sorted
+        self.todo: list[_Range] = []
+        self.etag: str | None = None
+        self.rangeable = False  # a 206 proved this server splits this file
+        self.single = False  # a 200 made it one stream
+        self.url_index = 0
+        self.resolved: str | None = None  # the URL a redirect led to, reused by every range
+        self.host: str | None = None
+        self.failures = 0
+        self.mismatches = 0
+        self.not_before = 0.0  # retry backoff: no range of the file starts before this
+        self.received = 0
+        self.resumed_from = 0
+        self.dropped = False  # bytes of an earlier run were thrown away
+
+    @property
+    def size(self) -> int:
+        return self.job.size
+
+    def held(self) -> int:
+        return sum(end - start for start, end in self.done)
+
+    def frontier(self) -> int:
+        """Bytes from 0 written without a gap: what the hashing thread may read."""
+        return self.done[0][1] if self.done and self.done[0][0] == 0 else 0
+
+    def add_done(self, start: int, end: int) -> None:
+        spans = sorted([*self.done, (start, end)])
+        merged: list[tuple[int, int]] = []
+        for a, b in spans:
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            else:
+                merged.append((a, b))
+        self.done = merged
+
+    def open(self) -> None:
+        """Open the partial and its log; adopt what an earlier run wrote if its sidecar matches."""
+        job = self.job
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        meta = resumable_sidecar(job.folder, job.rel_path, job.size, job.sha256, job.blob_id)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if meta is None:
+            self._clear()
+        else:
+            self.etag = meta["etag"]
+            if meta.get("version") == 1:  # one stream: the partial's size is what it holds
+                held = min(os.fstat(self.fd).st_size, job.size)
+                os.ftruncate(self.log_fd, 0)
+                if held:
+                    os.write(self.log_fd, _LOG_RECORD.pack(0, held))
+                self.done = [(0, held)] if held else []
+                self.begin(meta.get("url") or job.urls[0], self.etag)
+            else:
+                self.done = read_ranges(self.log_path, job.size)
+        self.todo = [_Range(a, b, self.generation) for a, b in _gaps(self.done, job.size)]
+        self.resumed_from = self.held()
+
+    def _clear(self) -> None:
+        os.ftruncate(self.fd, 0)
+        os.ftruncate(self.log_fd, 0)
+        self.sidecar.unlink(missing_ok=True)
+        self.done = []
+        self.etag = None
+
+    def begin(self, url: str, etag: str | None) -> None:
+        """Record what the bytes being written are, so a later run can resume them."""
+        self.etag = etag
+        meta = {
+            "version": SIDECAR_VERSION,
+            "url": _safe(url),  # signed CDN URLs carry credentials in the query
+            "path": self.job.rel_path,
+            "commit": self.job.commit,
+            "size": self.job.size,
+            "sha256": self.job.sha256,
+            "blob_id": self.job.blob_id,
+            "etag": etag,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        tmp = self.sidecar.with_name(self.sidecar.name + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        os.replace(tmp, self.sidecar)
+
+    def close(self) -> None:
+        for fd in (self.fd, self.log_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.fd = self.log_fd = -1
+
+
+def _gaps(done: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    out, at = [], 0
+    for start, end in done:
+        if start > at:
+            out.append((at, start))
+        at = max(at, end)
+    if at < size or (size == 0 and not done):
+        out.append((at, size))
+    return out
+
+
+class _Connections:
+    """One worker's open connections, one per scheme, host and proxy: kept alive between requests."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.open: dict[tuple[str, str, str, int | None], http.client.HTTPConnection] = {}
+
+    def get(self, url: str) -> tuple[http.client.HTTPConnection, str, bool]:
+        """(connection, request target, whether it served a request before) for url."""
+        conn, target = _connect(url, self.timeout)
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, conn.host, conn.port)
+        kept = self.open.get(key)
+        if kept is not None:
+            return kept, target, True
+        self.open[key] = conn
+        return conn, target, False
+
+    def drop(self, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        for key, kept in list(self.open.items()):
+            if kept is conn:
+                del self.open[key]
+
+    def close(self) -> None:
+        for conn in self.open.values():
+            conn.close()
+        self.open.clear()
+
+
+class Engine:
+    """Fetch files into place over `connections` connections; see the module's docstring."""
+
+    def __init__(
+        self,
+        jobs: Sequence[FileJob],
+        policy: RetryPolicy,
+        events: TransferEvents,
+        *,
+        connections: int = DEFAULT_CONNECTIONS,
+        max_files: int = DEFAULT_CONNECTIONS,
+        split_size: int = DEFAULT_SPLIT_SIZE,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.policy = policy
+        self.events = events
+        self.connections = max(1, connections)
+        self.max_files = max(1, max_files)
+        self.split_size = max(MIN_SPLIT_SIZE, CHUNK, split_size)  # a steal leaves a chunk in flight alone
+        self.segment = SEGMENTS * self.split_size  # what one request asks for while a file has free bytes
+        self.stop = stop or threading.Event()
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)  # idle workers wait here
+        self.waiting: deque[_File] = deque(_File(job, self.lock) for job in jobs)
+        self.active: list[_File] = []
+        self.results: dict[str, FileResult] = {}  # rel_path → result, as files are published
+        self.errors: dict[str, ModelctlError] = {}  # rel_path → why the file failed
+        self.finished = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ running
+
+    def run(self) -> None:
+        """Fetch every file; return when each is published or failed (see results and errors).
+
+        Ctrl-C (KeyboardInterrupt in this thread) stops the workers at their next chunk, keeping
+        the partial files and their logs, and goes up.
+        """
+        if not self.waiting:
+            return
+        workers = min(self.connections, max(1, sum(1 + f.size // self.split_size for f in self.waiting)))
+        for number in range(workers):
+            thread = threading.Thread(target=self._worker, name=f"fetch {number}", daemon=True)
+            self.threads.append(thread)
+            thread.start()
+        try:
+            while not self.finished.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+        for thread in self.threads:
+            thread.join()
+
+    def cancel(self) -> None:
+        """Stop: every worker ends at its next chunk; what was written stays for a resume."""
+        self.stop.set()
+        with self.lock:
+            self.cond.notify_all()
+            for f in self.active:
+                f.cond.notify_all()
+        deadline = time.monotonic() + 2.0
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _worker(self) -> None:
+        pool = _Connections(self.policy.timeout)
+        buf = bytearray(CHUNK)
+        try:
+            while (work := self._take()) is not None:
+                self._fetch(*work, pool, buf)
+        except BaseException as err:  # a bug here must fail the run, not hang it
+            log.exception("transfer worker failed")
+            with self.lock:
+                for f in list(self.active):
+                    self._fail(f, DownloadError(f"{f.job.rel_path}: internal error: {_describe(err)}"))
+                self.waiting.clear()
+                self._check_finished()
+        finally:
+            pool.close()
+
+    def _take(self) -> tuple[_File, _Range] | None:
+        """The next range to fetch (see the module's docstring for the order), or None: all done."""
+        with self.lock:
+            while True:
+                if self.stop.is_set() or self.finished.is_set():
+                    return None
+                now = time.monotonic()
+                wait = 0.5
+                for f in self.active:  # in file order: each file's hashing overlaps the next file's bytes
+                    if f.state != ACTIVE:
+                        continue
+                    if f.not_before > now:
+                        wait = min(wait, f.not_before - now)
+                        continue
+                    if not f.rangeable and any(r.taken for r in f.todo):
+                        continue  # one request at a time until a 206 shows the server splits it
+                    for r in f.todo:
+                        if not r.taken:
+                            return f, self._claim(f, r)
+                if self.waiting and len(self.active) < self.max_files:
+                    self._start(self.waiting.popleft())
+                    continue
+                stolen = self._steal(now)
+                if stolen is not None:
+                    return stolen
+                if not self.active and not self.waiting:
+                    self._check_finished()
+                    return None
+                self.cond.wait(wait)
+
+    def _claim(self, f: _File, r: _Range) -> _Range:
+        """Take free range r, or its first segment: the rest stays free, so ranges go out in order
+        and the verified prefix (what the hashing thread has read) grows while bytes arrive."""
+        if not f.single and r.end - r.start > self.segment + self.split_size:
+            rest = _Range(r.start + self.segment, r.end, f.generation)
+            r.end = r.start + self.segment
+            f.todo.insert(f.todo.index(r) + 1, rest)
+        r.taken = True
+        return r
+
+    def _steal(self, now: float) -> tuple[_File, _Range] | None:
+        best: tuple[int, _File, _Range] | None = None
+        for f in self.active:
+            if f.state != ACTIVE or not f.rangeable or f.single or f.not_before > now:
+                continue
+            for r in f.todo:
+                left = r.end - r.start
+                if r.taken and left >= 2 * self.split_size and (best is None or left > best[0]):
+                    best = (left, f, r)
+        if best is None:
+            return None
+        left, f, victim = best
+        middle = victim.start + left // 2
+        stolen = _Range(middle, victim.end, f.generation, taken=True)
+        victim.end = middle
+        f.todo.append(stolen)
+        log.debug("%s: split at %d (%d bytes each side)", f.job.rel_path, middle, left // 2)
+        return f, stolen
+
+    def _start(self, f: _File) -> None:
+        """Open a file for fetching (under the lock) and start its hashing thread."""
+        job = f.job
+        try:
+            f.open()
+        except OSError as err:
+            f.close()
+            self.errors[job.rel_path] = disk_error(err, f"{job.rel_path}: opening {f.path}")
+            return
+        self.active.append(f)
+        log.info(
+            "fetch %s (%d bytes) from %s%s",
+            job.rel_path,
+            job.size,
+            _safe(job.urls[0]),
+            f", resuming with {f.resumed_from} bytes" if f.resumed_from else "",
+        )
+        self.events.file_start(job, f.resumed_from)
+        threading.Thread(target=self._hash, args=(f,), name=f"hash {job.rel_path}", daemon=True).start()
+
+    def _check_finished(self) -> None:
+        if not self.active and not self.waiting:
+            self.finished.set()
+            self.cond.notify_all()
+
+    # ------------------------------------------------------------------ one range
+
+    def _fetch(self, f: _File, r: _Range, pool: _Connections, buf: bytearray) -> None:
+        job = f.job
+        try:
+            self._request(f, r, pool, buf)
+        except _Stale:
+            pass
+        except Retry as err:
+            self._retry_later(f, r.generation, err)
+        except ModelctlError as err:
+            with self.lock:
+                if r.generation == f.generation:
+                    self._fail(f, err)
+        except _DiskError as err:
+            where = f"{job.rel_path}: writing {f.path} at {err.offset} of {job.size} bytes"
+            with self.lock:
+                self._fail(f, disk_error(err.err, where))
+        finally:
+            with self.lock:
+                r.taken = False
+                if r.start >= r.end and r in f.todo:
+                    f.todo.remove(r)
+                f.cond.notify_all()
+                self.cond.notify_all()
+
+    def _request(self, f: _File, r: _Range, pool: _Connections, buf: bytearray) -> None:
+        """Ask for [r.start, r.end) (following redirects once per file) and receive it."""
+        job = f.job
+        fresh = False  # a kept-alive connection the server had closed gets one new connection
+        for _ in range(MAX_REDIRECTS + 1):
+            with self.lock:
+                self._check(f, r)
+                if r.start > 0 and f.etag is None:  # nothing to check a resume against: start over
+                    self._restart(f, keep=r)
+                url = f.resolved or job.urls[f.url_index]
+                resolved = f.resolved is not None
+                start, end, etag = r.start, r.end, f.etag
+            headers = job.headers(url)
+            if job.size > 0:
+                headers["range"] = f"bytes={start}-{end - 1}"
+                if etag:
+                    headers["if-range"] = etag
+            conn, target, reused = pool.get(url)
+            try:
+                conn.request("GET", target, headers=headers)
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as err:
+                pool.drop(conn)
+                if reused and not fresh:
+                    fresh = True
+                    continue
+                raise Retry(f"request failed: {_describe(err)}") from None
+            status = resp.status
+            if status in _REDIRECTS:
+                location = resp.getheader("location")
+                _drain(pool, conn, resp)
+                if not location:
+                    raise DownloadError(f"{job.rel_path}: HTTP {status} redirect without a Location.")
+                with self.lock:
+                    if r.generation == f.generation:
+                        f.resolved = urljoin(url, location)
+                continue
+            if status in (403, 410) and resolved:  # a signed URL expired: ask the endpoint again
+                _drain(pool, conn, resp)
+                with self.lock:
+                    f.resolved = None
+                continue
+            with self.lock:
+                f.host = urlsplit(url).netloc
+            try:
+                self._receive(f, r, resp, url, buf)
+            finally:
+                if resp.isclosed() and not resp.will_close:
+                    pass  # read to its end: the connection serves the next range
+                else:
+                    pool.drop(conn)
+            return
+        raise DownloadError(f"{job.rel_path}: more than {MAX_REDIRECTS} redirects from {_safe(job.urls[0])}.")
+
+    def _receive(self, f: _File, r: _Range, resp: http.client.HTTPResponse, url: str, buf: bytearray) -> None:
+        job = f.job
+        status = resp.status
+        if status in RETRYABLE_STATUSES:
+            raise Retry(f"HTTP {status}", _retry_after(resp.getheader("retry-after")))
+        if status == 404:
+            raise MissingModelError(
+                f"{job.rel_path} was not found at {_safe(url)} (HTTP 404).",
+                hint="The repo changed since it was listed; run the command again.",
+            )
+        if status in (401, 403):
+            raise DownloadError(
+                f"{job.rel_path}: access denied by {urlsplit(url).netloc} (HTTP {status}).",
+                hint="Pass --token hf_... (or set HF_TOKEN) with access to this repo.",
+            )
+        if status == 416:  # our range does not fit the file the server has: start over
+            with self.lock:
+                self._check(f, r)
+                self._restart(f, keep=r)
+            raise Retry("HTTP 416: range not satisfiable, restarting from zero", 0.0)
+        etag = resp.getheader("etag")
+        if status == 206:
+            first, last, total = content_range(resp.getheader("content-range"))
+            if first != r.start or total != job.size or last is None or not first <= last < job.size:
+                raise Retry(f"server sent bytes {first}- of {total}, not {r.start}-", 0.0)
+            until = last + 1
+            with self.lock:
+                self._check(f, r)
+                if f.etag is None:
+                    f.begin(url, etag)
+                elif etag is not None and etag != f.etag:  # the file changed: never stitch
+                    self._restart(f, keep=r)
+                    raise Retry("the file changed on the server (new ETag); fetching again from zero", 0.0)
+                if f.etag and not f.single and not f.rangeable:
+                    f.rangeable = True
+                    self.cond.notify_all()  # idle workers may split it now
+        elif status == 200:
+            with self.lock:
+                self._check(f, r)
+                if f.done or len(f.todo) > 1 or r.start > 0:  # range ignored, or If-Range failed
+                    self._restart(f, keep=r)
+                f.single, f.rangeable = True, False
+                f.begin(url, etag)
+            until = job.size
+        else:
+            raise DownloadError(f"{job.rel_path}: unexpected HTTP {status} from {_safe(url)}.")
+
+        length = resp.getheader("content-length")
+        start = r.start
+        if length is not None and length.isdigit() and int(length) != until - start:
+            raise Retry(
+                f"server announced {start + int(length)} bytes, the Hub listed {job.size}"
+                if status == 200
+                else f"server announced {length} bytes for bytes {start}-{until - 1}"
+            )
+        self._body(f, r, resp, until, buf)
+
+    def _body(self, f: _File, r: _Range, resp: http.client.HTTPResponse, until: int, buf: bytearray) -> None:
+        """Write the response's bytes at their offsets until the range (which may shrink) ends."""
+        job = f.job
+        view = memoryview(buf)
+        pos = r.start
+        while True:
+            with self.lock:
+                self._check(f, r)
+                stop_at = min(r.end, until)
+            if pos >= stop_at:
+                break
+            try:
+                n = resp.readinto(view[: min(CHUNK, stop_at - pos)])
+            except (OSError, http.client.HTTPException) as err:
+                if isinstance(err, (socket.timeout, TimeoutError)):
+                    raise Retry(
+                        f"stalled: no data for the read timeout at {pos} of {job.size} bytes"
+                    ) from None
+                raise Retry(f"connection lost at {pos} of {job.size} bytes ({_describe(err)})") from None
+            if not n:
+                raise Retry(f"connection closed at {pos} of {job.size} bytes")
+            with self.lock:
+                self._check(f, r)
+                f.writing += 1
+            try:
+                self._write(f, view[:n], pos)
+            finally:
+                with self.lock:
+                    f.writing -= 1
+                    if f.writing == 0:
+                        f.cond.notify_all()
+            with self.lock:
+                frontier = f.frontier()
+                f.add_done(pos, pos + n)
+                f.received += n
+                r.start = pos = pos + n
+                if r.start >= r.end and r in f.todo:
+                    f.todo.remove(r)
+                if f.frontier() > frontier:
+                    f.cond.notify_all()
+            self.events.file_advance(job, n)
+        if pos == until == job.size and resp.length is None and resp.read(1):
+            with self.lock:
+                self._check(f, r)
+                self._restart(f, keep=r)
+            raise Retry(f"server sent more than the {job.size} bytes the Hub listed")
+
+    def _write(self, f: _File, data: memoryview, offset: int) -> None:
+        try:
+            written = 0
+            while written < len(data):
+                written += os.pwrite(f.fd, data[written:], offset + written)
+            os.write(f.log_fd, _LOG_RECORD.pack(offset, offset + len(data)))  # after the bytes
+        except OSError as err:
+            raise _DiskError(err, offset) from None
+
+    def _check(self, f: _File, r: _Range) -> None:
+        """Under the lock: go on only if the range is of the file's generation and the run goes on."""
+        if r.generation != f.generation or f.state != ACTIVE or self.stop.is_set():
+            raise _Stale
+
+    # ------------------------------------------------------------------ file state (under the lock)
+
+    def _restart(self, f: _File, *, keep: _Range | None = None) -> None:
+        """Throw away what is written: the file starts over from byte 0 as one range.
+
+        keep: the caller's range, which becomes that whole range (taken: the caller goes on with
+        it); without it the range is free for any worker.
+        """
+        f.generation += 1
+        while f.writing:
+            f.cond.wait()
+        f.dropped = f.dropped or bool(f.done)
+        f._clear()
+        if keep is None:
+            f.todo = [_Range(0, f.size, f.generation)]
+        else:
+            keep.start, keep.end, keep.generation = 0, f.size, f.generation
+            f.todo = [keep]
+        f.rangeable = f.single = False
+        f.cond.notify_all()
+        self.cond.notify_all()
+
+    def _retry_later(self, f: _File, generation: int, err: Retry) -> None:
+        job = f.job
+        with self.lock:
+            if generation != f.generation or f.state != ACTIVE:
+                return
+            now = time.monotonic()
+            if f.not_before > now:  # another range of this file failed already: one retry for both
+                return
+            f.failures += 1
+            reason = err.reason
+            if f.failures >= self.policy.attempts:
+                self._fail(
+                    f,
+                    DownloadError(
+                        f"{job.rel_path}: {reason}; gave up after {f.failures} attempts "
+                        f"({f.held()} of {job.size} bytes kept for the next run).",
+                        hint="Run the same command again to resume, or raise --retries / --timeout.",
+                    ),
+                )
+                return
+            delay = self.policy.delay(f.failures, err.delay)
+            if len(job.urls) > 1:
+                f.url_index = (f.url_index + 1) % len(job.urls)
+                f.resolved = None
+                delay = delay if f.url_index == 0 else 0.0
+                reason += f"; trying {urlsplit(job.urls[f.url_index]).netloc}"
+            f.not_before = now + delay
+            attempt = f.failures
+            self.cond.notify_all()
+        log.warning("retry %s (attempt %d) in %.1f s: %s", job.rel_path, attempt + 1, delay, reason)
+        self.events.file_retry(job, attempt, delay, reason)
+
+    def _fail(self, f: _File, err: ModelctlError) -> None:
+        if f.state in (DONE, FAILED):
+            return
+        f.state = FAILED
+        f.generation += 1
+        while f.writing:
+            f.cond.wait()
+        f.close()  # the partial and its log stay: the next run resumes them
+        self.errors[f.job.rel_path] = err
+        self.active.remove(f)
+        f.cond.notify_all()
+        self._check_finished()
+
+    # ------------------------------------------------------------------ hashing and publishing
+
+    def _hash(self, f: _File) -> None:
+        """Hash the contiguous prefix as it grows; at the end, publish or start over."""
+        try:
+            self._hash_prefix(f)
+        except BaseException as err:  # a bug here must fail the file, not hang the run
+            log.exception("hashing %s failed", f.job.rel_path)
+            with self.lock:
+                self._fail(f, DownloadError(f"{f.job.rel_path}: internal error: {_describe(err)}"))
+
+    def _hash_prefix(self, f: _File) -> None:
+        job = f.job
+        view = memoryview(bytearray(CHUNK))
+        algos = ("sha256",) if job.sha256 is not None else ("sha256", GIT_SHA1)
+        generation, hasher, hashed, flushed = -1, Hasher(algos, job.size), 0, 0
+        while True:
+            with self.lock:
+                while True:
+                    if f.state != ACTIVE or self.stop.is_set():
+                        return
+                    if f.generation != generation:
+                        generation, hasher, hashed, flushed = f.generation, Hasher(algos, job.size), 0, 0
+                    frontier = f.frontier()
+                    if frontier > hashed or (hashed == job.size and not f.todo):
+                        break
+                    f.cond.wait(0.5)
+                fd = f.fd
+            while hashed < frontier and f.generation == generation:
+                try:
+                    n = os.preadv(fd, [view[: min(CHUNK, frontier - hashed)]], hashed)
+                except OSError:
+                    n = 0
+                if n <= 0:
+                    break  # truncated by a restart: the generation says so
+                hasher.update(view[:n])
+                hashed += n
+                if hashed - flushed >= WRITEBACK:
+                    _start_writeback(fd, flushed, hashed - flushed)
+                    flushed = hashed
+            if hashed == job.size and f.generation == generation:
+                self._finish(f, generation, hasher)
+
+    def _finish(self, f: _File, generation: int, hasher: Hasher) -> None:
+        job = f.job
+        if job.sha256 is not None:
+            actual = hasher.hexdigest("sha256")
+            ok, expected, got = actual == job.sha256, f"sha256:{job.sha256}", f"sha256:{actual}"
+        else:
+            actual = hasher.hexdigest(GIT_SHA1)
+            ok, expected, got = actual == job.blob_id, f"git-sha1:{job.blob_id}", f"git-sha1:{actual}"
+        with self.lock:
+            if generation != f.generation or f.state != ACTIVE or f.todo:
+                return
+            if not ok:
+                f.mismatches += 1
+                log.warning("%s: hash mismatch, expected %s, got %s", job.rel_path, expected, got)
+                if f.mismatches >= 2:
+                    self._fail(
+                        f,
+                        BadChecksumError(
+                            f"{job.rel_path}: the downloaded bytes do not match the Hub's hash twice in a row "
+                            f"(expected {expected}, got {got}); nothing was published.",
+                            hint="The server or a proxy is corrupting data; try another HF_ENDPOINT or network.",
+                        ),
+                    )
+                    for path in (f.path, f.sidecar, f.log_path):
+                        path.unlink(missing_ok=True)
+                    return
+                self._restart(f)
+                attempt = f.failures + f.mismatches
+            else:
+                f.state = PUBLISHING
+        if not ok:
+            self.events.file_retry(job, attempt, 0.0, f"hash mismatch (got {got}); fetching again from zero")
+            return
+        try:
+            self._publish(f)
+        except OSError as err:
+            with self.lock:
+                f.state = ACTIVE
+                self._fail(f, disk_error(err, f"{job.rel_path}: publishing {job.dest}"))
+            return
+        log.info("published %s: %s verified (%d bytes received)", job.rel_path, expected, f.received)
+        kept = 0 if f.dropped else f.resumed_from  # a server that restarted it: a download
+        result = FileResult(
+            job.rel_path,
+            job.size,
+            hasher.hexdigest("sha256"),
+            f.received,
+            kept,
+            f.failures + f.mismatches + 1,
+            f.host,
+            "resume" if kept else "download",
+        )
+        with self.lock:
+            f.state = DONE
+            self.results[job.rel_path] = result
+            self.active.remove(f)
+            self._check_finished()
+            self.cond.notify_all()
+        self.events.file_done(job, result)
+
+    def _publish(self, f: _File) -> None:
+        """Make the verified bytes durable, then give them their name.
+
+        fsync before the rename: after a power cut a file under its real name must hold the
+        verified bytes, not zeros (a later verify trusts an unchanged size+mtime+inode).
+        """
+        os.fsync(f.fd)
+        f.close()
+        os.replace(f.path, f.job.dest)
+        f.sidecar.unlink(missing_ok=True)
+        f.log_path.unlink(missing_ok=True)
+        folder = os.open(f.job.dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+
+def _drain(pool: _Connections, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+    """Read a small answer (a redirect) to its end so the connection can be used again."""
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        resp.read(64 * 1024)
+    if not resp.isclosed() or resp.will_close:
+        pool.drop(conn)
+
+
+def fetch_files(
+    jobs: Sequence[FileJob],
+    policy: RetryPolicy,
+    events: TransferEvents,
+    **settings: Any,
+) -> Engine:
+    """Run an Engine over jobs (see Engine) and return it, with its results and errors."""
+    engine = Engine(jobs, policy, events, **settings)
+    engine.run()
+    return engine
