@@ -63,10 +63,12 @@ class ModelManager:
         retries: int | None = None,
         timeout: float | None = None,
         max_workers: int = 4,
+        connections: int | None = None,
     ) -> ModelManager:
         """Open a registry (path, else MODELCTL_CONFIG, CI_MINIMAL_MODELS, ./models.yaml, bundled).
 
-        endpoint: one Hub URL or an ordered list (fail-over); the rest as the CLI's options.
+        endpoint: one Hub URL or an ordered list (fail-over); the rest as the CLI's options
+        (connections: None takes MODELCTL_CONNECTIONS, then the registry's, then 16).
         """
         workspace = open_workspace(Path(path) if path is not None else None)
         endpoints = (endpoint,) if isinstance(endpoint, str) else tuple(endpoint or ())
@@ -77,6 +79,7 @@ class ModelManager:
             retries=retries,
             timeout=timeout,
             max_workers=max_workers,
+            connections=connections,
         )
         return cls(workspace, options)
 

@@ -439,6 +439,7 @@ class Engine:
         """Ask for [r.start, r.end) (following redirects once per file) and receive it."""
         job = f.job
         fresh = False  # a kept-alive connection the server had closed gets one new connection
+        renewed = False  # an expired redirect target is asked for again once per request
         for _ in range(MAX_REDIRECTS + 1):
             with self.lock:
                 self._check(f, r)
@@ -472,7 +473,8 @@ class Engine:
                     if r.generation == f.generation:
                         f.resolved = urljoin(url, location)
                 continue
-            if status in (403, 410) and resolved:  # a signed URL expired: ask the endpoint again
+            if status in (403, 410) and resolved and not renewed:  # a signed URL expired: ask again
+                renewed = True
                 _drain(pool, conn, resp)
                 with self.lock:
                     f.resolved = None

@@ -16,9 +16,10 @@ from modelctl.registry import TRUE_WORDS
 from modelctl.retry import DEFAULT_ATTEMPTS, DEFAULT_LOCK_TIMEOUT, DEFAULT_TIMEOUT, RetryPolicy
 
 # Connections a download run opens at once, shared by its files (engine.py). Chosen by
-# bench/download: on a link capped at 25 MB/s per connection 8 fill ~200 MB/s, as aria2c -x8 does;
-# on loopback more than 8 only add CPU contention on 2 cores.
-DEFAULT_CONNECTIONS = 8
+# bench/download (README's Performance): with nginx capping each connection at 25 MB/s, 16 fetched
+# the 3 x 512 MiB model 1.08x as fast as aria2c -x8 -j4 (which opened 25), 8 only 0.65x; on
+# loopback 16 cost no more than 8. aria2c allows up to 16 per server.
+DEFAULT_CONNECTIONS = 16
 MAX_CONNECTIONS = 64
 DEFAULT_SPLIT_SIZE = 4 << 20  # the smallest range a file is split into (MODELCTL_SPLIT_SIZE)
 MIN_SPLIT_SIZE = 1 << 20  # one chunk: a steal must leave the chunk a worker is reading alone

@@ -237,3 +237,12 @@ def test_hf_transfer_variable_is_accepted_and_doctor_says_why(cli: Run, hub: Hub
     doctor = cli("doctor", env=env)
     assert "HF_HUB_ENABLE_HF_TRANSFER is set: modelctl's own engine does what it asks" in doctor.stdout
     assert "HF_HUB_ENABLE_HF_TRANSFER" not in cli("doctor").stdout
+
+
+def test_python_api_takes_the_connection_budget(hub: HubServer, huge: Path, project: Path) -> None:
+    from modelctl import ModelManager
+
+    manager = ModelManager.from_config(project / "models.yaml", endpoint=hub.url, connections=1)
+    assert manager.ensure_model("huge") == huge
+    assert_identical(huge, files(hub))
+    assert len({g.client_port for g in hub.file_gets()}) == 1  # one connection for every file

@@ -92,7 +92,7 @@ ConnectionsOpt = Annotated[
         metavar="<int>",
         callback=_check_connections,
         help="Connections at once, shared by the files; big files are split among them (env "
-        "MODELCTL_CONNECTIONS, registry `download: connections:`, default 8).",
+        "MODELCTL_CONNECTIONS, registry `download: connections:`, default 16).",
         show_default=False,
     ),
 ]
