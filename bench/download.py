@@ -505,6 +505,7 @@ def fresh(*paths: Path) -> None:
     for path in paths:
         shutil.rmtree(path, ignore_errors=True)
     os.sync()
+    time.sleep(1.0)  # let the kernel finish freeing the deleted files before the next timed run
 
 
 def run_checked(w: Workload, tool: Tool, target: Path, project: Path) -> Run:
@@ -636,10 +637,13 @@ def tools_for(
 def measure(
     workloads: list[Workload], out: Path, project: Path, rounds: int, args: argparse.Namespace
 ) -> None:
-    """Interleaved: in each round every workload runs every tool once, in the same order."""
+    """Interleaved: in each round every workload runs every tool once, the order rotated by one
+    each round (the first run after a workload's setup or another tool's deleted output was
+    measured slower here, whichever tool it was: no tool may always take that place)."""
     for round_ in range(rounds):
         for w in workloads:
-            for tool in w.tools:
+            turn = round_ % len(w.tools)
+            for tool in w.tools[turn:] + w.tools[:turn]:
                 print(f"round {round_ + 1}/{rounds}: {w.title}: {tool.name}", file=sys.stderr, flush=True)
                 target = out / str(round_)
                 if w.server.shape == "kill":

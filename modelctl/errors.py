@@ -8,6 +8,7 @@ users can switch without renaming.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TypeVar
 
 
 class ExitCode(IntEnum):
@@ -120,3 +121,19 @@ def disk_error(err: OSError, what: str) -> ModelctlError:
         f"{what}: {err.strerror or err}.",
         hint="Check the permissions and health of the target root.",
     )
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def in_chain(err: BaseException, kind: type[E]) -> E | None:
+    """The first exception of `kind` in err's chain (causes and contexts): httpx, huggingface_hub
+    and http.client wrap the socket or ssl error that says what really happened."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

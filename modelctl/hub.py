@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
-from modelctl.errors import ConfigurationError, DownloadError, MissingModelError, ModelctlError
+from modelctl.errors import ConfigurationError, DownloadError, MissingModelError, ModelctlError, in_chain
 from modelctl.record import RepoFile, Snapshot
 from modelctl.retry import RETRYABLE_STATUSES
 
@@ -349,14 +349,7 @@ def _redact(url: str) -> str:
 
 def _is_unresolved(err: BaseException) -> bool:
     """Whether a DNS lookup failed somewhere in the exception's chain (no retry helps)."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        if isinstance(current, socket.gaierror):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+    return in_chain(err, socket.gaierror) is not None
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from modelctl.retry import DEFAULT_ATTEMPTS, DEFAULT_LOCK_TIMEOUT, DEFAULT_TIMEO
 DEFAULT_CONNECTIONS = 16
 MAX_CONNECTIONS = 64
 DEFAULT_SPLIT_SIZE = 4 << 20  # the smallest range a file is split into (MODELCTL_SPLIT_SIZE)
-MIN_SPLIT_SIZE = 1 << 20  # one chunk: a steal must leave the chunk a worker is reading alone
+MIN_SPLIT_SIZE = 1 << 20  # more than a piece (engine.PIECE): a steal leaves the piece being read alone
 
 
 @dataclass(frozen=True)

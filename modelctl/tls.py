@@ -32,7 +32,7 @@ import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from modelctl.errors import CertificateError, ConfigurationError, DownloadError
+from modelctl.errors import CertificateError, ConfigurationError, DownloadError, in_chain
 
 TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 README_SECTION = "README's 'HTTPS, company CAs and proxies'"
@@ -121,14 +121,7 @@ def _has_hashed_names(folders: str) -> bool:
 
 def find_certificate_error(err: BaseException) -> ssl.SSLCertVerificationError | None:
     """The certificate verification failure in an exception's chain (httpx and huggingface_hub wrap it)."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    return in_chain(err, ssl.SSLCertVerificationError)
 
 
 def certificate_error(err: BaseException, url: str) -> CertificateError:

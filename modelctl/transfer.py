@@ -31,7 +31,6 @@ from modelctl.errors import DownloadError, MissingModelError
 from modelctl.retry import RETRYABLE_STATUSES, Retry, RetryPolicy, retry_call
 from modelctl.storage import partial_path, ranges_path, read_ranges, sidecar_path
 
-CHUNK = 1 << 20
 MAX_REDIRECTS = 10
 
 log = logging.getLogger(__name__)
