@@ -40,7 +40,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 OPENSSL = "/usr/bin/openssl"
 TIME = "/usr/bin/time"  # GNU time (Debian's `time`), for the peak RSS
 MIB = 1 << 20
-CHUNK = MIB  # modelctl's read buffer (transfer.CHUNK): the kill shape's allowance per connection
+CHUNK = 256 * 1024  # modelctl's piece (engine.PIECE): what one connection may be writing at a kill
 SHAPES = ("loopback", "capped", "tls", "kill", "cached")
 MODELCTL, HF, CURL, HF_TRANSFER, ARIA2, CURL_SYNC = (
     "modelctl download",
@@ -809,7 +809,7 @@ def report_kills(w: Workload) -> list[Target]:
         rows.append(
             (
                 f"kill -9 at ~{round(100 * (worst.written_before / size), -1):.0f}% on the capped link, rerun "
-                f"({setting}): refetched <= missing + connections x 1 MiB",
+                f"({setting}): refetched <= missing + connections x {CHUNK // 1024} KiB",
                 f"refetched beyond missing: {worst.beyond_missing / MIB:.1f} MiB by nginx's count, "
                 f"{worst.beyond_written / MIB:.1f} MiB beyond what was written "
                 f"({worst.connections_before} connections)",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -381,3 +382,33 @@ def test_files_share_kept_alive_tls_connections(
     again = cli("download", "tiny", "--connections", "3")
     assert again.exit_code == 0, again.stderr
     assert len({g.client_port for g in https_hub.file_gets()}) <= 3
+
+
+def test_kill_9_over_tls_then_rerun_fetches_only_the_missing_ranges(
+    https_hub: HubServer, tiny: Path, pki: Pki, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real executable over HTTPS, 4 connections splitting the 3 MiB file, killed mid-way."""
+    from modelctl.storage import ranges_path, read_ranges
+    from tests.reliability.test_faults import run, start, wait_for
+
+    trust(monkeypatch, pki)
+    monkeypatch.setenv("MODELCTL_SPLIT_SIZE", "1M")
+    monkeypatch.setenv("MODELCTL_CONNECTIONS", "4")
+    data = https_hub.repos["org/tiny"].files[BIG]
+    https_hub.delay = 0.01
+    proc = start(project, "download", "tiny")
+    log = ranges_path(tiny, BIG)
+    wait_for(lambda: log.exists() and sum(b - a for a, b in read_ranges(log, len(data))) > 1_000_000)
+    proc.kill()
+    proc.communicate()
+    held = read_ranges(log, len(data))
+    missing = len(data) - sum(b - a for a, b in held)
+    assert missing > 0 and not (tiny / BIG).exists()
+
+    https_hub.delay = 0.0
+    time.sleep(0.5)  # the killed client's connections end on the server side
+    https_hub.reset_counters()
+    rerun = run(project, "download", "tiny", "--connections", "1")
+    assert rerun.returncode == 0, rerun.stderr
+    assert https_hub.body_bytes(BIG) == missing  # over TLS too, only the spans the log lacks
+    assert (tiny / BIG).read_bytes() == data
