@@ -200,6 +200,15 @@ class HubServer:
     def body_bytes(self, name: str | None = None) -> int:
         return sum(r.body_bytes for r in self.file_gets(name))
 
+    def served(self) -> dict[str, int]:
+        """Body bytes served per repo file path, by its resolve requests."""
+        out: dict[str, int] = {}
+        for request in self.file_gets():
+            if "/resolve/" in request.path:
+                name = unquote(request.path.split("/resolve/", 1)[1].split("/", 1)[1].split("?")[0])
+                out[name] = out.get(name, 0) + request.body_bytes
+        return out
+
     def reset_counters(self) -> None:
         with self._lock:
             self.requests.clear()

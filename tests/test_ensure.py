@@ -13,14 +13,6 @@ from tests.hubserver import Fault, HubServer
 BIG = "weights/big.bin"
 
 
-def served(hub: HubServer) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for request in hub.file_gets():
-        name = request.path.split("/resolve/", 1)[1].split("/", 1)[1]
-        out[name] = out.get(name, 0) + request.body_bytes
-    return out
-
-
 def test_every_corruption_is_repaired_fetching_only_the_bad_files(
     cli: Run, hub: HubServer, downloaded: Path
 ) -> None:
@@ -44,7 +36,7 @@ def test_every_corruption_is_repaired_fetching_only_the_bad_files(
     assert (data["health_before"], data["health"]) == ("unhealthy", "healthy")
     bad = {"model.safetensors", "model-q4.gguf", BIG, "config.json", "tokenizer.json", "README.md"}
     assert set(data["repaired"]["tiny"]) == bad
-    assert served(hub) == {name: len(files[name]) for name in bad}  # only the bad files, once each
+    assert hub.served() == {name: len(files[name]) for name in bad}  # only the bad files, once each
     for name, content in files.items():
         assert (d / name).read_bytes() == content
     assert (d / "notes.txt").read_text() == "mine"

@@ -22,15 +22,6 @@ from tests.hubserver import HubServer, git_blob_sha1
 BIG = "weights/big.bin"
 
 
-def served(hub: HubServer) -> dict[str, int]:
-    """Bytes served per file path (file GETs only)."""
-    out: dict[str, int] = {}
-    for request in hub.file_gets():
-        name = request.path.split("/resolve/", 1)[1].split("/", 1)[1]
-        out[name] = out.get(name, 0) + request.body_bytes
-    return out
-
-
 def blob_name(hub: HubServer, path: str) -> str:
     """The HF cache names a blob by the file's sha256 (LFS) or git blob sha1 (the others)."""
     repo = hub.repos["org/tiny"]
@@ -129,7 +120,7 @@ def test_plain_output_names_each_reused_file_and_the_summary_counts_them(
     assert f"  reused {BIG}: 3,145,728 bytes from {hf_cache}" in result.stderr
     assert "1 fetched, 6 reused, 0 kept" in result.stdout
     assert "6 files reused (linked or copied from this machine, verified)" in result.stdout
-    assert served(hub) == {"README.md": len(hub.repos["org/tiny"].files["README.md"])}
+    assert hub.served() == {"README.md": len(hub.repos["org/tiny"].files["README.md"])}
 
 
 def test_a_corrupt_blob_is_never_used_the_file_is_fetched_and_the_blob_left_alone(
@@ -142,7 +133,7 @@ def test_a_corrupt_blob_is_never_used_the_file_is_fetched_and_the_blob_left_alon
     blobs[BIG].write_bytes(bytes(damaged))
     data = cli.json("download", "tiny")
     files = hub.repos["org/tiny"].files
-    assert served(hub) == {BIG: len(files[BIG])}  # that file alone, once
+    assert hub.served() == {BIG: len(files[BIG])}  # that file alone, once
     folder = tmp_path / "home" / "org--tiny"
     assert (folder / BIG).read_bytes() == files[BIG]
     assert (folder / BIG).stat().st_ino != blobs[BIG].stat().st_ino
@@ -199,7 +190,7 @@ def test_a_failed_copy_never_leaves_part_of_a_file_under_its_real_name(
     temp, dest_existed = seen[0]
     assert temp.startswith(".modelctl/partials/") and temp.endswith(".reuse.partial")
     assert not dest_existed
-    assert served(hub)[BIG] == len(blobs[BIG].read_bytes())  # fetched instead
+    assert hub.served()[BIG] == len(blobs[BIG].read_bytes())  # fetched instead
     assert (folder / BIG).read_bytes() == hub.repos["org/tiny"].files[BIG]
     assert {f["path"]: f["action"] for f in data["models"][0]["files"]}[BIG] == "download"
     assert list((folder / ".modelctl" / "partials").glob("*.reuse.partial")) == []
@@ -219,7 +210,7 @@ def test_a_symlink_in_the_hf_cache_to_outside_is_never_linked(
     assert plan[BIG]["action"] == "download"
     cli.json("download", "tiny")
     folder = tmp_path / "home" / "org--tiny"
-    assert served(hub) == {BIG: outside.stat().st_size}
+    assert hub.served() == {BIG: outside.stat().st_size}
     assert (folder / BIG).stat().st_ino != outside.stat().st_ino
     assert outside.stat().st_nlink == 1
 
@@ -252,7 +243,7 @@ def test_a_hand_made_copy_in_another_root_is_hashed_before_it_is_linked(
     bad[3] ^= 0x01  # same size, other bytes
     (source / "config.json").write_bytes(bytes(bad))
     cli.json("download", "tiny", "--to", "user")
-    assert served(hub) == {"config.json": len(hub.repos["org/tiny"].files["config.json"])}
+    assert hub.served() == {"config.json": len(hub.repos["org/tiny"].files["config.json"])}
     folder = tmp_path / "home" / "org--tiny"
     assert (folder / BIG).stat().st_ino == (source / BIG).stat().st_ino
     assert (folder / "config.json").read_bytes() == hub.repos["org/tiny"].files["config.json"]
@@ -275,7 +266,7 @@ def test_ensure_of_a_model_bad_in_the_shared_root_fetches_only_the_bad_files(
     data = cli.json("ensure")
     assert data["health"] == "healthy"
     files = hub.repos["org/tiny"].files
-    assert served(hub) == {BIG: len(files[BIG]), "config.json": len(files["config.json"])}
+    assert hub.served() == {BIG: len(files[BIG]), "config.json": len(files["config.json"])}
     folder = tmp_path / "home" / "org--tiny"
     for path, content in files.items():
         assert (folder / path).read_bytes() == content
@@ -306,7 +297,7 @@ def test_force_fetches_even_what_the_hf_cache_holds(
     fill_hf_cache(hf_cache, hub)
     data = cli.json("download", "tiny", "--force")
     assert {f["action"] for f in data["models"][0]["files"]} == {"download"}
-    assert set(served(hub)) == set(hub.repos["org/tiny"].files)
+    assert set(hub.served()) == set(hub.repos["org/tiny"].files)
 
 
 def test_hf_cache_location_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
