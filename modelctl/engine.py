@@ -791,13 +791,13 @@ class Engine:
             f.host,
             "resume" if kept else "download",
         )
+        self.events.file_done(job, result)  # before the run can be seen finished: its line comes first
         with self.lock:
             f.state = DONE
             self.results[job.rel_path] = result
             self.active.remove(f)
             self._check_finished()
             self.cond.notify_all()
-        self.events.file_done(job, result)
 
     def _publish(self, f: _File) -> None:
         """Make the verified bytes durable, then give them their name.
