@@ -45,7 +45,7 @@ from modelctl.errors import BadChecksumError, DownloadError, MissingModelError, 
 from modelctl.hashing import GIT_SHA1, Hasher
 from modelctl.retry import RETRYABLE_STATUSES, Retry, RetryPolicy
 from modelctl.settings import DEFAULT_CONNECTIONS, DEFAULT_SPLIT_SIZE, MIN_SPLIT_SIZE
-from modelctl.storage import partial_path, ranges_path, read_ranges, sidecar_path
+from modelctl.storage import RANGE_RECORD, merge_ranges, partial_path, ranges_path, read_ranges, sidecar_path
 from modelctl.transfer import (
     MAX_REDIRECTS,
     FileJob,
@@ -68,7 +68,7 @@ SIDECAR_VERSION = 2  # 1: one stream, the partial's size is what it holds; 2: th
 PIECE = 256 << 10
 SEGMENTS = 4  # a request asks for up to this many split sizes (16 MiB by default, as aria2c -k16M)
 WRITEBACK = 32 << 20  # ask the kernel to start writing every 32 MiB of verified prefix
-_LOG_RECORD = struct.Struct("<QQ")
+_LOG_RECORD = struct.Struct(RANGE_RECORD)
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 log = logging.getLogger(__name__)
@@ -153,13 +153,7 @@ class _File:
                 else:
                     done[i] = (a, end)
                 return
-        merged: list[tuple[int, int]] = []
-        for a, b in sorted([*done, (start, end)]):
-            if merged and a <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-            else:
-                merged.append((a, b))
-        self.done = merged
+        self.done = merge_ranges([*done, (start, end)])
 
     def open(self) -> None:
         """Open the partial and its log; adopt what an earlier run wrote if its sidecar matches."""

@@ -37,6 +37,7 @@ SIDECAR_SUFFIX = ".json"
 # Which byte ranges of the partial are written: (start, end) pairs of little-endian uint64, one
 # appended after each chunk's write, so a rerun after kill -9 knows what it holds (engine.py).
 RANGES_SUFFIX = ".ranges"
+RANGE_RECORD = "<QQ"  # struct format of one record of that log
 
 
 class Root(NamedTuple):
@@ -358,13 +359,14 @@ def read_ranges(path: Path, size: int) -> list[tuple[int, int]]:
         raw = path.read_bytes()
     except OSError:
         return []
-    pairs = sorted(
-        (start, end)
-        for start, end in struct.iter_unpack("<QQ", raw[: len(raw) - len(raw) % 16])
-        if start < end <= size
-    )
+    records = struct.iter_unpack(RANGE_RECORD, raw[: len(raw) - len(raw) % struct.calcsize(RANGE_RECORD)])
+    return merge_ranges((start, end) for start, end in records if start < end <= size)
+
+
+def merge_ranges(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """[start, end) spans sorted, with overlapping or touching ones joined."""
     merged: list[tuple[int, int]] = []
-    for start, end in pairs:
+    for start, end in sorted(spans):
         if merged and start <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(merged[-1][1], end))
         else:
