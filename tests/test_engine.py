@@ -99,6 +99,26 @@ def test_one_connection_fetches_each_byte_once(cli: Run, hub: HubServer, huge: P
     assert len({g.client_port for g in hub.file_gets()}) == 1  # every file on one kept-alive connection
 
 
+@pytest.mark.parametrize("connections", [1, 4])
+@pytest.mark.parametrize("flip_at", [100, 7 * MiB + 5], ids=["first-segment", "last-segment"])
+def test_flipped_byte_is_caught_whichever_way_it_was_hashed(
+    cli: Run, hub: HubServer, huge: Path, connections: int, flip_at: int
+) -> None:
+    """A piece is hashed from the receive buffer when it is next in line (always, on one connection),
+    else read back after it was written ahead: a flipped byte fails the file either way."""
+    hub.delay = 0.002  # the connections overlap: later segments are written before the hash gets there
+    hub.faults[BIG] = Fault(flip_at=flip_at, times=None)
+    result = cli("download", "huge", "--connections", str(connections), "--retries", "2")
+    assert result.exit_code == 3, result.stderr
+    assert BIG in result.stderr and "do not match" in result.stderr
+    assert not (huge / BIG).exists()
+    assert list((huge / ".modelctl" / "partials").glob("*")) == []  # nothing half-written kept
+    for name, data in files(hub).items():
+        if name != BIG:
+            assert (huge / name).read_bytes() == data, name
+    assert hub.body_bytes(BIG) >= 2 * len(files(hub)[BIG])  # fetched again once from zero
+
+
 def test_ranges_cut_mid_way_are_resumed_and_stitched(cli: Run, hub: HubServer, huge: Path) -> None:
     hub.delay = 0.001
     hub.faults[BIG] = Fault(cut_after=700_000, times=3)
