@@ -520,18 +520,16 @@ def reuse_sources(workspace: Workspace, spec: ModelSpec, folder: Path) -> reuse.
     return reuse.find_sources(roots, spec.repo_id, folder, same_model, hf_cache_path())
 
 
-def _reuse(
-    model: ModelPlan, plan: DownloadPlan, options: DownloadOptions, events: DownloadEvents
-) -> dict[str, FileResult]:
-    """Under the lock: link or copy in, verified, the files the machine already holds; {path: result}.
+def _reuse(model: ModelPlan, events: DownloadEvents) -> dict[str, FileResult]:
+    """Under the lock: link or copy in, verified, the files the survey found on the machine; {path: result}.
 
-    Looked for again (a plan may be minutes old); a file whose source fails is left to the fetch.
+    A file whose source fails its check is left to the fetch.
     """
-    wanted = [f.remote for f in model.files if f.action != KEEP]
-    if options.force or not wanted:
-        return {}
-    sources = reuse_sources(plan.workspace, model.spec, model.folder)
-    found = [(r, c) for r in wanted if (c := sources.candidate(r)) is not None]
+    found = [
+        (f.remote, f.local.reuse_from)
+        for f in model.files
+        if f.action == REUSE and f.local is not None and f.local.reuse_from is not None
+    ]
     results = reuse.reuse_files(model.folder, found) if found else {}
     for result in results.values():
         events.file_reused(model.folder, result)
@@ -670,7 +668,8 @@ def _run_model(
     with folder_lock(folder, options.lock_timeout, lambda pid: events.lock_wait(folder, pid)):
         # Another modelctl may have fetched files while we waited: decide again under the lock.
         remote = [f.remote for f in model.files]
-        files = _survey(folder, remote, plan.workspace.registry.verify, options.force, plan.hashes)
+        sources = None if options.force else reuse_sources(plan.workspace, model.spec, folder)
+        files = _survey(folder, remote, plan.workspace.registry.verify, options.force, plan.hashes, sources)
         model = ModelPlan(model.spec, model.root, folder, model.snapshot, files, behind=model.behind)
         try:
             record = _write_plan(model)  # before the first byte: what a complete model is
@@ -682,7 +681,7 @@ def _run_model(
         access = (
             plan.access.starting_with(model.snapshot.endpoint) if model.snapshot.endpoint else plan.access
         )
-        reused = _reuse(model, plan, options, events)  # bytes already on the machine: not fetched
+        reused = _reuse(model, events)  # bytes already on the machine: not fetched
         jobs = [_job(model, f, access) for f in files if f.action != KEEP and f.remote.path not in reused]
         results: dict[str, FileResult] = dict(reused)
         failures: list[ModelctlError] = []

@@ -9,7 +9,10 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -117,10 +120,35 @@ def test_plain_output_names_each_reused_file_and_the_summary_counts_them(
     fill_hf_cache(hf_cache, hub, skip=("README.md",))
     result = cli("download", "tiny")
     assert result.exit_code == 0, result.stderr
+    assert (
+        "tiny: 1 to fetch (" in result.stderr
+        and "bytes), 6 to reuse from this machine, 0 kept" in result.stderr
+    )
     assert f"  reused {BIG}: 3,145,728 bytes from {hf_cache}" in result.stderr
     assert "1 fetched, 6 reused, 0 kept" in result.stdout
     assert "6 files reused (linked or copied from this machine, verified)" in result.stdout
     assert hub.served() == {"README.md": len(hub.repos["org/tiny"].files["README.md"])}
+
+
+def test_the_overall_bar_counts_only_what_is_fetched(
+    hub: HubServer, registry: Callable[..., Path], hf_cache: Path, project: Path
+) -> None:
+    """On a terminal, the model's total bar ends at what was fetched, reused files left out of both sides."""
+    script = shutil.which("script")
+    if script is None:
+        pytest.skip("util-linux script is needed to give modelctl a terminal")
+    registry(TINY)
+    fill_hf_cache(hf_cache, hub, skip=("README.md",))
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "150"}
+    command = f"{sys.executable} -m modelctl download tiny"
+    result = subprocess.run(
+        [script, "-qec", command, "/dev/null"], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", result.stdout)  # colours and cursor moves
+    totals = re.findall(r"tiny \(total\) ━+ (\d+)/(\d+) bytes", screen)
+    size = str(len(hub.repos["org/tiny"].files["README.md"]))
+    assert totals and totals[-1] == (size, size), totals
 
 
 def test_a_corrupt_blob_is_never_used_the_file_is_fetched_and_the_blob_left_alone(

@@ -88,10 +88,13 @@ class PlainEvents(QuietEvents):
             sink.flush()
 
     def model_start(self, plan: ModelPlan) -> None:
-        todo = [f for f in plan.files if f.action != "keep"]
+        todo = [f for f in plan.files if f.action not in ("keep", "reuse")]
+        reused = sum(1 for f in plan.files if f.action == "reuse")
         need = sum(f.needed for f in todo)
         self._line(
-            f"{plan.spec.id}: {len(todo)} to fetch ({need:,} bytes), {len(plan.files) - len(todo)} kept, "
+            f"{plan.spec.id}: {len(todo)} to fetch ({need:,} bytes), "
+            + (f"{reused} to reuse from this machine, " if reused else "")
+            + f"{len(plan.files) - len(todo) - reused} kept, "
             f"into {plan.folder} ({plan.root.name} root) at {plan.snapshot.commit[:12]}"
             + (f" (on disk: {plan.behind[:12]}, an older commit)" if plan.behind else "")
         )
@@ -174,6 +177,8 @@ class RichEvents(PlainEvents):
         )
         self._tasks: dict[str, Any] = {}
         self._overall: Any = None
+        self._counted: dict[str, int] = {}  # path → bytes the model's total bar counts as to fetch
+        self._model = ""
 
     def __enter__(self) -> RichEvents:
         self.progress.start()
@@ -187,14 +192,26 @@ class RichEvents(PlainEvents):
 
     def model_start(self, plan: ModelPlan) -> None:
         super().model_start(plan)
-        need = sum(f.needed for f in plan.files)
+        self._counted = {f.remote.path: f.needed for f in plan.files if f.needed}
+        self._model = plan.spec.id
         if self._overall is not None:
             self.progress.remove_task(self._overall)
             self._overall = None
-        if need:  # nothing to fetch: the line above says so, an empty bar would read `0/? bytes ?`
-            self._overall = self.progress.add_task(f"{visible(plan.spec.id)} (total)", total=need)
+        self._grow_total()
+
+    def _grow_total(self) -> None:
+        need = sum(self._counted.values())
+        if not need:  # nothing to fetch: the plan line says so, an empty bar would read `0/? bytes ?`
+            return
+        if self._overall is None:
+            self._overall = self.progress.add_task(f"{visible(self._model)} (total)", total=need)
+        else:
+            self.progress.update(self._overall, total=need)
 
     def file_start(self, job: FileJob, offset: int) -> None:
+        if job.rel_path not in self._counted:  # planned as reused, but its source failed the check
+            self._counted[job.rel_path] = job.size - offset
+            self._grow_total()
         self._started[job.rel_path] = time.monotonic()
         self._tasks[job.rel_path] = self.progress.add_task(
             visible(job.rel_path, keep_newlines=False), total=job.size, completed=offset
@@ -207,8 +224,9 @@ class RichEvents(PlainEvents):
 
     def file_reused(self, folder: Path, result: FileResult) -> None:
         super().file_reused(folder, result)
-        if self._overall is not None:  # the plan counted it as to fetch: its bytes are here now
-            self.progress.advance(self._overall, result.size)
+        counted = self._counted.get(result.path, 0)  # counted as to fetch, found here after all
+        if self._overall is not None and counted:
+            self.progress.advance(self._overall, counted)
 
     def file_retry(self, job: FileJob, attempt: int, delay: float, reason: str) -> None:
         super().file_retry(job, attempt, delay, reason)
