@@ -130,15 +130,30 @@ def test_plain_output_names_each_reused_file_and_the_summary_counts_them(
     assert hub.served() == {"README.md": len(hub.repos["org/tiny"].files["README.md"])}
 
 
+@pytest.mark.parametrize(
+    ("damaged", "total"),
+    [(False, ("13", "13", "bytes")), (True, ("3.1", "3.1", "MB"))],
+    ids=["good", "bad-blob"],
+)
 def test_the_overall_bar_counts_only_what_is_fetched(
-    hub: HubServer, registry: Callable[..., Path], hf_cache: Path, project: Path
+    hub: HubServer,
+    registry: Callable[..., Path],
+    hf_cache: Path,
+    project: Path,
+    damaged: bool,
+    total: tuple[str, str, str],
 ) -> None:
-    """On a terminal, the model's total bar ends at what was fetched, reused files left out of both sides."""
+    """On a terminal, the model's total bar counts what is fetched: README.md (13 bytes), plus
+    weights/big.bin (3.1 MB) when its blob fails the check and it is fetched after all."""
     script = shutil.which("script")
     if script is None:
         pytest.skip("util-linux script is needed to give modelctl a terminal")
     registry(TINY)
-    fill_hf_cache(hf_cache, hub, skip=("README.md",))
+    blobs = fill_hf_cache(hf_cache, hub, skip=("README.md",))
+    if damaged:
+        data = bytearray(blobs[BIG].read_bytes())
+        data[1000] ^= 0x01
+        blobs[BIG].write_bytes(bytes(data))
     env = {**os.environ, "TERM": "xterm", "COLUMNS": "150"}
     command = f"{sys.executable} -m modelctl download tiny"
     result = subprocess.run(
@@ -146,9 +161,9 @@ def test_the_overall_bar_counts_only_what_is_fetched(
     )
     assert result.returncode == 0, result.stdout
     screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", result.stdout)  # colours and cursor moves
-    totals = re.findall(r"tiny \(total\) ━+ (\d+)/(\d+) bytes", screen)
-    size = str(len(hub.repos["org/tiny"].files["README.md"]))
-    assert totals and totals[-1] == (size, size), totals
+    totals = re.findall(r"tiny \(total\) ━+ ([\d.]+)/([\d.]+) (bytes|kB|MB)", screen)
+    assert totals and totals[-1] == total, totals
+    assert set(hub.served()) == ({"README.md", BIG} if damaged else {"README.md"})
 
 
 def test_a_corrupt_blob_is_never_used_the_file_is_fetched_and_the_blob_left_alone(

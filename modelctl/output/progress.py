@@ -222,12 +222,6 @@ class RichEvents(PlainEvents):
         if self._overall is not None:
             self.progress.advance(self._overall, nbytes)
 
-    def file_reused(self, folder: Path, result: FileResult) -> None:
-        super().file_reused(folder, result)
-        counted = self._counted.get(result.path, 0)  # counted as to fetch, found here after all
-        if self._overall is not None and counted:
-            self.progress.advance(self._overall, counted)
-
     def file_retry(self, job: FileJob, attempt: int, delay: float, reason: str) -> None:
         super().file_retry(job, attempt, delay, reason)
         task = self._tasks.get(job.rel_path)
