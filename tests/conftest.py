@@ -154,6 +154,13 @@ def registry(project: Path) -> Callable[[str], Path]:
 
 
 @pytest.fixture
+def tiny(registry: Callable[..., Path], tmp_path: Path) -> Path:
+    """The registry with org/tiny; returns the folder the model will land in (user root)."""
+    registry(TINY)
+    return tmp_path / "home" / "org--tiny"
+
+
+@pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
     """A fixture Hub on 127.0.0.1 with org/tiny (small model files + a 3 MB binary); HF_ENDPOINT → it."""
     with HubServer() as server:

@@ -17,42 +17,12 @@ import pytest
 
 from tests.conftest import TINY, Run, partial_of, put_partial, sidecar_of
 from tests.hubserver import Fault, HubServer, Repo, model_files
-
-BIG = "weights/big.bin"
-
-
-@pytest.fixture
-def tiny(registry: Callable[..., Path], tmp_path: Path) -> Path:
-    """The registry with org/tiny; returns the folder the model will land in (user root)."""
-    registry(TINY)
-    return tmp_path / "home" / "org--tiny"
-
-
-def files_of(hub: HubServer) -> dict[str, bytes]:
-    return hub.repos["org/tiny"].files
-
-
-def assert_identical(folder: Path, files: dict[str, bytes]) -> None:
-    for name, data in files.items():
-        assert (folder / name).read_bytes() == data, name
-    leftovers = [p.name for p in (folder / ".modelctl" / "partials").glob("*")]
-    assert leftovers == []
-
-
-def modelctl(*args: str, cwd: Path, **kwargs: object) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "modelctl", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,  # type: ignore[call-overload]
-    )
+from tests.process import BIG, assert_complete, files_of, start
 
 
 def test_fresh_download_is_byte_identical_and_recorded(cli: Run, hub: HubServer, tiny: Path) -> None:
     data = cli.json("download", "tiny")
-    assert_identical(tiny, files_of(hub))
+    assert_complete(tiny, files_of(hub))
     (model,) = data["models"]
     assert model["root"] == "user" and model["path"] == str(tiny)
     assert model["commit"] == hub.repos["org/tiny"].commit
@@ -90,7 +60,7 @@ def test_a_corrupted_local_file_is_fetched_again(cli: Run, hub: HubServer, tiny:
     actions = {f["path"]: f["action"] for f in data["models"][0]["files"]}
     assert actions["model.safetensors"] == "download"
     assert [r.path.split("/")[-1] for r in hub.file_gets()] == ["model.safetensors"]
-    assert_identical(tiny, files_of(hub))
+    assert_complete(tiny, files_of(hub))
 
 
 def test_dry_run_prints_the_plan_and_touches_nothing(cli: Run, hub: HubServer, tiny: Path) -> None:
@@ -139,7 +109,7 @@ def test_cut_connection_is_resumed_not_restarted(cli: Run, hub: HubServer, tiny:
     hub.faults[BIG] = Fault(cut_after=500_000, times=2)
     result = cli("download", "tiny", "--max-workers", "1", "--json")
     assert result.exit_code == 0, result.stderr
-    assert_identical(tiny, files_of(hub))
+    assert_complete(tiny, files_of(hub))
     big = next(f for f in json.loads(result.stdout)["models"][0]["files"] if f["path"] == BIG)
     assert big["bytes_fetched"] == size  # every attempt's bytes count, as the server saw them
     gets = hub.file_gets(BIG)
@@ -175,7 +145,7 @@ def test_flipped_byte_once_is_repaired_by_one_refetch(cli: Run, hub: HubServer, 
     result = cli("download", "tiny")
     assert result.exit_code == 0, result.stderr
     assert "hash mismatch" in result.stderr
-    assert_identical(tiny, files_of(hub))
+    assert_complete(tiny, files_of(hub))
 
 
 @pytest.mark.parametrize(
@@ -205,7 +175,7 @@ def test_429_retry_after_is_waited_for(cli: Run, hub: HubServer, tiny: Path) -> 
     assert "retry README.md (attempt 2) in" in result.stderr and "HTTP 503" in result.stderr
     first, second = hub.file_gets("config.json")
     assert second.at - first.at >= 0.95
-    assert_identical(tiny, files_of(hub))
+    assert_complete(tiny, files_of(hub))
 
 
 def test_stall_past_the_read_timeout_is_retried(cli: Run, hub: HubServer, tiny: Path) -> None:
@@ -213,7 +183,7 @@ def test_stall_past_the_read_timeout_is_retried(cli: Run, hub: HubServer, tiny: 
     result = cli("download", "tiny", "--timeout", "0.5")
     assert result.exit_code == 0, result.stderr
     assert "stalled" in result.stderr
-    assert_identical(tiny, files_of(hub))
+    assert_complete(tiny, files_of(hub))
 
 
 def test_server_that_ignores_range_restarts_the_file_cleanly(cli: Run, hub: HubServer, tiny: Path) -> None:
@@ -223,7 +193,7 @@ def test_server_that_ignores_range_restarts_the_file_cleanly(cli: Run, hub: HubS
     assert result.exit_code == 0, result.stderr
     _first, second = hub.file_gets(BIG)
     assert second.range == f"bytes=1000000-{len(files_of(hub)[BIG]) - 1}" and second.status == 200
-    assert_identical(tiny, files_of(hub))
+    assert_complete(tiny, files_of(hub))
 
 
 def test_gives_up_after_the_configured_attempts(cli: Run, hub: HubServer, tiny: Path) -> None:
@@ -303,7 +273,7 @@ def test_token_is_not_sent_to_another_host_after_a_redirect(
         assert cdn and all(r.host.startswith("localhost:") and r.authorization is None for r in cdn)
         assert resolve and all(r.authorization == "Bearer hf_redirect_secret" for r in resolve)
         assert "hf_redirect_secret" not in result.stdout + result.stderr
-        assert_identical(tmp_path / "home" / "org--tiny", server.repos["org/tiny"].files)
+        assert_complete(tmp_path / "home" / "org--tiny", server.repos["org/tiny"].files)
         written = b"".join(p.read_bytes() for p in (tmp_path / "home").rglob("*") if p.is_file())
         assert b"hf_redirect_secret" not in written and b"sig=secret" not in written
 
@@ -342,7 +312,7 @@ def test_model_in_a_read_only_root_is_downloaded_to_a_writable_one(
 ) -> None:
     data = cli.json("download", "tiny", "--to", "project")
     assert data["models"][0]["path"] == str(project / "models" / "tiny")
-    assert_identical(project / "models" / "tiny", files_of(hub))
+    assert_complete(project / "models" / "tiny", files_of(hub))
     hub.reset_counters()
     assert cli.json("download", "tiny")["models"][0]["root"] == "project"  # found there: kept there
     assert hub.file_gets() == []
@@ -353,7 +323,7 @@ def test_model_in_a_read_only_root_is_downloaded_to_a_writable_one(
 
 def test_resume_after_kill_9_fetches_only_the_rest(hub: HubServer, tiny: Path, project: Path) -> None:
     hub.delay = 0.01  # 64 KiB per 10 ms: the 3 MiB file takes ~0.5 s
-    proc = modelctl("download", "tiny", cwd=project)
+    proc = start(project, "download", "tiny")
     partial = partial_of(tiny, BIG)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 1_000_000):
@@ -369,56 +339,56 @@ def test_resume_after_kill_9_fetches_only_the_rest(hub: HubServer, tiny: Path, p
     while time.monotonic() < deadline and not hub.file_gets(BIG):
         time.sleep(0.01)
     hub.reset_counters()
-    rerun = modelctl("download", "tiny", "--json", cwd=project)
+    rerun = start(project, "download", "tiny", "--json")
     out, err = rerun.communicate(timeout=60)
     assert rerun.returncode == 0, err
     gets = hub.file_gets(BIG)
     assert [(g.range, g.status) for g in gets] == [(f"bytes={kept}-{len(files_of(hub)[BIG]) - 1}", 206)]
     assert hub.body_bytes(BIG) == len(files_of(hub)[BIG]) - kept
-    assert_identical(tiny, files_of(hub))
+    assert_complete(tiny, files_of(hub))
     big = next(f for f in json.loads(out)["models"][0]["files"] if f["path"] == BIG)
     assert (big["action"], big["resumed_from"]) == ("resume", kept)
 
 
 def test_two_processes_on_one_model_fetch_each_byte_once(hub: HubServer, tiny: Path, project: Path) -> None:
     hub.delay = 0.03  # ~1.5 s for the 3 MiB file: the second process arrives while the first works
-    first = modelctl("download", "tiny", cwd=project)
+    first = start(project, "download", "tiny")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not (tiny / ".modelctl" / "lock.owner").exists():
         time.sleep(0.01)
-    second = modelctl("download", "tiny", cwd=project)
+    second = start(project, "download", "tiny")
     _out1, err1 = first.communicate(timeout=60)
     _out2, err2 = second.communicate(timeout=60)
     assert (first.returncode, second.returncode) == (0, 0), err1 + err2
     assert f"waiting for pid {first.pid}, which holds the lock on {tiny}" in err2
     assert hub.body_bytes() == sum(len(d) for d in files_of(hub).values())
-    assert_identical(tiny, files_of(hub))
+    assert_complete(tiny, files_of(hub))
 
 
 def test_lock_wait_is_bounded_and_names_the_holder(hub: HubServer, tiny: Path, project: Path) -> None:
     hub.delay = 0.05
-    first = modelctl("download", "tiny", cwd=project)
+    first = start(project, "download", "tiny")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not (tiny / ".modelctl" / "lock.owner").exists():
         time.sleep(0.01)
-    second = modelctl("download", "tiny", "--lock-timeout", "0.3", cwd=project)
+    second = start(project, "download", "tiny", "--lock-timeout", "0.3")
     _, err2 = second.communicate(timeout=60)
     first.kill()
     first.communicate()
     assert second.returncode == 1
     assert f"{tiny} is locked by pid {first.pid}, still busy after waiting 0.3 s" in err2
     hub.delay = 0.0
-    third = modelctl("download", "tiny", cwd=project)  # the killed holder's lock is taken over
+    third = start(project, "download", "tiny")  # the killed holder's lock is taken over
     _, err3 = third.communicate(timeout=60)
     assert third.returncode == 0, err3
-    assert_identical(tiny, files_of(hub))
+    assert_complete(tiny, files_of(hub))
 
 
 def test_ctrl_c_exits_130_and_keeps_the_partial_for_a_resume(
     hub: HubServer, tiny: Path, project: Path
 ) -> None:
     hub.delay = 0.02
-    proc = modelctl("download", "tiny", cwd=project)
+    proc = start(project, "download", "tiny")
     partial = partial_of(tiny, BIG)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 300_000):
@@ -432,12 +402,12 @@ def test_ctrl_c_exits_130_and_keeps_the_partial_for_a_resume(
     kept = partial.stat().st_size
     assert kept > 0 and sidecar_of(tiny, BIG).exists()
     hub.delay = 0.0
-    rerun = modelctl("download", "tiny", "--json", cwd=project)
+    rerun = start(project, "download", "tiny", "--json")
     out, err = rerun.communicate(timeout=60)
     assert rerun.returncode == 0, err
     big = next(f for f in json.loads(out)["models"][0]["files"] if f["path"] == BIG)
     assert (big["action"], big["resumed_from"]) == ("resume", kept)
-    assert_identical(tiny, files_of(hub))
+    assert_complete(tiny, files_of(hub))
 
 
 class _Proxy:
@@ -497,13 +467,13 @@ def test_http_proxy_from_the_environment_carries_the_transfers(
 ) -> None:
     proxy = _Proxy()
     try:
-        env = {**os.environ, "HTTP_PROXY": proxy.url, "http_proxy": proxy.url, "NO_PROXY": "", "no_proxy": ""}
-        run = modelctl("download", "tiny", cwd=project, env=env)
-        _, err = run.communicate(timeout=60)
+        env = {"HTTP_PROXY": proxy.url, "http_proxy": proxy.url, "NO_PROXY": "", "no_proxy": ""}
+        proc = start(project, "download", "tiny", env=env)
+        _, err = proc.communicate(timeout=60)
     finally:
         proxy.close()
-    assert run.returncode == 0, err
-    assert_identical(tiny, files_of(hub))
+    assert proc.returncode == 0, err
+    assert_complete(tiny, files_of(hub))
     assert any(f"/org/tiny/resolve/{hub.repos['org/tiny'].commit}/{BIG}" in url for url in proxy.seen)
     assert all(url.startswith(hub.url) for url in proxy.seen)
 
@@ -538,7 +508,7 @@ def test_endpoints_fail_over_and_say_who_served_each_file(
         served = {f["path"]: f["endpoint"] for f in data["models"][0]["files"]}
         assert served[BIG] == f"127.0.0.1:{second.port}"
         assert served["config.json"] == f"127.0.0.1:{hub.port}"
-        assert_identical(tmp_path / "home" / "org--tiny", files_of(hub))
+        assert_complete(tmp_path / "home" / "org--tiny", files_of(hub))
         assert second.file_gets(BIG) and not second.file_gets("config.json")
     hub.faults.clear()
     flags = cli.json(
@@ -586,7 +556,7 @@ def test_rich_progress_on_a_terminal(hub: HubServer, tiny: Path, project: Path) 
     screen = result.stdout
     assert "tiny (total)" in screen and "━" in screen  # the overall bar, drawn by Rich
     assert f"retry {BIG} (attempt 2)" in screen  # retries are printed above the bars
-    assert_identical(tiny, files_of(hub))
+    assert_complete(tiny, files_of(hub))
 
 
 def test_a_partial_the_server_will_not_resume_is_reported_as_downloaded_whole(
@@ -609,7 +579,7 @@ def test_a_partial_the_server_will_not_resume_is_reported_as_downloaded_whole(
     data = cli.json("download", "tiny")
     big = next(f for f in data["models"][0]["files"] if f["path"] == BIG)
     assert (big["action"], big["resumed_from"], big["bytes_fetched"]) == ("download", 0, size)
-    assert_identical(tiny, files_of(hub))
+    assert_complete(tiny, files_of(hub))
 
 
 def _interrupted_big(hub: HubServer, tiny: Path, kept: int) -> int:
@@ -631,4 +601,4 @@ def test_a_206_from_the_wrong_offset_is_retried_and_says_which_offset_was_asked(
     result = cli("download", "tiny")
     assert result.exit_code == 0, result.stderr
     assert "server sent bytes 0- of" in result.stderr and "not 1000-" in result.stderr
-    assert_identical(tiny, files_of(hub))
+    assert_complete(tiny, files_of(hub))

@@ -20,7 +20,7 @@ import pytest
 from modelctl.storage import ranges_path, read_ranges
 from tests.conftest import Run, partial_of
 from tests.hubserver import Fault, HubServer, Repo, model_files
-from tests.reliability.test_faults import run, start, wait_for
+from tests.process import assert_complete, run, start, wait_for
 
 BIG = "weights/big.bin"
 MiB = 1 << 20
@@ -47,13 +47,6 @@ def files(hub: HubServer) -> dict[str, bytes]:
     return hub.repos["org/huge"].files
 
 
-def assert_identical(folder: Path, expected: dict[str, bytes]) -> None:
-    for name, data in expected.items():
-        assert (folder / name).read_bytes() == data, name
-    leftovers = list((folder / ".modelctl" / "partials").glob("*"))
-    assert leftovers == [], leftovers
-
-
 def spans(hub: HubServer, name: str = BIG) -> list[tuple[int, int]]:
     """The byte ranges the server sent for name, as [start, end) by its answers' sizes."""
     out = []
@@ -67,7 +60,7 @@ def test_big_file_is_fetched_in_ranges_over_several_connections(cli: Run, hub: H
     hub.delay = 0.002  # slow enough that the connections overlap
     result = cli("download", "huge", "--json")
     assert result.exit_code == 0, result.stderr
-    assert_identical(huge, files(hub))
+    assert_complete(huge, files(hub))
     gets = sorted(hub.file_gets(BIG), key=lambda g: g.at)
     assert len(gets) >= 4 and all(g.status == 206 for g in gets)
     etag = f'"{hub.repos["org/huge"].etag(BIG)}"'
@@ -89,7 +82,7 @@ def test_big_file_is_fetched_in_ranges_over_several_connections(cli: Run, hub: H
 def test_one_connection_fetches_each_byte_once(cli: Run, hub: HubServer, huge: Path) -> None:
     result = cli("download", "huge", "--connections", "1")
     assert result.exit_code == 0, result.stderr
-    assert_identical(huge, files(hub))
+    assert_complete(huge, files(hub))
     # in order, one segment (4 split sizes) per request, on one kept-alive connection
     assert [g.range for g in hub.file_gets(BIG)] == [
         f"bytes=0-{4 * MiB - 1}",
@@ -124,7 +117,7 @@ def test_ranges_cut_mid_way_are_resumed_and_stitched(cli: Run, hub: HubServer, h
     hub.faults[BIG] = Fault(cut_after=700_000, times=3)
     result = cli("download", "huge", "--json")
     assert result.exit_code == 0, result.stderr
-    assert_identical(huge, files(hub))
+    assert_complete(huge, files(hub))
     assert sum(1 for g in hub.file_gets(BIG) if g.body_bytes == 700_000) == 3
 
 
@@ -133,7 +126,7 @@ def test_wrong_content_range_is_never_written(cli: Run, hub: HubServer, huge: Pa
     result = cli("download", "huge")
     assert result.exit_code == 0, result.stderr
     assert "server sent bytes 4096- of" in result.stderr
-    assert_identical(huge, files(hub))
+    assert_complete(huge, files(hub))
 
 
 def test_server_that_drops_range_mid_file_gives_one_stream(cli: Run, hub: HubServer, huge: Path) -> None:
@@ -141,7 +134,7 @@ def test_server_that_drops_range_mid_file_gives_one_stream(cli: Run, hub: HubSer
     hub.faults[BIG] = Fault(ignore_range=True, times=None, skip=1)  # a 206, then only 200s
     result = cli("download", "huge", "--json")
     assert result.exit_code == 0, result.stderr
-    assert_identical(huge, files(hub))
+    assert_complete(huge, files(hub))
     gets = sorted(hub.file_gets(BIG), key=lambda g: g.at)
     assert gets[0].status == 206 and any(g.status == 200 for g in gets)
     whole = [g for g in gets if g.status == 200]
@@ -223,7 +216,7 @@ def test_kill_9_keeps_every_written_range(hub: HubServer, huge: Path, project: P
     assert hub.body_bytes(BIG) == missing  # each hole once; nothing written before fetched again
     big = next(f for f in json.loads(rerun.stdout)["models"][0]["files"] if f["path"] == BIG)
     assert big["action"] == "resume" and big["resumed_from"] == size - missing
-    assert_identical(huge, files(hub))
+    assert_complete(huge, files(hub))
 
 
 def test_connections_setting_is_checked_everywhere(
@@ -252,7 +245,7 @@ def test_hf_transfer_variable_is_accepted_and_doctor_says_why(cli: Run, hub: Hub
     env = {"HF_HUB_ENABLE_HF_TRANSFER": "1"}
     result = cli("download", "huge", env=env)
     assert result.exit_code == 0, result.stderr
-    assert_identical(huge, files(hub))
+    assert_complete(huge, files(hub))
     assert len(hub.file_gets(BIG)) >= 2  # split by the built-in engine
     doctor = cli("doctor", env=env)
     assert "HF_HUB_ENABLE_HF_TRANSFER is set: modelctl's own engine does what it asks" in doctor.stdout
@@ -264,5 +257,5 @@ def test_python_api_takes_the_connection_budget(hub: HubServer, huge: Path, proj
 
     manager = ModelManager.from_config(project / "models.yaml", endpoint=hub.url, connections=1)
     assert manager.ensure_model("huge") == huge
-    assert_identical(huge, files(hub))
+    assert_complete(huge, files(hub))
     assert len({g.client_port for g in hub.file_gets()}) == 1  # one connection for every file

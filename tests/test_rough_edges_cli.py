@@ -14,7 +14,7 @@ import pytest
 from modelctl import __version__
 from tests.conftest import TINY, Run, put_partial
 from tests.hubserver import HubServer
-from tests.reliability.test_faults import run
+from tests.process import run
 
 ROOT = Path(__file__).resolve().parents[1]
 

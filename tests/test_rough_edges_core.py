@@ -15,7 +15,7 @@ import pytest
 from modelctl.registry import load_registry
 from tests.conftest import TINY, Run
 from tests.hubserver import HubServer
-from tests.reliability.test_faults import run
+from tests.process import run
 
 BIG = "weights/big.bin"
 FAST = {"MODELCTL_PROGRESS_INTERVAL": "0.2"}

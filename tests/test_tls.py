@@ -17,6 +17,7 @@ import pytest
 from modelctl import tls
 from tests.conftest import TINY, Run, partial_of
 from tests.hubserver import Fault, HubServer, Repo, model_files
+from tests.process import assert_complete, run, start, wait_for
 from tests.proxyserver import ConnectProxy
 from tests.tlsfixture import Pki, make_pki, server_context
 
@@ -56,17 +57,6 @@ def https_hub(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
         yield server
 
 
-@pytest.fixture
-def tiny(registry: Callable[..., Path], tmp_path: Path) -> Path:
-    registry(TINY)
-    return tmp_path / "home" / "org--tiny"
-
-
-def assert_identical(folder: Path, files: dict[str, bytes]) -> None:
-    for name, data in files.items():
-        assert (folder / name).read_bytes() == data, name
-
-
 def trust(monkeypatch: pytest.MonkeyPatch, pki: Pki) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki.ca))
 
@@ -81,7 +71,7 @@ def test_download_over_https_trusting_each_variable(
     monkeypatch.setenv(variable, str(pki.ca_dir if variable == "SSL_CERT_DIR" else pki.ca))
     data = cli.json("download", "tiny")
     files = https_hub.repos["org/tiny"].files
-    assert_identical(tiny, files)
+    assert_complete(tiny, files)
     assert {f["endpoint"] for f in data["models"][0]["files"]} == {f"127.0.0.1:{https_hub.port}"}
     assert https_hub.body_bytes() == sum(len(d) for d in files.values())
     assert any(r.path.startswith("/api/models/org/tiny/tree/") for r in https_hub.requests)  # metadata too
@@ -93,7 +83,7 @@ def test_the_first_variable_set_wins(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki.ca))
     monkeypatch.setenv("SSL_CERT_FILE", str(pki.other_ca))  # would fail: REQUESTS_CA_BUNDLE comes first
     cli.json("download", "tiny")
-    assert_identical(tiny, https_hub.repos["org/tiny"].files)
+    assert_complete(tiny, https_hub.repos["org/tiny"].files)
 
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki.other_ca))
     monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))  # would work: REQUESTS_CA_BUNDLE still comes first
@@ -237,7 +227,7 @@ def test_redirect_to_another_host_over_tls_never_sends_the_token(
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         monkeypatch.setenv("HF_TOKEN", secret)
         cli.json("download", "tiny")
-    assert_identical(tiny, server.repos["org/tiny"].files)
+    assert_complete(tiny, server.repos["org/tiny"].files)
     cdn = [r for r in server.requests if r.path.startswith("/cdn/")]
     assert len(cdn) == len(LFS) and all(r.host == f"localhost:{server.port}" for r in cdn)
     assert all(r.authorization is None for r in cdn)
@@ -260,7 +250,7 @@ def test_failover_between_https_endpoints(
     served = {f["path"]: f["endpoint"] for f in data["models"][0]["files"]}
     assert served[BIG] == f"127.0.0.1:{second.port}"
     assert served["config.json"] == f"127.0.0.1:{first.port}"
-    assert_identical(tmp_path / "home" / "org--tiny", first.repos["org/tiny"].files)
+    assert_complete(tmp_path / "home" / "org--tiny", first.repos["org/tiny"].files)
     assert second.file_gets(BIG) and not second.file_gets("config.json")
 
 
@@ -274,7 +264,7 @@ def test_https_through_a_connect_proxy(
     with ConnectProxy() as proxy:
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
         cli.json("download", "tiny")
-    assert_identical(tiny, https_hub.repos["org/tiny"].files)
+    assert_complete(tiny, https_hub.repos["org/tiny"].files)
     assert {t.target for t in proxy.connects} == {f"127.0.0.1:{https_hub.port}"}
     assert len(proxy.tunnels) >= 2  # metadata and file bytes both went through it
     assert len(https_hub.file_gets()) == len(https_hub.repos["org/tiny"].files)
@@ -299,7 +289,7 @@ def test_https_through_a_proxy_that_wants_credentials(
 
         monkeypatch.setenv("HTTPS_PROXY", proxy.url_with("alice", "p@ss:word"))
         cli.json("download", "tiny")
-    assert_identical(tiny, https_hub.repos["org/tiny"].files)
+    assert_complete(tiny, https_hub.repos["org/tiny"].files)
     assert len(proxy.tunnels) >= 2 and all(proxy.is_allowed(t.authorization) for t in proxy.tunnels)
 
 
@@ -323,7 +313,7 @@ def test_proxy_credentials_for_file_transfers_and_no_proxy(
 
         monkeypatch.setenv("HTTPS_PROXY", proxy.url_with("bob", "secret"))
         cli.json("download", "tiny")
-    assert_identical(tiny, server.repos["org/tiny"].files)
+    assert_complete(tiny, server.repos["org/tiny"].files)
     assert {t.target for t in proxy.connects} == {f"localhost:{server.port}"}
     assert len(proxy.tunnels) == len(LFS)
 
@@ -337,7 +327,7 @@ def test_no_proxy_bypasses_the_proxy(
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
         cli.json("download", "tiny")
     assert proxy.connects == []
-    assert_identical(tiny, https_hub.repos["org/tiny"].files)
+    assert_complete(tiny, https_hub.repos["org/tiny"].files)
 
 
 def test_the_real_executable_over_https(
@@ -361,7 +351,7 @@ def test_the_real_executable_over_https(
     files = json.loads(result.stdout)["models"][0]["files"]
     digests = {f["path"]: f["sha256"] for f in files}
     assert digests[BIG] == hashlib.sha256(https_hub.repos["org/tiny"].files[BIG]).hexdigest()
-    assert_identical(tiny, https_hub.repos["org/tiny"].files)
+    assert_complete(tiny, https_hub.repos["org/tiny"].files)
 
 
 def test_files_share_kept_alive_tls_connections(
@@ -371,7 +361,7 @@ def test_files_share_kept_alive_tls_connections(
     trust(monkeypatch, pki)
     result = cli("download", "tiny", "--connections", "1")
     assert result.exit_code == 0, result.stderr
-    assert_identical(tiny, https_hub.repos["org/tiny"].files)
+    assert_complete(tiny, https_hub.repos["org/tiny"].files)
     gets = https_hub.file_gets()
     assert len(gets) == len(https_hub.repos["org/tiny"].files) >= 7
     assert len({g.client_port for g in gets}) == 1  # one connection, so one handshake, for 7 files
@@ -389,7 +379,6 @@ def test_kill_9_over_tls_then_rerun_fetches_only_the_missing_ranges(
 ) -> None:
     """The real executable over HTTPS, 4 connections splitting the 3 MiB file, killed mid-way."""
     from modelctl.storage import ranges_path, read_ranges
-    from tests.reliability.test_faults import run, start, wait_for
 
     trust(monkeypatch, pki)
     monkeypatch.setenv("MODELCTL_SPLIT_SIZE", "1M")

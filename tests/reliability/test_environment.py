@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import put_files
 from tests.hubserver import Fault, HubServer
-from tests.reliability.test_faults import assert_complete, files_of, run, start, tiny  # noqa: F401
+from tests.process import assert_complete, files_of, run
 
 MODELCTL = [sys.executable, "-m", "modelctl"]
 ESCAPE = "\x1b]0;pwned\x07"  # sets the terminal's title: must never reach a terminal raw
@@ -137,7 +137,7 @@ def test_a3_short_pipe_ends_quietly(
 
 def test_a4_download_goes_on_when_stderr_goes_into_a_short_pipe(
     hub: HubServer,
-    tiny: Path,  # noqa: F811
+    tiny: Path,
     project: Path,
 ) -> None:
     hub.delay = 0.01  # ~0.5 s of transfer: progress lines keep coming after head has gone
@@ -149,7 +149,7 @@ def test_a4_download_goes_on_when_stderr_goes_into_a_short_pipe(
 
 def test_a4_download_goes_on_with_stderr_closed(
     hub: HubServer,
-    tiny: Path,  # noqa: F811
+    tiny: Path,
     project: Path,
 ) -> None:
     result = run_closed(project, "2>&-", "download", "tiny")
@@ -181,7 +181,7 @@ def test_b_unprintable_characters_in_names_are_shown_escaped(
 
 def test_b_server_file_names_never_reach_the_terminal_raw(
     hub: HubServer,
-    tiny: Path,  # noqa: F811
+    tiny: Path,
     project: Path,
 ) -> None:
     # A name with ESC or CR is refused by download.py (its error message is then rendered by
@@ -199,7 +199,7 @@ def test_b_server_file_names_never_reach_the_terminal_raw(
 # --------------------------------------------------------------------------- C retry lines once
 
 
-def test_c_each_retry_is_reported_once(hub: HubServer, tiny: Path, project: Path) -> None:  # noqa: F811
+def test_c_each_retry_is_reported_once(hub: HubServer, tiny: Path, project: Path) -> None:
     hub.faults["config.json"] = Fault(status=500, times=1)
     result = run(project, "download", "tiny")
     assert result.returncode == 0, result.stderr

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,74 +21,21 @@ import pytest
 
 from tests.conftest import TINY, partial_of
 from tests.hubserver import Fault, HubServer, Repo, model_files
+from tests.process import (
+    BIG,
+    assert_complete,
+    assert_nothing_bad,
+    files_of,
+    run,
+    settle,
+    start,
+    wait_for,
+)
 
-BIG = "weights/big.bin"
 CHUNK = 1 << 20
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def start(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "modelctl", *args],
-        cwd=project,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def run(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    proc = start(project, *args, env=env)
-    out, err = proc.communicate(timeout=120)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not reached in time")
-
-
-def assert_nothing_bad(folder: Path, files: dict[str, bytes]) -> None:
-    """Every file under its real name holds the Hub's bytes; nothing else looks complete."""
-    if not folder.exists():
-        return
-    for path in folder.rglob("*"):
-        rel = path.relative_to(folder).as_posix()
-        if not path.is_file() or rel.startswith(".modelctl/"):
-            continue
-        assert rel in files, f"unexpected file {rel}"
-        assert path.read_bytes() == files[rel], f"{rel} published with wrong bytes"
-
-
-def assert_complete(folder: Path, files: dict[str, bytes]) -> None:
-    for name, data in files.items():
-        assert (folder / name).read_bytes() == data, name
-    assert not (folder / ".modelctl" / "partials").exists() or not list(
-        (folder / ".modelctl" / "partials").iterdir()
-    )
-
-
-@pytest.fixture
-def tiny(hub: HubServer, registry: Callable[..., Path], tmp_path: Path) -> Path:
-    registry(TINY)
-    return tmp_path / "home" / "org--tiny"
-
-
-def files_of(hub: HubServer) -> dict[str, bytes]:
-    return hub.repos["org/tiny"].files
-
-
-def settle(hub: HubServer) -> None:
-    """Let the server record requests of a killed client, then forget them."""
-    time.sleep(0.3)
-    hub.reset_counters()
 
 
 def drop_caps() -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.conftest import TINY
 from tests.hubserver import HubServer, Repo, git_blob_sha1, model_files
-from tests.reliability.test_faults import assert_nothing_bad, run
+from tests.process import assert_nothing_bad, run
 
 LONG = "n" * 250 + ".json"  # 255 bytes: the longest name most filesystems take
 

@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import TINY, put_files, write
 from tests.hubserver import Fault, HubServer, Repo, git_blob_sha1, model_files
-from tests.reliability.test_faults import BIG, assert_complete, files_of, run, settle, start, wait_for
+from tests.process import BIG, assert_complete, files_of, run, settle, start, wait_for
 
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
 
