@@ -403,6 +403,8 @@ class Run:
     seconds: float
     rss_kib: int
     stdout: str
+    user: float = 0.0  # CPU seconds in the tool's own code, children included (GNU time %U)
+    system: float = 0.0  # CPU seconds in the kernel on its behalf (%S)
     requests: list[Request] = field(default_factory=list)
 
     @property
@@ -463,7 +465,7 @@ class Workload:
 
 
 def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> Run:
-    """Wall seconds and peak RSS (KiB) of one command, its children included.
+    """Wall seconds, CPU seconds and peak RSS (KiB) of one command, its children included.
 
     GNU time measures the RSS: wait4() straight from this process would not do, since a child
     exec'd from a fork of Python starts its maxrss at this process's own peak (the kernel carries
@@ -476,7 +478,12 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> Run:
     ):
         start = time.perf_counter()
         proc = subprocess.run(
-            [TIME, "-f", "%M", "-o", rss.name, *cmd], env=env, cwd=cwd, stdout=out, stderr=err, check=False
+            [TIME, "-f", "%U %S %M", "-o", rss.name, *cmd],
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=err,
+            check=False,
         )
         took = time.perf_counter() - start
         out.seek(0)
@@ -484,7 +491,8 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> Run:
         if proc.returncode:
             tail = err.read().decode(errors="replace")[-3000:]
             raise SystemExit(f"{' '.join(cmd[:3])} ... failed ({proc.returncode}):\n{tail}")
-        return Run(took, int(Path(rss.name).read_text().split()[-1]), out.read().decode(errors="replace"))
+        user, system, rss_kib = Path(rss.name).read_text().split()[-3:]
+        return Run(took, int(rss_kib), out.read().decode(errors="replace"), float(user), float(system))
 
 
 def check_bytes(folder: Path, fs: FileSet, who: str) -> None:
@@ -696,8 +704,10 @@ def report_runs(w: Workload, rounds: int) -> list[Target]:
     print(f"\n#### {w.title}: {total / 1e9:.2f} GB in {len(w.fileset.names)} file(s), {rounds} round(s)\n")
     conns = "connections (TLS handshakes, resumed) per run" if tls else "connections per run"
     vs = "".join(f" | speed vs {p.split(',')[0].split(' -')[0]}" for p in peers)
-    print(f"| tool | median s | each round, s | MB/s{vs} | {conns} | MB served | peak RSS MB |")
-    print("|---|---:|---:|---:|" + "---:|" * len(peers) + "---:|---:|---:|")
+    print(
+        f"| tool | median s | each round, s | MB/s{vs} | CPU user + kernel s | {conns} | MB served | peak RSS MB |"
+    )
+    print("|---|---:|---:|---:|" + "---:|" * len(peers) + "---:|---:|---:|---:|")
     for name, runs in w.samples.items():
         secs = " ".join(f"{r.seconds:.2f}" for r in runs)
         rss = max(r.rss_kib for r in runs) / 1024
@@ -707,9 +717,12 @@ def report_runs(w: Workload, rounds: int) -> list[Target]:
             for r in runs
         )
         served = statistics.median(r.served for r in runs) / 1e6
+        cpu = (
+            f"{statistics.median(r.user for r in runs):.2f} + {statistics.median(r.system for r in runs):.2f}"
+        )
         label = f"**{name}**" if name.startswith(MODELCTL) else name
         print(
-            f"| {label} | {med[name]:.2f} | {secs} | {total / med[name] / 1e6:.0f}{ratios} | {c} "
+            f"| {label} | {med[name]:.2f} | {secs} | {total / med[name] / 1e6:.0f}{ratios} | {cpu} | {c} "
             f"| {served:.0f} | {rss:.0f} |"
         )
     for name in (HF_TRANSFER, ARIA2):
