@@ -584,13 +584,34 @@ def _offline_plan(
     problems = [
         f"{f.path}: {f.detail}" if f.path else f.detail for f in verdict.findings if f.status == "bad"
     ]
+    # What complete is, offline, comes only from models.lock or the model's own record (written
+    # before the first byte of a download): the HF cache shows what someone fetched, not what the
+    # commit lists. With such a listing, what is missing may still be on the machine.
+    listing: Snapshot | None = None
+    if locked is not None:
+        listing = locked.snapshot()
+    elif record is not None:
+        listed = tuple(f._replace(checked=None) for f in record.selected(spec.files))
+        listing = Snapshot(record.repo_id, record.revision, record.commit, listed)
+    if listing is not None and not options.force:
+        root, folder = _target(workspace, spec, options.to, locked)
+        remote = wanted_files(spec, listing, options)
+        sources = reuse_sources(workspace, spec, folder)
+        files = _survey(folder, remote, workspace.registry.verify, False, {}, sources)
+        lacking = [f.remote.path for f in files if f.action not in (KEEP, REUSE)]
+        if not lacking:
+            return ModelPlan(spec, root, folder, listing, files)
+        problems.append("not on this machine (HF cache, other roots): " + ", ".join(lacking))
     if found is not None:
         where = f" in {found.path}"
     else:
         where = " (searched: " + ", ".join(f"{s.root.name} {s.root.path}" for s in workspace.roots) + ")"
+    hint = f"Connect and run `HF_HUB_OFFLINE=0 {options.command([spec.id])}` to fetch what is missing"
+    if listing is None:  # with models.lock, what the HF cache holds can fill the model offline
+        hint += "; or run `modelctl lock` once online, so the HF cache can be used offline"
     raise MissingModelError(
         f"{spec.id} is not complete on disk and offline mode is on{where}:\n  " + "\n  ".join(problems),
-        hint=f"Connect and run `HF_HUB_OFFLINE=0 {options.command([spec.id])}` to fetch what is missing.",
+        hint=hint + ".",
     )
 
 
@@ -676,13 +697,22 @@ def _run_model(
         except OSError as err:
             raise disk_error(err, f"{model.spec.id}: writing its record in {folder}") from None
         events.model_start(model)
-        assert plan.access is not None  # offline plans never get here
-        # The endpoint that answered the metadata is tried first for the files too.
-        access = (
-            plan.access.starting_with(model.snapshot.endpoint) if model.snapshot.endpoint else plan.access
-        )
         reused = _reuse(model, events)  # bytes already on the machine: not fetched
-        jobs = [_job(model, f, access) for f in files if f.action != KEEP and f.remote.path not in reused]
+        wanted = [f for f in files if f.action != KEEP and f.remote.path not in reused]
+        if plan.access is None:  # offline: the plan found every file on the machine
+            if wanted:
+                _record_results(folder, record, reused)
+                raise MissingModelError(
+                    f"{model.spec.id}: offline, and no good copy of {', '.join(f.remote.path for f in wanted)} "
+                    "is on this machine (the copies found failed their hash check, or went away).",
+                    hint=f"Connect and run `HF_HUB_OFFLINE=0 {options.command([model.spec.id])}` to fetch them.",
+                )
+            access = None
+        else:  # the endpoint that answered the metadata is tried first for the files too
+            access = (
+                plan.access.starting_with(model.snapshot.endpoint) if model.snapshot.endpoint else plan.access
+            )
+        jobs = [_job(model, f, access) for f in wanted if access is not None]
         results: dict[str, FileResult] = dict(reused)
         failures: list[ModelctlError] = []
         engine = Engine(

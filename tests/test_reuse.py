@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY, Run, put_partial
-from tests.hubserver import HubServer, git_blob_sha1
+from tests.hubserver import Fault, HubServer, git_blob_sha1
 
 BIG = "weights/big.bin"
 
@@ -352,3 +352,86 @@ def test_hf_cache_location_follows_the_environment(monkeypatch: pytest.MonkeyPat
     assert hf_cache_path({"XDG_CACHE_HOME": str(tmp_path / "x")}) == tmp_path / "x" / "huggingface" / "hub"
     monkeypatch.setenv("HOME", str(tmp_path / "home-dir"))
     assert hf_cache_path({}) == tmp_path / "home-dir" / ".cache" / "huggingface" / "hub"
+
+
+# --------------------------------------------------------------------------- offline
+
+
+def test_offline_with_models_lock_fills_the_model_from_the_hf_cache(
+    cli: Run, hub: HubServer, registry: Callable[..., Path], hf_cache: Path, tmp_path: Path
+) -> None:
+    """Air-gapped: models.lock says what complete is, the HF cache holds the bytes; no request."""
+    registry(TINY)
+    assert cli("lock").exit_code == 0  # online, once: the commit's listing, pinned
+    blobs = fill_hf_cache(hf_cache, hub)
+    hub.reset_counters()
+    data = cli.json("download", "tiny", "--offline")
+    assert hub.requests == []
+    folder = tmp_path / "home" / "org--tiny"
+    files = {f["path"]: f for f in data["models"][0]["files"]}
+    for path, content in hub.repos["org/tiny"].files.items():
+        assert files[path]["action"] == "reuse"
+        assert (folder / path).read_bytes() == content
+        assert (folder / path).stat().st_ino == blobs[path].stat().st_ino
+    assert set(record_states(folder).values()) == {"verified"}
+    assert cli.json("verify")["health"] == "healthy"
+    assert hub.requests == []
+
+
+def test_offline_with_a_record_takes_the_rest_from_the_hf_cache(
+    cli: Run, hub: HubServer, registry: Callable[..., Path], hf_cache: Path, tmp_path: Path
+) -> None:
+    """A download cut short left the record (the commit's listing): offline, the HF cache completes it."""
+    registry(TINY)
+    hub.faults[BIG] = Fault(status=500, times=None)
+    assert cli("download", "tiny", "--retries", "1").exit_code == 1  # everything but big.bin
+    folder = tmp_path / "home" / "org--tiny"
+    assert not (folder / BIG).exists() and record_states(folder)[BIG] == "pending"
+    blobs = fill_hf_cache(hf_cache, hub)
+    hub.reset_counters()
+    result = cli("download", "tiny", "--offline")
+    assert result.exit_code == 0, result.stderr
+    assert hub.requests == []
+    assert (folder / BIG).read_bytes() == hub.repos["org/tiny"].files[BIG]
+    assert (folder / BIG).stat().st_ino == blobs[BIG].stat().st_ino
+    assert set(record_states(folder).values()) == {"verified"}
+
+
+def test_offline_without_a_listing_or_with_a_file_nowhere_fails_naming_it(
+    cli: Run, hub: HubServer, registry: Callable[..., Path], hf_cache: Path, tmp_path: Path
+) -> None:
+    """The HF cache alone never says a model is complete; a lock with a file missing everywhere names it."""
+    registry(TINY)
+    fill_hf_cache(hf_cache, hub, skip=("README.md",))
+    hub.reset_counters()
+    bare = cli("download", "tiny", "--offline")
+    assert bare.exit_code == 4, bare.stderr  # no models.lock, no record: complete is unknown
+    assert "offline mode is on" in bare.stderr
+    assert "run `modelctl lock` once online, so the HF cache can be used offline" in bare.stderr
+    assert cli("lock").exit_code == 0
+    hub.reset_counters()
+    result = cli("download", "tiny", "--offline")
+    assert result.exit_code == 4, result.stderr
+    assert "not on this machine (HF cache, other roots): README.md" in result.stderr
+    assert hub.requests == []
+    assert not (tmp_path / "home" / "org--tiny" / "config.json").exists()  # nothing half-done
+
+
+def test_offline_copy_that_fails_its_hash_is_not_used_and_the_run_fails(
+    cli: Run, hub: HubServer, registry: Callable[..., Path], hf_cache: Path, tmp_path: Path
+) -> None:
+    registry(TINY)
+    assert cli("lock").exit_code == 0
+    blobs = fill_hf_cache(hf_cache, hub)
+    damaged = bytearray(blobs[BIG].read_bytes())
+    damaged[1000] ^= 0x01
+    blobs[BIG].write_bytes(bytes(damaged))
+    hub.reset_counters()
+    result = cli("download", "tiny", "--offline")
+    assert result.exit_code == 4, result.stderr
+    assert f"offline, and no good copy of {BIG} is on this machine" in result.stderr
+    assert hub.requests == []
+    folder = tmp_path / "home" / "org--tiny"
+    assert not (folder / BIG).exists()  # never the bad bytes
+    states = record_states(folder)
+    assert states[BIG] == "pending" and states["config.json"] == "verified"  # the good ones stay
