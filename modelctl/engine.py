@@ -13,10 +13,9 @@ offset, into the partial file; after each piece's write its (start, end) is appe
 partial's range log, so a rerun after kill -9 or Ctrl-C fetches only what is missing, plus at
 most the piece each connection was writing. Each worker keeps its connections alive per host.
 
-Each file is hashed in order as its contiguous prefix grows: the worker whose piece starts where
-the hash stands feeds it from its receive buffer, and a hashing thread per file reads back from
-the page cache only what arrived ahead of that point (no second read from disk). The file is
-published (fsync, rename) only when its sha256, or git blob sha1, matches what the Hub listed.
+A hashing thread per file reads back the contiguous prefix as it grows (from the page cache, no
+second read from disk) and the file is published (fsync, rename) only when its sha256, or git
+blob sha1, matches what the Hub listed.
 
 Nothing is stitched from two versions of a file: every range after the first carries If-Range,
 a 206 whose ETag differs restarts the file from zero, and a 200 (a server that ignores Range, as
@@ -113,13 +112,6 @@ class _File:
         self.log_path = ranges_path(job.folder, job.rel_path)
         self.cond = threading.Condition(lock)  # the hashing thread waits here for the prefix
         self.write_lock = threading.Lock()  # one pwrite at a time (see Engine._write)
-        # The running hash of bytes [0, hashed) of generation hash_generation: fed by the worker
-        # whose piece starts at `hashed` (from its receive buffer), else by the hashing thread
-        # (read back from the page cache). Whoever holds hash_lock may feed it.
-        self.hash_lock = threading.Lock()
-        self.hasher: Hasher | None = None
-        self.hashed = 0
-        self.hash_generation = -1
         self.fd = -1
         self.log_fd = -1
         self.state = ACTIVE
@@ -417,8 +409,6 @@ class Engine:
             f", resuming with {f.resumed_from} bytes" if f.resumed_from else "",
         )
         self.events.file_start(job, f.resumed_from)
-        with f.hash_lock:
-            self._new_hash(f)
         threading.Thread(target=self._hash, args=(f,), name=f"hash {job.rel_path}", daemon=True).start()
 
     def _check_finished(self) -> None:
@@ -593,13 +583,6 @@ class Engine:
             try:
                 self._write(f, view[:n], pos)
                 written = True
-                if f.hashed == pos and f.hash_lock.acquire(blocking=False):
-                    try:  # the piece the hash waits for: hash it from the buffer, not read back
-                        if f.hashed == pos and f.hash_generation == r.generation and f.hasher:
-                            f.hasher.update(view[:n])
-                            f.hashed = pos + n
-                    finally:
-                        f.hash_lock.release()
             finally:
                 with self.lock:
                     f.writing -= 1
@@ -721,48 +704,34 @@ class Engine:
     def _hash_prefix(self, f: _File) -> None:
         job = f.job
         view = memoryview(bytearray(PIECE))
-        flushed = 0
+        algos = ("sha256",) if job.sha256 is not None else ("sha256", GIT_SHA1)
+        generation, hasher, hashed, flushed = -1, Hasher(algos, job.size), 0, 0
         while True:
             with self.lock:
                 while True:
                     if f.state != ACTIVE or self.stop.is_set():
                         return
-                    if f.generation != f.hash_generation:
-                        with f.hash_lock:
-                            self._new_hash(f)
-                        flushed = 0
+                    if f.generation != generation:
+                        generation, hasher, hashed, flushed = f.generation, Hasher(algos, job.size), 0, 0
                     frontier = f.frontier()
-                    if (
-                        frontier > f.hashed
-                        or f.hashed - flushed >= WRITEBACK
-                        or (f.hashed == job.size and not f.todo)
-                    ):
+                    if frontier > hashed or (hashed == job.size and not f.todo):
                         break
                     f.cond.wait(0.5)
-                fd, generation = f.fd, f.generation
-            while True:  # read back what the workers could not hash from their buffers
-                with f.hash_lock:
-                    hashed, hasher = f.hashed, f.hasher
-                    if hashed >= frontier or f.hash_generation != generation or hasher is None:
-                        break
-                    try:
-                        n = os.preadv(fd, [view[: min(PIECE, frontier - hashed)]], hashed)
-                    except OSError:
-                        n = 0
-                    if n <= 0:
-                        break  # truncated by a restart: the generation says so
-                    hasher.update(view[:n])
-                    f.hashed = hashed + n
-            if hashed - flushed >= WRITEBACK:  # written and hashed: let the disk start on it
-                _start_writeback(fd, flushed, hashed - flushed)
-                flushed = hashed
-            if hashed == job.size and f.hash_generation == generation and hasher is not None:
+                fd = f.fd
+            while hashed < frontier and f.generation == generation:
+                try:
+                    n = os.preadv(fd, [view[: min(PIECE, frontier - hashed)]], hashed)
+                except OSError:
+                    n = 0
+                if n <= 0:
+                    break  # truncated by a restart: the generation says so
+                hasher.update(view[:n])
+                hashed += n
+                if hashed - flushed >= WRITEBACK:
+                    _start_writeback(fd, flushed, hashed - flushed)
+                    flushed = hashed
+            if hashed == job.size and f.generation == generation:
                 self._finish(f, generation, hasher)
-
-    def _new_hash(self, f: _File) -> None:
-        """Under both locks: start the file's hash over, for its current generation."""
-        algos = ("sha256",) if f.job.sha256 is not None else ("sha256", GIT_SHA1)
-        f.hasher, f.hashed, f.hash_generation = Hasher(algos, f.job.size), 0, f.generation
 
     def _finish(self, f: _File, generation: int, hasher: Hasher) -> None:
         job = f.job
