@@ -35,12 +35,14 @@ from pathlib import Path
 
 from _data import write_random
 
+from modelctl.engine import PIECE
+
 DATA = Path(os.environ.get("MODELCTL_BENCH_DATA", "/tmp/modelctl-bench-hub"))
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 OPENSSL = "/usr/bin/openssl"
 TIME = "/usr/bin/time"  # GNU time (Debian's `time`), for the peak RSS
 MIB = 1 << 20
-CHUNK = 256 * 1024  # modelctl's piece (engine.PIECE): what one connection may be writing at a kill
+CHUNK = PIECE  # what one connection may be writing at a kill: the kill shape's allowance per connection
 SHAPES = ("loopback", "capped", "tls", "kill", "cached")
 MODELCTL, HF, CURL, HF_TRANSFER, ARIA2, CURL_SYNC = (
     "modelctl download",

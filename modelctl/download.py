@@ -269,7 +269,7 @@ def _plan_model(
 ) -> ModelPlan:
     locked = locked_for(lock, spec)
     if access is None:
-        return _offline_plan(workspace, spec, options, locked)
+        return _offline_plan(workspace, spec, options, locked, hashes)
     snapshot = resolve_snapshot(access, spec, options, events, locked.commit if locked else None)
     root, folder = _target(workspace, spec, options.to, locked)
     if locked is not None:
@@ -566,7 +566,11 @@ def _local_state(
 
 
 def _offline_plan(
-    workspace: Workspace, spec: ModelSpec, options: DownloadOptions, locked: LockedModel | None
+    workspace: Workspace,
+    spec: ModelSpec,
+    options: DownloadOptions,
+    locked: LockedModel | None,
+    hashes: HashMemo,
 ) -> ModelPlan:
     """Offline: the model must already be complete on disk and verify (by its record or models.lock)."""
     from modelctl.verify import verify_models
@@ -597,7 +601,7 @@ def _offline_plan(
         root, folder = _target(workspace, spec, options.to, locked)
         remote = wanted_files(spec, listing, options)
         sources = reuse_sources(workspace, spec, folder)
-        files = _survey(folder, remote, workspace.registry.verify, False, {}, sources)
+        files = _survey(folder, remote, workspace.registry.verify, False, hashes, sources)
         lacking = [f.remote.path for f in files if f.action not in (KEEP, REUSE)]
         if not lacking:
             return ModelPlan(spec, root, folder, listing, files)
@@ -707,12 +711,12 @@ def _run_model(
                     "is on this machine (the copies found failed their hash check, or went away).",
                     hint=f"Connect and run `HF_HUB_OFFLINE=0 {options.command([model.spec.id])}` to fetch them.",
                 )
-            access = None
+            jobs = []
         else:  # the endpoint that answered the metadata is tried first for the files too
             access = (
                 plan.access.starting_with(model.snapshot.endpoint) if model.snapshot.endpoint else plan.access
             )
-        jobs = [_job(model, f, access) for f in wanted if access is not None]
+            jobs = [_job(model, f, access) for f in wanted]
         results: dict[str, FileResult] = dict(reused)
         failures: list[ModelctlError] = []
         engine = Engine(
