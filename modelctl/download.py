@@ -45,6 +45,7 @@ from modelctl.record import (
     is_safe_relative,
     plan_record,
     read_record,
+    trusted_record,
     with_checks,
     write_record,
 )
@@ -200,7 +201,7 @@ class ModelPlan:
 
 # Hashes computed this run, by (path, size, mtime_ns, inode): the survey under the lock repeats
 # the planning survey, and must not hash a multi-GB file twice.
-HashMemo = dict[tuple[str, int, int, int], dict[str, str]]
+HashMemo = dict[tuple[str, int, int, int], tuple[dict[str, str], os.stat_result]]
 
 
 @dataclass(frozen=True)
@@ -495,7 +496,7 @@ def _survey(
 ) -> tuple[FileDecision, ...]:
     """Look at the folder (stat, record, sidecars; hash files the record cannot vouch for), and
     for a file it lacks, at `sources` (the HF cache, other roots: stats and records, no hashing)."""
-    record = read_record(folder)
+    record = trusted_record(folder, is_read_only=False)  # another machine's checks are claims
     known = record.by_path() if record is not None else {}
     out = []
     for item in remote:
@@ -559,10 +560,16 @@ def _local_state(
         return LocalState(st.st_size, True, partial)
     key = (str(dest), st.st_size, st.st_mtime_ns, st.st_ino)
     if key not in hashes:
-        hashes[key] = hash_file(dest, ("sha256", GIT_SHA1))
-    checked = checked_now(st, hashes[key])
-    ok = checked.digests[algo] == expected
-    return LocalState(st.st_size, ok, partial, hashes[key]["sha256"], checked)
+        try:
+            digests, hashed = hash_file(dest, ("sha256", GIT_SHA1))
+        except OSError as err:  # gone, or changed while hashed (another process at work): not kept
+            log.info("%s: not kept, could not hash it (%s)", dest, err)
+            return LocalState(st.st_size, False, partial)
+        hashes[key] = (digests, hashed)
+    digests, hashed = hashes[key]  # the check is of the inode hashed, whatever the path held at the stat
+    checked = checked_now(hashed, digests)
+    ok = hashed.st_size == remote.size and checked.digests[algo] == expected
+    return LocalState(hashed.st_size, ok, partial, digests["sha256"], checked)
 
 
 def _offline_plan(
@@ -814,11 +821,15 @@ def _record_results(folder: Path, record: Record, results: Mapping[str, FileResu
     checks = {}
     listed = record.by_path()
     for rel, result in results.items():
+        if result.stat is None:
+            continue  # nothing says which inode was hashed: stays pending
         digests = {"sha256": result.sha256} if result.sha256 else {}  # the engine always hashes
         entry = listed.get(rel)
         if entry is not None and not entry.is_lfs:
             digests["git-sha1"] = entry.blob_id  # the transfer checked it before publishing
-        checks[rel] = checked_now((folder / rel).stat(), digests)
+        # The stat of the inode that was hashed (taken from its open file), never a stat of the
+        # path now: another process may have renamed other bytes into place since.
+        checks[rel] = checked_now(result.stat, digests)
     write_record(folder, with_checks(record, checks))
 
 

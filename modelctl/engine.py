@@ -767,7 +767,7 @@ class Engine:
             self.events.file_retry(job, attempt, 0.0, f"hash mismatch (got {got}); fetching again from zero")
             return
         try:
-            self._publish(f)
+            st = self._publish(f)
         except OSError as err:
             with self.lock:
                 f.state = ACTIVE
@@ -784,6 +784,7 @@ class Engine:
             f.failures + f.mismatches + 1,
             f.host,
             "resume" if kept else "download",
+            stat=st,
         )
         self.events.file_done(job, result)  # before the run can be seen finished: its line comes first
         with self.lock:
@@ -793,13 +794,16 @@ class Engine:
             self._check_finished()
             self.cond.notify_all()
 
-    def _publish(self, f: _File) -> None:
-        """Make the verified bytes durable, then give them their name.
+    def _publish(self, f: _File) -> os.stat_result:
+        """Make the verified bytes durable, then give them their name; return the inode's stat.
 
         fsync before the rename: after a power cut a file under its real name must hold the
-        verified bytes, not zeros (a later verify trusts an unchanged size+mtime+inode).
+        verified bytes, not zeros (a later verify trusts an unchanged size+mtime+inode). The
+        stat is of the open file that was hashed: the record's check is of these bytes, not of
+        whatever the name holds by the time the record is written.
         """
         os.fsync(f.fd)
+        st = os.fstat(f.fd)
         f.close()
         os.replace(f.path, f.job.dest)
         f.sidecar.unlink(missing_ok=True)
@@ -809,6 +813,7 @@ class Engine:
             os.fsync(folder)
         finally:
             os.close(folder)
+        return st
 
 
 def _drain(pool: _Connections, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:

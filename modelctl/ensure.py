@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from modelctl.download import DownloadEvents, DownloadReport, ModelFailure, plan_downloads, run_downloads
@@ -21,6 +22,7 @@ from modelctl.errors import ModelctlError
 from modelctl.record import META_DIR
 from modelctl.registry import ModelSpec
 from modelctl.settings import DownloadOptions
+from modelctl.storage import Location, folder_lock
 from modelctl.verify import ModelVerdict, VerifyReport, verify_models
 from modelctl.workspace import Workspace
 
@@ -119,13 +121,44 @@ def _ensure_held(
     broken = [v for v in before.models if not v.is_ok]
     if not broken or options.offline:
         return EnsureReport(before, before, {}, None)
+    folders = sorted({v.location.path for v in broken if v.location is not None and _is_writable(v.location)})
+    with ExitStack() as held:
+        # Quarantine, download, verify and restore all happen under each folder's lock, the
+        # lock a download publishes under: no other modelctl moves or publishes a file between
+        # our verdict and our repair. Taken in path order, so two ensures cannot deadlock.
+        for folder in folders:
+            held.enter_context(folder_lock(folder, options.lock_timeout, partial(events.lock_wait, folder)))
+        if folders:  # what was broken before we held the locks may have been repaired meanwhile
+            again = verify_models(workspace, [v.spec for v in broken], explicit=True)
+            broken = [v for v in again.models if not v.is_ok]
+            if not broken:
+                return EnsureReport(before, verify_models(workspace, specs, explicit=True), {}, None)
+        return _repair(workspace, specs, options, events, before, broken, keep_going=keep_going)
+
+
+def _is_writable(location: Location) -> bool:
+    """True when the copy may be repaired in place: not a read-only store, nor a read-only mount."""
+    return not location.root.is_read_only and os.access(location.path, os.W_OK | os.X_OK)
+
+
+def _repair(
+    workspace: Workspace,
+    specs: Sequence[ModelSpec],
+    options: DownloadOptions,
+    events: DownloadEvents,
+    before: VerifyReport,
+    broken: Sequence[ModelVerdict],
+    *,
+    keep_going: bool,
+) -> EnsureReport:
+    """Move the bad files aside, fetch, verify; put them back where the repair failed (locks held)."""
     stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
     moved: dict[str, _Aside] = {}
     repaired: dict[str, tuple[str, ...]] = {}
     for verdict in broken:
-        if verdict.location is None or verdict.location.root.is_read_only:
-            # Absent, or in a read-only store: a complete copy goes to the first writable root,
-            # the store's good files linked or copied from it (reuse.py), only the rest fetched.
+        if verdict.location is None or not _is_writable(verdict.location):
+            # Absent, or in a read-only store or mount: a complete copy goes to the first writable
+            # root, the good files linked or copied from it (reuse.py), only the rest fetched.
             repaired[verdict.spec.id] = ("*",)
             continue
         moved[verdict.spec.id] = _quarantine(verdict, stamp)
@@ -157,8 +190,9 @@ def _ensure_held(
         _restore({i: moved[i] for i in failed_ids if i in moved})
     after = verify_models(_refresh(workspace), specs, explicit=True)
     for verdict in after.models:
-        if verdict.is_ok:
-            _discard(moved.get(verdict.spec.id))
+        if verdict.is_ok and verdict.spec.id in moved:
+            _discard(moved[verdict.spec.id])
+            _forget_quarantine(verdict)
     if failed_ids and not keep_going:
         error = download.error()
         still = "; ".join(f"{i}: {', '.join(repaired[i])}" for i in failed_ids)
@@ -238,3 +272,11 @@ def _restore(moved: dict[str, _Aside]) -> None:
 def _discard(aside: _Aside | None) -> None:
     if aside is not None:
         shutil.rmtree(aside.folder, ignore_errors=True)  # our own folder; rmtree follows no symlink
+
+
+def _forget_quarantine(verdict: ModelVerdict) -> None:
+    """The model verifies: what earlier, killed repairs left aside is no longer needed (lock held)."""
+    if verdict.location is not None:
+        quarantine = verdict.location.path / META_DIR / QUARANTINE
+        if quarantine.is_dir() and not quarantine.is_symlink():
+            shutil.rmtree(quarantine, ignore_errors=True)

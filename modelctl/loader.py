@@ -247,7 +247,7 @@ class ModelLoader:
                 raise _checksum_on_directory(entry.name, entry.path)
             pin = parse_checksum(entry.checksum)
             assert pin is not None
-            actual = hash_file(entry.path, (pin.algo,))[pin.algo]
+            actual = hash_file(entry.path, (pin.algo,))[0][pin.algo]
             if actual != pin.hexdigest:
                 raise BadChecksumError(
                     f"{entry.name}: checksum mismatch for {entry.path}: expected {pin}, got {pin.algo}:{actual}."

@@ -15,6 +15,7 @@ last run happened to write.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,13 +32,14 @@ _GLOB_CHARS = frozenset("*?[")
 
 
 class Checked(NamedTuple):
-    """The last time a file's content was hashed: its stat then, and the digests it had."""
+    """The last time a file's content was hashed: its stat then, the digests it had, and by whom."""
 
     inode: int
     size: int
     mtime_ns: int
     at: str
     digests: Mapping[str, str]  # algo (sha256, git-sha1, md5, sha1) → hex
+    by: str = ""  # the machine that hashed (machine_id()); "" in records written before it was kept
 
     def is_current(self, st: os.stat_result) -> bool:
         """True when the file on disk is, by its stat, the one that was hashed."""
@@ -45,7 +47,25 @@ class Checked(NamedTuple):
 
 
 def checked_now(st: os.stat_result, digests: Mapping[str, str]) -> Checked:
-    return Checked(st.st_ino, st.st_size, st.st_mtime_ns, now(), dict(digests))
+    return Checked(st.st_ino, st.st_size, st.st_mtime_ns, now(), dict(digests), machine_id())
+
+
+@functools.cache
+def machine_id() -> str:
+    """This machine, for the checks it records: its host name and /etc/machine-id, digested.
+
+    A check recorded by another machine (a shared store, an NFS root) is that machine's claim:
+    only this machine's own checks spare a file from being hashed here (see `trusted_record`).
+    """
+    import hashlib
+    import socket
+
+    try:
+        with open("/etc/machine-id", encoding="ascii") as f:
+            local = f.read().strip()
+    except (OSError, ValueError):
+        local = ""
+    return hashlib.sha256(f"{socket.gethostname()}\0{local}".encode()).hexdigest()[:16]
 
 
 class RepoFile(NamedTuple):
@@ -171,6 +191,65 @@ def read_record(folder: Path) -> Record | None:
         return None
 
 
+def trusted_record(folder: Path, *, is_read_only: bool) -> Record | None:
+    """The folder's record with only the checks this machine may rely on, and its own added.
+
+    A check recorded by another machine is a claim, not a check: dropped (the file is pending
+    here until hashed). A check with no machine (a record from before machines were kept) is
+    trusted in a writable root, never in a read-only store. Then this machine's own checks of a
+    copy whose record it cannot write (a read-only store or mount: `save_own_checks`) are laid
+    over it where they are newer, so a finding there is remembered.
+    """
+    record = read_record(folder)
+    if record is None:
+        return None
+    me = machine_id()
+    own = read_record(own_checks_folder(folder))
+    mine = own.by_path() if own is not None and own.commit == record.commit else {}
+    files = []
+    for f in record.files:
+        checked = f.checked
+        if checked is not None and checked.by != me and (checked.by or is_read_only):
+            checked = None
+        theirs = mine.get(f.path)
+        if (
+            theirs is not None
+            and theirs.checked is not None
+            and theirs.checked.by == me
+            and theirs.same_content(f)
+            and (checked is None or theirs.checked.at >= checked.at)
+        ):
+            checked = theirs.checked
+        files.append(f._replace(checked=checked))
+    return record._replace(files=tuple(files))
+
+
+def own_checks_folder(folder: Path) -> Path:
+    """Where this machine keeps its checks of a model folder it cannot write a record into.
+
+    MODELCTL_STATE_DIR, else the platform's user state dir: `copies/<digest of the real path>`,
+    laid out as a model folder's metadata so it is read and written as a record.
+    """
+    import hashlib
+
+    base = os.environ.get("MODELCTL_STATE_DIR")
+    if not base:
+        import platformdirs
+
+        base = platformdirs.user_state_dir("modelctl", appauthor=False)
+    key = hashlib.sha256(os.path.realpath(folder).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return Path(base).expanduser() / "copies" / key
+
+
+def save_own_checks(folder: Path, record: Record, checks: Mapping[str, Checked]) -> None:
+    """Remember checks of a folder whose own record cannot be written, in this machine's state."""
+    shadow = own_checks_folder(folder)
+    previous = read_record(shadow)
+    base = previous if previous is not None and previous.commit == record.commit else record
+    listed = {f.path for f in base.files}
+    write_record(shadow, with_checks(base, {p: c for p, c in checks.items() if p in listed}))
+
+
 def _file(item: Mapping[str, object], version: object) -> RepoFile:
     sha256 = item.get("sha256")
     is_lfs = bool(item.get("lfs", sha256 is not None))
@@ -196,6 +275,7 @@ def _file(item: Mapping[str, object], version: object) -> RepoFile:
             int(c["mtime_ns"]),  # type: ignore[call-overload]
             str(c.get("at", "")),
             {str(k): str(v) for k, v in digests_in.items()} if isinstance(digests_in, dict) else {},
+            str(c.get("by", "")),
         )
     return RepoFile(
         str(item["path"]),
@@ -230,6 +310,7 @@ def record_json(record: Record) -> dict[str, object]:
                     "mtime_ns": f.checked.mtime_ns,
                     "at": f.checked.at,
                     "digests": dict(sorted(f.checked.digests.items())),
+                    "by": f.checked.by,
                 },
             }
             for f in sorted(record.files, key=lambda f: f.path)

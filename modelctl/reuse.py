@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelctl.hashing import GIT_SHA1, Hasher, HashTask, hash_files
-from modelctl.record import META_DIR, Checked, RepoFile, read_record
-from modelctl.storage import PARTIALS_DIR, partial_path
+from modelctl.record import META_DIR, Checked, RepoFile, read_record, trusted_record
+from modelctl.storage import PARTIALS_DIR, READ_ONLY_ROOTS, partial_path
 from modelctl.transfer import FileResult
 
 REUSE = "reuse"
@@ -145,7 +145,8 @@ def find_sources(
         for child in children:
             if child.name.startswith(".") or not child.is_dir() or os.path.realpath(child.path) == target:
                 continue
-            record = read_record(Path(child.path))
+            # Another machine's checks (a shared store) are claims: those files are hashed.
+            record = trusted_record(Path(child.path), is_read_only=name in READ_ONLY_ROOTS)
             for f in record.files if record is not None else ():
                 algo, expected = f.expected
                 if expected:
@@ -194,6 +195,7 @@ class _Staged:
     temp: Path
     is_link: bool = False
     digests: Mapping[str, str] | None = None
+    stat: os.stat_result | None = None  # the temp's inode as it was hashed or vouched for
 
 
 def temp_path(folder: Path, rel: str) -> Path:
@@ -268,16 +270,17 @@ def _verify(staged: Sequence[_Staged]) -> None:
     tasks: list[tuple[_Staged, HashTask]] = []
     for item in staged:
         checked = item.candidate.checked
-        if item.is_link and checked is not None and checked.is_current(item.temp.stat()):
-            item.digests = dict(checked.digests)
+        st = item.temp.stat()
+        if item.is_link and checked is not None and checked.is_current(st):
+            item.digests, item.stat = dict(checked.digests), st
             continue
         remote = item.remote
         algos = ("sha256",) if remote.is_lfs else ("sha256", GIT_SHA1)
         tasks.append((item, HashTask(item.temp, Hasher(algos, remote.size), remote.size)))
     hash_files([task for _, task in tasks])
     for item, task in tasks:
-        if task.error is None and task.hasher.length == item.remote.size:
-            item.digests = task.hasher.hexdigests()
+        if task.error is None and task.stat is not None and task.stat.st_size == item.remote.size:
+            item.digests, item.stat = task.hasher.hexdigests(), task.stat
         else:
             log.warning("%s: could not hash %s (%s)", item.remote.path, item.temp, task.error)
 
@@ -320,6 +323,7 @@ def _publish(folder: Path, item: _Staged) -> FileResult | None:
         0,
         action=REUSE,
         source=str(candidate.path),
+        stat=item.stat,
     )
 
 

@@ -8,11 +8,14 @@ follows a symlink out of a root.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
+import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from modelctl.record import (
     FOREIGN_META_DIRS,
@@ -22,9 +25,14 @@ from modelctl.record import (
     Record,
     identity,
     is_glob,
-    read_record,
+    trusted_record,
 )
 from modelctl.registry import ModelSpec, StorageConfig
+
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
+
+_log = logging.getLogger(__name__)
 
 ROOT_NAMES = ("user", "shared", "project", "legacy")
 READ_ONLY_ROOTS = ("shared",)  # searched and verified like the others, never written
@@ -228,7 +236,7 @@ def _locate_one(spec: ModelSpec, state: RootState, folder: Path, revision: str) 
         return Location(state.root, folder, exists=False, problem=problem)
     if not folder.is_dir():
         return Location(state.root, folder, exists=False, problem=f"{folder} is not a folder")
-    record = read_record(folder)
+    record = trusted_record(folder, is_read_only=state.root.is_read_only)
     return Location(
         state.root,
         folder,
@@ -400,6 +408,12 @@ def lock_owner(folder: Path) -> int | None:
         return None
 
 
+# The folders each thread holds the lock of, with how deeply: the lock is re-entrant within a
+# thread (ensure holds it across quarantine, download and restore; the download inside takes it
+# again). Another thread, or another process, waits on the flock itself.
+_HELD = threading.local()
+
+
 @contextmanager
 def folder_lock(folder: Path, timeout: float, on_wait: Callable[[int | None], None]) -> Iterator[None]:
     """Hold the model folder's lock; wait at most `timeout` seconds for another modelctl.
@@ -407,21 +421,46 @@ def folder_lock(folder: Path, timeout: float, on_wait: Callable[[int | None], No
     The lock is an flock (filelock), so the kernel releases it when its holder dies, even by
     kill -9: a dead holder's lock is simply taken over.
     """
-    import socket
+    held: dict[str, int] = _HELD.__dict__.setdefault("folders", {})
+    key = os.path.abspath(folder)
+    if held.get(key):
+        held[key] += 1
+        try:
+            yield
+        finally:
+            held[key] -= 1
+        return
+    lock = _acquire(folder, timeout, on_wait)
+    held[key] = 1
+    owner = folder / META_DIR / OWNER_NAME
+    try:
+        try:
+            owner.write_text(f"{os.getpid()} {socket.gethostname()}\n", encoding="utf-8")
+        except OSError as err:  # only names the holder in a waiting run's message (a full disk, say)
+            _log.info("%s: could not write %s (%s)", folder, owner, err)
+        yield
+    finally:
+        del held[key]
+        with suppress(OSError):
+            owner.unlink(missing_ok=True)
+        lock.release()
 
+
+def _acquire(folder: Path, timeout: float, on_wait: Callable[[int | None], None]) -> BaseFileLock:
     from filelock import FileLock, Timeout
 
     from modelctl.errors import DownloadError
 
     meta = folder / META_DIR
-    meta.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(meta / FOLDER_LOCK_NAME))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        on_wait(lock_owner(folder))
+    for _ in range(3):  # `clean` may remove .modelctl/ (the lock file with it) while we wait
+        meta.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(meta / FOLDER_LOCK_NAME))
         try:
-            lock.acquire(timeout=timeout)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                on_wait(lock_owner(folder))
+                lock.acquire(timeout=timeout)
         except Timeout:
             pid = lock_owner(folder)
             holder = f"pid {pid}" if pid else "another process"
@@ -429,10 +468,12 @@ def folder_lock(folder: Path, timeout: float, on_wait: Callable[[int | None], No
                 f"{folder} is locked by {holder}, still busy after waiting {timeout:g} s.",
                 hint="Let the other modelctl finish, or raise --lock-timeout (MODELCTL_LOCK_TIMEOUT).",
             ) from None
-    owner = meta / OWNER_NAME
-    try:
-        owner.write_text(f"{os.getpid()} {socket.gethostname()}\n", encoding="utf-8")
-        yield
-    finally:
-        owner.unlink(missing_ok=True)
-        lock.release()
+        except FileNotFoundError:
+            continue
+        if (meta / FOLDER_LOCK_NAME).exists():
+            return lock
+        lock.release()  # the file was removed while we waited: that flock keeps nobody out
+    raise DownloadError(
+        f"{folder}: its lock file {meta / FOLDER_LOCK_NAME} keeps being removed.",
+        hint="Let `modelctl clean` (or whatever removes it) finish, then run the command again.",
+    )

@@ -18,6 +18,7 @@ import functools
 import http.client
 import json
 import logging
+import os
 import ssl
 import sys
 import time
@@ -65,6 +66,8 @@ class FileResult:
     endpoint: str | None = None  # host that served the last bytes (None: kept)
     action: str = "download"  # keep | download | resume | reuse
     source: str | None = None  # reuse: the file whose bytes were linked or copied
+    # The published inode as it was hashed (fstat of the open file): what its record check is of.
+    stat: os.stat_result | None = field(default=None, compare=False, repr=False)
 
 
 class TransferEvents(Protocol):

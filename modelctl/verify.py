@@ -145,7 +145,9 @@ def _hash_all(jobs: Sequence[_HashJob], workers: int | None = None) -> int:
         if task.error is not None:
             job.error = task.error.strerror or str(task.error)
         else:
+            assert task.stat is not None
             job.digests.update(task.hasher.hexdigests())
+            job.st = task.stat  # the inode hashed (the path may hold another by now)
     return hashed
 
 
@@ -368,23 +370,31 @@ class _Checker:
                 merged = {**(old.digests if old and old.is_current(job.st) else {}), **job.digests}
                 checks[exp.path] = checked_now(job.st, merged)
         record = self.found.record
-        if checks and record is not None and not self.found.root.is_read_only:
-            save_checks(self.found.path, record, checks)
+        if checks and record is not None:
+            save_checks(self.found.path, record, checks, is_read_only=self.found.root.is_read_only)
         order = {BAD: 0, NOTE: 1, OK: 2}
         findings = sorted(self.findings, key=lambda f: (order[f.status], f.path, f.check))
         return ModelVerdict(self.spec, self.found, tuple(findings), True, self.expected)
 
 
-def save_checks(folder: Path, record: Record, checks: dict[str, Checked]) -> None:
+def save_checks(folder: Path, record: Record, checks: dict[str, Checked], *, is_read_only: bool) -> None:
     """Write what hashing found into the record, unless another modelctl is working on the model.
 
     Read again under the folder's lock: a download may have replaced the record meanwhile, and
-    only checks of files whose expected content is unchanged are written into it.
+    only checks of files whose expected content is unchanged are written into it. A folder that
+    cannot be written (a read-only store or mount) has them kept in this machine's own state,
+    so a file found bad there stays bad for every command.
     """
     from modelctl.errors import DownloadError
-    from modelctl.record import with_checks, write_record
+    from modelctl.record import save_own_checks, with_checks, write_record
     from modelctl.storage import folder_lock
 
+    if is_read_only or not os.access(folder, os.W_OK | os.X_OK):
+        try:
+            save_own_checks(folder, record, checks)
+        except OSError as err:  # only a cache: the verdict stands
+            log.info("%s: could not remember its checks (%s)", folder, err)
+        return
     try:
         with folder_lock(folder, 0.0, lambda pid: None):
             current = read_record(folder)

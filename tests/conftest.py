@@ -50,6 +50,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MODELCTL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MODELCTL_STATE_DIR", str(tmp_path / "state"))  # this machine's own checks
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # never the machine's own cache
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("COLUMNS", "200")

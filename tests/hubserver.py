@@ -95,6 +95,18 @@ class Fault:
     skip: int = 0  # let this many GETs through untouched first
 
 
+class Hold:
+    """GETs of one file wait here before any byte is sent, until `release()`: a test decides when
+    a download may go on (an event, never a deadline). `arrived` is set by the first GET to wait."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.opened = threading.Event()
+
+    def release(self) -> None:
+        self.opened.set()
+
+
 @dataclass
 class Request:
     method: str
@@ -131,6 +143,7 @@ class HubServer:
         self.tree_status: int | None = None  # answer every tree request with this (plain, no X-Error-Code)
         self.tree_stall = 0.0  # seconds to sleep before answering a tree request
         self.plain_errors = False  # not-found answers as a simple mirror sends them: 404, no X-Error-Code
+        self.holds: dict[str, Hold] = {}  # GETs of these files wait at their Hold
         # Pagination: the tree is split into len(tree_links) + 1 pages; page `cursor` (0 without
         # one) carries `Link: <tree_links[cursor]>; rel="next"` while there is a next one.
         self.tree_links: list[str] = []
@@ -408,6 +421,10 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             self._error(req, 404, "EntryNotFound", head)
 
         def _body(self, req: Request, name: str, data: bytes, headers: dict[str, str], head: bool) -> None:
+            hold = None if head else hub.holds.get(name)
+            if hold is not None:
+                hold.arrived.set()
+                hold.opened.wait()
             fault = None if head else hub.take_fault(name)
             if fault and fault.status:
                 extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}

@@ -36,6 +36,17 @@ def run(project: Path, *args: str, env: dict[str, str] | None = None) -> subproc
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+def read_until(proc: subprocess.Popen[str], text: str) -> str:
+    """Read proc's stderr line by line until a line holds `text`; what was read (AssertionError at EOF)."""
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    raise AssertionError(f"{text!r} never printed; stderr was:\n{''.join(seen)}")
+
+
 def wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

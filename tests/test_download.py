@@ -350,21 +350,6 @@ def test_resume_after_kill_9_fetches_only_the_rest(hub: HubServer, tiny: Path, p
     assert (big["action"], big["resumed_from"]) == ("resume", kept)
 
 
-def test_two_processes_on_one_model_fetch_each_byte_once(hub: HubServer, tiny: Path, project: Path) -> None:
-    hub.delay = 0.03  # ~1.5 s for the 3 MiB file: the second process arrives while the first works
-    first = start(project, "download", "tiny")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not (tiny / ".modelctl" / "lock.owner").exists():
-        time.sleep(0.01)
-    second = start(project, "download", "tiny")
-    _out1, err1 = first.communicate(timeout=60)
-    _out2, err2 = second.communicate(timeout=60)
-    assert (first.returncode, second.returncode) == (0, 0), err1 + err2
-    assert f"waiting for pid {first.pid}, which holds the lock on {tiny}" in err2
-    assert hub.body_bytes() == sum(len(d) for d in files_of(hub).values())
-    assert_complete(tiny, files_of(hub))
-
-
 def test_lock_wait_is_bounded_and_names_the_holder(hub: HubServer, tiny: Path, project: Path) -> None:
     hub.delay = 0.05
     first = start(project, "download", "tiny")

@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.hashing import CHUNK, GIT_SHA1, MAX_OPEN, PIECE, Hasher, HashTask, hash_files
+from modelctl.hashing import (
+    CHUNK,
+    GIT_SHA1,
+    MAX_OPEN,
+    PIECE,
+    ChangedWhileReadError,
+    Hasher,
+    HashTask,
+    hash_files,
+)
 
 
 def git_sha1(data: bytes) -> str:
@@ -165,7 +174,11 @@ def test_a_file_that_shrinks_or_grows_mid_way_is_hashed_to_its_end(tmp_path: Pat
     header = b"blob 10000\0"
     assert tasks[1].hasher.hexdigest(GIT_SHA1) == hashlib.sha1(header + data + b"more" * 1000).hexdigest()
     assert tasks[2].hasher.hexdigest("sha256") == hashlib.sha256(data).hexdigest()
-    assert [t.error for t in tasks] == [None, None, None]
+    # Such a digest describes no one version of the file: the task says so, and has no stat to
+    # record a check under.
+    assert [type(t.error) for t in tasks] == [ChangedWhileReadError, ChangedWhileReadError, type(None)]
+    assert [t.stat is None for t in tasks] == [True, True, False]
+    assert tasks[2].stat is not None and tasks[2].stat.st_ino == other.stat().st_ino
 
 
 def test_unreadable_files_keep_their_error_and_the_others_are_hashed(tmp_path: Path) -> None:

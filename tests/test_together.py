@@ -1,0 +1,233 @@
+"""Correct together: processes, threads and projects sharing one model folder never call a bad byte good.
+
+Each test drives the real executable (or the API from threads) against the fixture Hub, and
+orders the actors with events (a Hold on the Hub, a lock held by the test, a line on stderr),
+never with sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from modelctl import ModelManager
+from tests.conftest import TINY, Run
+from tests.hubserver import Hold, HubServer
+from tests.process import BIG, assert_complete, files_of, read_until, run, start, wait_for
+
+
+def _flipped(data: bytes) -> bytes:
+    """The same length, one byte different: only a hash tells it from the original."""
+    return bytes([data[0] ^ 0x01]) + data[1:]
+
+
+def test_a_check_is_recorded_for_the_bytes_hashed_not_for_what_the_name_holds_later(
+    hub: HubServer, tiny: Path, project: Path
+) -> None:
+    hold = hub.holds[BIG] = Hold()
+    proc = start(project, "download", "tiny", "--timeout", "300")
+    config = tiny / "config.json"
+    hold.arrived.wait()
+    wait_for(config.exists, 120)  # published; the record is written when the whole model is done
+    # Meanwhile another process renames other bytes (of the same size) into place, as a repair
+    # putting back a quarantined copy would.
+    other = tiny / "config.json.other"
+    other.write_bytes(_flipped(files_of(hub)["config.json"]))
+    os.replace(other, config)
+    hold.release()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    result = run(project, "verify", "tiny", "--json")  # the cached verify: it trusts the record
+    assert result.returncode == 3, result.stderr
+    bad = [f for f in json.loads(result.stdout)["models"][0]["findings"] if f["status"] == "bad"]
+    assert {f["path"] for f in bad} == {"config.json"}
+
+
+def test_ensure_moves_nothing_while_another_modelctl_holds_the_folder(
+    cli: Run, hub: HubServer, downloaded: Path, project: Path
+) -> None:
+    d = downloaded
+    (d / "config.json").write_bytes(b"")
+    lock = FileLock(str(d / ".modelctl" / "lock"))
+    lock.acquire()
+    (d / ".modelctl" / "lock.owner").write_text(f"{os.getpid()} test\n")
+    try:
+        proc = start(project, "ensure", "tiny")
+        read_until(proc, f"waiting for pid {os.getpid()}, which holds the lock on {d}")
+        # While the holder works, the bad file is where it was: nothing moved aside, nothing fetched.
+        assert (d / "config.json").read_bytes() == b""
+        assert not (d / ".modelctl" / "quarantine").exists()
+        assert hub.file_gets() == []
+    finally:
+        lock.release()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert_complete(d, files_of(hub))
+    assert hub.served() == {"config.json": len(files_of(hub)["config.json"])}
+
+
+def test_a_download_and_two_ensures_at_once_leave_no_bad_byte_called_good(
+    hub: HubServer, tiny: Path, project: Path
+) -> None:
+    assert run(project, "download", "tiny").returncode == 0
+    good = files_of(hub)
+    for _ in range(3):
+        (tiny / "config.json").write_bytes(_flipped(good["config.json"]))
+        (tiny / BIG).write_bytes(_flipped(good[BIG]))
+        assert run(project, "verify", "tiny", "--no-cache").returncode == 3  # known bad, recorded so
+        procs = [start(project, *args) for args in (("ensure",), ("download", "tiny"), ("ensure",))]
+        for proc in procs:
+            _, err = proc.communicate(timeout=120)
+            assert "Traceback" not in err, err
+            assert proc.returncode in (0, 1), err  # a download may refuse the bad file: never a crash
+        for use_cache in ((), ("--no-cache",)):
+            result = run(project, "verify", "tiny", "--json", *use_cache)
+            bad_on_disk = any((tiny / n).read_bytes() != data for n, data in good.items())
+            said = json.loads(result.stdout)["health"]
+            assert said != "healthy" or not bad_on_disk, (use_cache, said)
+        assert run(project, "ensure").returncode == 0
+        assert_complete(tiny, good)
+        assert not (tiny / ".modelctl" / "quarantine").exists()
+
+
+def _ensure_into(manager: ModelManager, results: list[object]) -> None:
+    try:
+        results.append(manager.ensure_model("tiny"))
+    except BaseException as err:  # the test's point: which exception, if any
+        results.append(err)
+
+
+def test_the_api_ensures_one_model_from_two_threads(hub: HubServer, tiny: Path, project: Path) -> None:
+    assert run(project, "download", "tiny").returncode == 0
+    good = files_of(hub)
+    manager = ModelManager.from_config(project / "models.yaml")
+    for _ in range(4):
+        (tiny / "config.json").write_bytes(b"")
+        (tiny / BIG).write_bytes(_flipped(good[BIG]))
+        results: list[object] = []
+        threads = [threading.Thread(target=_ensure_into, args=(manager, results)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert results == [tiny, tiny]
+        assert_complete(tiny, good)
+
+
+def test_two_processes_on_one_model_fetch_each_byte_once(hub: HubServer, tiny: Path, project: Path) -> None:
+    hold = hub.holds[BIG] = Hold()
+    first = start(project, "download", "tiny", "--timeout", "300")
+    hold.arrived.wait()  # the first holds the folder's lock and is fetching
+    second = start(project, "download", "tiny")
+    read_until(second, f"waiting for pid {first.pid}, which holds the lock on {tiny}")
+    hold.release()
+    _out1, err1 = first.communicate(timeout=120)
+    _out2, err2 = second.communicate(timeout=120)
+    assert (first.returncode, second.returncode) == (0, 0), err1 + err2
+    assert hub.body_bytes() == sum(len(d) for d in files_of(hub).values())
+    assert_complete(tiny, files_of(hub))
+
+
+def _claimed_by_another_machine(folder: Path) -> None:
+    """Rewrite the folder's record as another machine would have written it (its checks its claims)."""
+    record = folder / ".modelctl" / "manifest.json"
+    data = json.loads(record.read_text())
+    for f in data["files"]:
+        if f["checked"] is not None:
+            f["checked"]["by"] = "another-machine"
+    record.write_text(json.dumps(data))
+
+
+def _flip_keeping_mtime(path: Path) -> None:
+    """Bit rot: one byte changes, size and mtime stay (only a hash can tell)."""
+    st = path.stat()
+    with path.open("r+b") as f:
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 0x01]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_a_shared_store_another_machine_filled_is_hashed_before_it_is_trusted(
+    cli: Run, hub: HubServer, registry: Callable[..., Path], tmp_path: Path
+) -> None:
+    shared = tmp_path / "nfs"
+    registry(TINY)
+    cli.json("download", "tiny", "--to", str(shared))  # machine A filled the share
+    _claimed_by_another_machine(shared / "tiny")
+    _flip_keeping_mtime(shared / "tiny" / BIG)  # then the share rotted, mtime kept
+    before = {p: p.read_bytes() for p in (shared / "tiny").rglob("*") if p.is_file()}
+    registry("storage:\n  shared: " + str(shared) + "\n" + TINY)  # machine B
+    listed = cli.json("list")["models"][0]
+    assert (listed["status"], listed["root"]) == ("unverified", "shared")  # a claim, not yet a check
+    report = cli.json("verify", code=3)  # hashed here: the claim did not spare it
+    assert report["models"][0]["bad_files"] == [BIG]
+    assert cli("path", "tiny").exit_code == 3  # remembered, though the share is read-only
+    assert cli.json("verify", code=3)["models"][0]["bad_files"] == [BIG]
+    hub.reset_counters()
+    data = cli.json("download", "tiny")
+    assert data["models"][0]["root"] == "user"
+    assert hub.served() == {BIG: len(files_of(hub)[BIG])}  # the good files linked, the rotten one fetched
+    assert_complete(tmp_path / "home" / "org--tiny", files_of(hub))
+    assert cli.json("verify", "--no-cache")["health"] == "healthy"
+    after = {p: p.read_bytes() for p in (shared / "tiny").rglob("*") if p.is_file()}
+    assert after == before  # the share is never written
+
+
+def test_a_finding_about_a_read_only_copy_is_remembered(
+    cli: Run, hub: HubServer, registry: Callable[..., Path], tmp_path: Path
+) -> None:
+    shared = tmp_path / "nfs"
+    registry(TINY)
+    cli.json("download", "tiny", "--to", str(shared))  # this machine filled it: its checks count
+    registry("storage:\n  shared: " + str(shared) + "\n" + TINY)
+    _flip_keeping_mtime(shared / "tiny" / "config.json")
+    assert cli.json("verify")["health"] == "healthy"  # the cache trusts an unchanged stat...
+    assert cli.json("verify", "--no-cache", code=3)["models"][0]["bad_files"] == ["config.json"]
+    # ...until a hash says otherwise, and then every command knows it.
+    assert cli.json("verify", code=3)["models"][0]["bad_files"] == ["config.json"]
+    assert cli.json("list")["models"][0]["status"] == "partial"
+    assert cli("path", "tiny").exit_code == 3
+    data = cli.json("ensure")
+    assert data["health"] == "healthy" and data["models"][0]["root"] == "user"
+
+
+@contextmanager
+def _read_only(folder: Path) -> Iterator[None]:
+    """folder becomes a read-only mount of itself (a bind mount), as a user root on an ro mount is."""
+    made = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot bind-mount here (mount needs root): {made.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_user_root_on_a_read_only_mount_with_bit_rot(
+    hub: HubServer, tiny: Path, project: Path, tmp_path: Path
+) -> None:
+    assert run(project, "download", "tiny").returncode == 0
+    _flip_keeping_mtime(tiny / "model.safetensors")
+    with _read_only(tmp_path / "home"):
+        assert run(project, "verify", "--no-cache").returncode == 3
+        for args in (("verify",), ("path", "tiny")):  # remembered though the root cannot be written
+            result = run(project, *args)
+            assert result.returncode == 3, (args, result.stdout, result.stderr)
+        assert json.loads(run(project, "list", "--json").stdout)["models"][0]["status"] == "partial"
+        result = run(project, "ensure", "--no-cache", "--json")
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        assert json.loads(result.stdout)["models"][0]["root"] == "project"  # the first writable root
+        path = run(project, "path", "tiny")
+        assert (path.returncode, path.stdout.strip()) == (0, str(project / "models" / "tiny"))
+        assert_complete(project / "models" / "tiny", files_of(hub))
