@@ -57,6 +57,8 @@ from modelctl.transfer import (
     _safe,
     _start_writeback,
     content_range,
+    host_of,
+    proxy_refused,
     resumable_sidecar,
 )
 
@@ -487,7 +489,7 @@ class Engine:
                     f.resolved = None
                 continue
             with self.lock:
-                f.host = urlsplit(url).netloc
+                f.host = host_of(url)
             try:
                 self._receive(f, r, resp, url, buf)
             finally:
@@ -508,9 +510,11 @@ class Engine:
                 f"{job.rel_path} was not found at {_safe(url)} (HTTP 404).",
                 hint="The repo changed since it was listed; run the command again.",
             )
+        if status == 407:
+            raise proxy_refused(url)
         if status in (401, 403):
             raise DownloadError(
-                f"{job.rel_path}: access denied by {urlsplit(url).netloc} (HTTP {status}).",
+                f"{job.rel_path}: access denied by {host_of(url)} (HTTP {status}).",
                 hint="Pass --token hf_... (or set HF_TOKEN) with access to this repo.",
             )
         if status == 416:  # our range does not fit the file the server has: start over
@@ -670,7 +674,7 @@ class Engine:
                 f.url_index = (f.url_index + 1) % len(job.urls)
                 f.resolved = None
                 delay = delay if f.url_index == 0 else 0.0
-                reason += f"; trying {urlsplit(job.urls[f.url_index]).netloc}"
+                reason += f"; trying {host_of(job.urls[f.url_index])}"
             f.not_before = now + delay
             attempt = f.failures
             self.cond.notify_all()

@@ -344,7 +344,9 @@ def _site(url: str) -> str:
 
 
 def _redact(url: str) -> str:
-    return url.split("?")[0]
+    from modelctl.logs import redact
+
+    return redact(url.split("?")[0])
 
 
 def _is_unresolved(err: BaseException) -> bool:

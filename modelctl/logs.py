@@ -13,17 +13,42 @@ from pathlib import Path
 from typing import TextIO
 
 _TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{6,}")
+# The userinfo of a URL: scheme://user:password@ or scheme://token@ (endpoints, proxies, mirrors).
+_USERINFO_RE = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^\s/?#@:]*)(?P<pw>:[^\s/?#@]*)?@"
+)
+
+
+def redact(text: str) -> str:
+    """text with secrets masked: hf_… tokens, and the password (or lone token) of any URL's userinfo.
+
+    Every line modelctl writes (the terminal sinks, the log) passes through here, so an endpoint
+    such as http://alice:pw@host is shown as http://alice:***@host wherever it is quoted.
+    """
+    if "hf_" in text:
+        text = _TOKEN_RE.sub("hf_***", text)
+    if "@" in text:
+        text = _USERINFO_RE.sub(_mask_userinfo, text)
+    return text
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    if match["pw"] == ":PASSWORD" or match["user"] == "TOKEN":  # our hints' placeholders
+        return match[0]
+    if match["pw"] is None:  # scheme://secret@host: the whole userinfo may be a token
+        return f"{match['scheme']}***@" if match["user"] else match[0]
+    return f"{match['scheme']}{match['user']}:***@"
 
 
 class RedactTokens(logging.Filter):
-    """Never let a token reach a log: hf_… patterns and the current HF_TOKEN are masked."""
+    """Never let a secret reach a log: `redact`, and the current HF_TOKEN, in every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         secret = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
         if secret:
             message = message.replace(secret, "***")
-        record.msg = _TOKEN_RE.sub("hf_***", message)
+        record.msg = redact(message)
         record.args = None
         return True
 

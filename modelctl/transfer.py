@@ -170,19 +170,54 @@ def _connect(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]
             via.hostname or "", via.port or 8080, timeout=timeout, context=context
         )
         tunnel_headers = {}
-        if via.username is not None:  # HTTPS_PROXY=http://user:pass@proxy:port
-            from base64 import b64encode
-            from urllib.parse import unquote
-
-            userpass = f"{unquote(via.username)}:{unquote(via.password or '')}"
-            tunnel_headers["Proxy-Authorization"] = "Basic " + b64encode(userpass.encode()).decode("ascii")
+        auth = _basic(via)  # HTTPS_PROXY=http://user:pass@proxy:port
+        if auth is not None:
+            tunnel_headers["Proxy-Authorization"] = auth
         # CONNECT through the proxy (with its credentials, if any), then TLS with the host
         conn.set_tunnel(host, port or 443, tunnel_headers)
         return conn, target
     if via is None:
         return http.client.HTTPConnection(host, port, timeout=timeout), target
-    conn = http.client.HTTPConnection(via.hostname or "", via.port or 8080, timeout=timeout)
+    conn = _ProxiedConnection(via.hostname or "", via.port or 8080, timeout=timeout)
+    conn.proxy_authorization = _basic(via)
     return conn, url  # a plain-HTTP proxy takes the absolute URL
+
+
+class _ProxiedConnection(http.client.HTTPConnection):
+    """A connection to a plain-HTTP proxy: its credentials (if any) go with every request."""
+
+    proxy_authorization: str | None = None
+
+    def putrequest(
+        self, method: str, url: str, skip_host: bool = False, skip_accept_encoding: bool = False
+    ) -> None:
+        super().putrequest(method, url, skip_host, skip_accept_encoding)
+        if self.proxy_authorization is not None:
+            self.putheader("Proxy-Authorization", self.proxy_authorization)
+
+
+def _basic(via: Any) -> str | None:
+    """The Proxy-Authorization of a proxy URL with user:password@ (None without)."""
+    if via.username is None:
+        return None
+    from base64 import b64encode
+    from urllib.parse import unquote
+
+    userpass = f"{unquote(via.username)}:{unquote(via.password or '')}"
+    return "Basic " + b64encode(userpass.encode()).decode("ascii")
+
+
+def proxy_refused(url: str) -> DownloadError:
+    """A plain-HTTP proxy answered 407: its credentials are missing or wrong (not worth retrying)."""
+    proxy = urllib.request.getproxies().get(urlsplit(url).scheme, "")
+    via = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    given = ", and rejected the ones given" if via.username is not None else ""
+    return DownloadError(
+        f"The proxy {host_of(proxy) if '://' in proxy else proxy} refused the request for {_safe(url)}: "
+        f"it wants credentials (HTTP 407 Proxy Authentication Required){given}.",
+        hint="Put the proxy's user and password in its URL: HTTP_PROXY=http://USER:PASSWORD@host:port "
+        "(percent-encode special characters), or add the host to NO_PROXY if it needs no proxy.",
+    )
 
 
 def plain_headers(url: str) -> dict[str, str]:
@@ -265,9 +300,15 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def host_of(url: str) -> str:
+    """host[:port] of a URL, for messages and reports: never its user or password."""
+    return urlsplit(url).netloc.rpartition("@")[2]
+
+
 def _safe(url: str) -> str:
-    """A URL fit for messages: no query string (signed URLs carry credentials there)."""
-    return url.split("?", 1)[0]
+    """A URL fit for messages: no query string (signed URLs carry credentials there), no userinfo."""
+    parts = urlsplit(url.split("?", 1)[0])
+    return parts._replace(netloc=host_of(url)).geturl() if "@" in parts.netloc else parts.geturl()
 
 
 def _describe(err: BaseException) -> str:

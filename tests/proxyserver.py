@@ -1,4 +1,5 @@
-"""A small HTTP CONNECT proxy on 127.0.0.1 for tests: optional Basic credentials, counted tunnels.
+"""A small HTTP proxy on 127.0.0.1 for tests (CONNECT, and plain-HTTP absolute URLs): optional Basic
+credentials, counted tunnels and requests.
 
 `with ConnectProxy(user="u", password="p") as proxy:` then HTTPS_PROXY=proxy.url (or
 proxy.url_with("u", "p")). It opens tunnels only to 127.0.0.1 / localhost (a test never reaches
@@ -15,6 +16,7 @@ import socket
 import socketserver
 import threading
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 LOOPBACK = {"127.0.0.1", "localhost"}
 
@@ -81,7 +83,7 @@ def _handler(proxy: ConnectProxy) -> type[socketserver.BaseRequestHandler]:
             target = rest.split(" ")[0]
             auth = headers.get("proxy-authorization")
             if method.upper() != "CONNECT":
-                self._answer(405, "Method Not Allowed")
+                self._forward(method, target, request_line, headers, auth)
                 return
             host, _, port = target.rpartition(":")
             if host.strip("[]") not in LOOPBACK or not port.isdigit():
@@ -110,6 +112,34 @@ def _handler(proxy: ConnectProxy) -> type[socketserver.BaseRequestHandler]:
             _pipe(self.connection, upstream)
             back.join(timeout=30)
             upstream.close()
+
+        def _forward(
+            self, method: str, target: str, request_line: str, headers: dict[str, str], auth: str | None
+        ) -> None:
+            """A plain-HTTP proxy request (absolute URL): credentials checked, one request per connection."""
+            parts = urlsplit(target)
+            if parts.scheme != "http" or parts.hostname not in LOOPBACK:
+                proxy.record(Tunnel(target, 403, auth))
+                self._answer(403, "Forbidden")
+                return
+            if not proxy.is_allowed(auth):
+                proxy.record(Tunnel(target, 407, auth))
+                self._answer(
+                    407, "Proxy Authentication Required", 'Proxy-Authenticate: Basic realm="test"\r\n'
+                )
+                return
+            proxy.record(Tunnel(target, 200, auth))
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            head = f"{method} {path} {request_line.rsplit(' ', 1)[-1]}\r\n"
+            for name, value in headers.items():
+                if name not in ("proxy-authorization", "proxy-connection", "connection"):
+                    head += f"{name}: {value}\r\n"
+            head += "connection: close\r\n\r\n"
+            with socket.create_connection(("127.0.0.1", parts.port or 80), timeout=30) as upstream:
+                upstream.sendall(head.encode("latin-1"))
+                with contextlib.suppress(OSError):
+                    while data := upstream.recv(65536):
+                        self.connection.sendall(data)
 
         def _answer(self, status: int, reason: str, extra: str = "") -> None:
             self.wfile.write(

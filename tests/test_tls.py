@@ -401,3 +401,22 @@ def test_kill_9_over_tls_then_rerun_fetches_only_the_missing_ranges(
     assert rerun.returncode == 0, rerun.stderr
     assert https_hub.body_bytes(BIG) == missing  # over TLS too, only the spans the log lacks
     assert (tiny / BIG).read_bytes() == data
+
+
+def test_plain_http_through_a_proxy_that_wants_credentials(
+    cli: Run, hub: HubServer, tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = hub.repos["org/tiny"].files
+    with ConnectProxy(user="alice", password="p@ss:word") as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url_with("alice", "p@ss:word"))
+        cli.json("download", "tiny")
+        assert_complete(tiny, files)
+        through = [t for t in proxy.connects if "/resolve/" in t.target]
+        assert len(through) >= len(files)  # every file GET went through the proxy, with its credentials
+        assert all(t.status == 200 and proxy.is_allowed(t.authorization) for t in proxy.connects)
+
+        monkeypatch.setenv("HTTP_PROXY", proxy.url_with("alice", "wrong"))
+        wrong = cli("download", "tiny", "--force", "--retries", "3")
+        assert wrong.exit_code == 1, wrong.stderr
+        assert "407" in wrong.stderr and "HTTP_PROXY=http://USER:PASSWORD@" in wrong.stderr
+        assert "wrong" not in wrong.stderr

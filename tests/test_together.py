@@ -231,3 +231,26 @@ def test_a_user_root_on_a_read_only_mount_with_bit_rot(
         path = run(project, "path", "tiny")
         assert (path.returncode, path.stdout.strip()) == (0, str(project / "models" / "tiny"))
         assert_complete(project / "models" / "tiny", files_of(hub))
+
+
+def test_credentials_in_an_endpoint_url_are_never_printed(
+    hub: HubServer, tiny: Path, project: Path, tmp_path: Path
+) -> None:
+    secret = "s3cret-pw"
+    endpoint = hub.url.replace("http://", f"http://alice:{secret}@")
+    env = {"HF_ENDPOINT": endpoint}
+    log = tmp_path / "modelctl.log"
+    runs = [
+        run(project, "--log-file", str(log), "-v", "download", "tiny", env=env),
+        run(project, "download", "tiny", "--force", "--json", env=env),
+        run(project, "doctor", env=env),
+        run(project, "doctor", "--json", env=env),
+        run(project, "download", "org/absent", env=env),  # an error naming the endpoint
+    ]
+    assert [r.returncode for r in runs[:2]] == [0, 0], runs[0].stderr + runs[1].stderr
+    assert runs[4].returncode != 0
+    said = "".join(r.stdout + r.stderr for r in runs) + log.read_text()
+    assert secret not in said
+    assert "alice:***@" in said or "***@" in said  # the endpoint is still shown, masked
+    served = json.loads(runs[1].stdout)["models"][0]["files"]
+    assert {f["endpoint"] for f in served if f["action"] != "keep"} == {f"127.0.0.1:{hub.port}"}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
 from modelctl.errors import ModelctlError
+from modelctl.logs import redact
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -83,6 +84,7 @@ class Sink:
             return False
 
     def write(self, text: str) -> int:
+        text = redact(text)  # an endpoint's password never reaches the terminal, a pipe or JSON
         if self._stream is None:
             if self._is_answer and text:
                 raise ModelctlError(
