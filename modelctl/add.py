@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from modelctl.download import DownloadEvents, hub_access_for
+from modelctl.download import DownloadEvents, check_listing, hub_access_for
 from modelctl.errors import ConfigurationError, MissingModelError, UsageError
 from modelctl.hub import fetch_snapshot, retry_reason
 from modelctl.record import RepoFile, Snapshot
@@ -94,6 +94,7 @@ def add_model(
     spec = _validated(text, registry, chosen)
 
     snapshot = _snapshot(workspace, spec, options, events)
+    check_listing(snapshot, "nothing was added")
     selected = _selected(spec, snapshot.files, snapshot.commit)
 
     if _read(path) != original:

@@ -429,6 +429,12 @@ def _refuse_other(spec: ModelSpec, folder: Path, record: Record | None = None) -
         )
 
 
+def _parents(path: str) -> list[str]:
+    """The folders a repo path lies in: "a/b/c.json" → ["a", "a/b"]."""
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
 def _check_against_lock(locked: LockedModel, snapshot: Snapshot) -> None:
     """The Hub must still serve, for the locked commit, exactly the locked files."""
     listed = {f.path: f for f in snapshot.files}
@@ -441,36 +447,57 @@ def _check_against_lock(locked: LockedModel, snapshot: Snapshot) -> None:
         )
 
 
-def wanted_files(spec: ModelSpec, snapshot: Snapshot, options: DownloadOptions) -> tuple[RepoFile, ...]:
-    """The snapshot's files that the registry's `files:` and --include/--exclude select."""
-    patterns = spec.files + options.include
-    out = []
+def check_listing(snapshot: Snapshot, done: str = "nothing was downloaded") -> None:
+    """Refuse a listing with a name no model folder can hold, before any byte (DownloadError).
+
+    Names that would land outside the folder, control characters, lone surrogates, a path listed
+    twice, or a file that another listed path uses as a folder.
+    """
+    where = f"{snapshot.repo_id}@{snapshot.commit[:12]}"
+    listed_paths = {f.path for f in snapshot.files}
     seen: set[str] = set()
-    where = f"{spec.repo_id}@{snapshot.commit[:12]}"
     for remote in snapshot.files:
+        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in remote.path):  # no file system can name it
+            raise DownloadError(
+                f"{where} lists a file name that is not valid Unicode (a lone surrogate), {remote.path!r}; {done}.",
+                hint="Report this repo/mirror: modelctl refuses names no file system can hold.",
+            )
         if not is_safe_relative(remote.path):
             raise DownloadError(
-                f"{where} lists a file named {remote.path!r}, which would land outside the model "
-                "folder; nothing was downloaded.",
+                f"{where} lists a file named {remote.path!r}, which would land outside the model folder; {done}.",
                 hint="Report this repo/mirror; modelctl refuses such names.",
             )
         if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in remote.path):
             raise DownloadError(
-                f"{where} lists a file name with control characters, {remote.path!r}; nothing was downloaded.",
+                f"{where} lists a file name with control characters, {remote.path!r}; {done}.",
                 hint="Report this repo/mirror: such names can rewrite your terminal; modelctl refuses them.",
             )
         if remote.path in seen:
             raise DownloadError(
-                f"{where} lists {remote.path!r} twice; nothing was downloaded.",
+                f"{where} lists {remote.path!r} twice; {done}.",
                 hint="Report this repo/mirror: a listing must name each file once.",
             )
         seen.add(remote.path)
+        folder = next((p for p in _parents(remote.path) if p in listed_paths), None)
+        if folder is not None:
+            raise DownloadError(
+                f"{where} lists both a file {folder!r} and {remote.path!r} inside it as a folder; {done}.",
+                hint="Report this repo/mirror: a path cannot be a file and a folder at once.",
+            )
+
+
+def wanted_files(spec: ModelSpec, snapshot: Snapshot, options: DownloadOptions) -> tuple[RepoFile, ...]:
+    """The snapshot's files that the registry's `files:` and --include/--exclude select."""
+    check_listing(snapshot)
+    patterns = spec.files + options.include
+    out = []
+    listed_paths = {f.path for f in snapshot.files}
+    for remote in snapshot.files:
         if patterns and not any(fnmatch.fnmatchcase(remote.path, p) for p in patterns):
             continue
         if any(fnmatch.fnmatchcase(remote.path, p) for p in options.exclude):
             continue
         out.append(remote)
-    listed_paths = {f.path for f in snapshot.files}
     absent = [p for p in (*spec.files, *spec.checksums) if not is_glob(p) and p not in listed_paths]
     if absent:
         raise MissingModelError(

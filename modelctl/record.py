@@ -149,6 +149,8 @@ def is_safe_relative(path: str) -> bool:
     """A repo path that stays inside the model folder: relative, no '..', no NUL or backslash."""
     if not path or path.startswith("/") or "\\" in path or "\x00" in path:
         return False
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in path):  # a lone surrogate: no file can be named so
+        return False
     parts = path.split("/")
     return all(part not in ("", ".", "..") for part in parts) and parts[0] not in (
         META_DIR,

@@ -283,6 +283,12 @@ def load_registry(
     """Find the registry as find_registry does, read it and validate every key."""
     source = find_registry(config, cwd=cwd, environ=environ)
     try:
+        size = source.path.stat().st_size
+        if size > MAX_REGISTRY_BYTES:
+            raise ConfigurationError(
+                f"Registry {source.path} is {size:,} bytes, more than the {MAX_REGISTRY_BYTES:,} a registry may be.",
+                hint="Check that --config / MODELCTL_CONFIG names the registry (models.yaml), not another file.",
+            )
         text = source.path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigurationError(
@@ -327,6 +333,42 @@ def _loader_class() -> Any:
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+# A registry's aliases (`&files` … `*files`) repeat a few lists; nested ones multiply: 8 levels of
+# 9 aliases in 429 bytes expand to 43 million nodes, which every walk of the document would visit.
+ALIAS_EXPANSION = 20  # expanded nodes per node written, at most (beyond a small allowance)
+MAX_REGISTRY_BYTES = 4 << 20  # ~20,000 entries; a larger file is refused before it is parsed
+
+
+def _refuse_alias_bomb(root: yaml.Node, path: Path) -> None:
+    """Refuse a document whose aliases expand far beyond its size; stops counting at the bound."""
+    written: set[int] = set()
+    stack = [root]
+    while stack:  # the nodes as written: each once
+        node = stack.pop()
+        if id(node) not in written:
+            written.add(id(node))
+            stack.extend(_children(node))
+    bound = ALIAS_EXPANSION * len(written) + 10_000
+    seen, stack = 0, [root]
+    while stack:  # the nodes as every walk would visit them: aliases expanded
+        seen += 1
+        if seen > bound:
+            raise ConfigurationError(
+                f"{path}: its YAML aliases expand to more than {bound:,} nodes from {len(written):,} "
+                "written (an alias bomb?); refused before reading it.",
+                hint="Write the repeated lists out, or use aliases that do not nest inside each other.",
+            )
+        stack.extend(_children(stack.pop()))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def _node_lines(node: yaml.Node, path: str, lines: dict[str, int], dup: list[tuple[str, int]]) -> None:
     """Record the 1-based line of every key path ("models[2].size") under node."""
     lines.setdefault(path, node.start_mark.line + 1)
@@ -353,6 +395,8 @@ def parse_registry(text: str, source: RegistrySource, base_dir: Path) -> Registr
     loader = _loader_class()(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _refuse_alias_bomb(node, path)
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark

@@ -254,3 +254,22 @@ def test_credentials_in_an_endpoint_url_are_never_printed(
     assert "alice:***@" in said or "***@" in said  # the endpoint is still shown, masked
     served = json.loads(runs[1].stdout)["models"][0]["files"]
     assert {f["endpoint"] for f in served if f["action"] != "keep"} == {f"127.0.0.1:{hub.port}"}
+
+
+def test_a_yaml_alias_bomb_and_a_huge_registry_are_refused_naming_the_file(project: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 9):  # 8 levels of 9 aliases: 43 million nodes from 429 bytes
+        below = ", ".join([f"*a{level - 1}"] * 9)
+        lines.append(f"a{level}: &a{level} [{below}]")
+    registry = project / "models.yaml"
+    registry.write_text("\n".join(lines) + "\nmodels: []\n")
+    result = run(project, "list")
+    assert result.returncode == 1, result.stderr
+    assert f"{registry}: its YAML aliases expand to more than" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    registry.write_text("models: []\n" + "# padding\n" * 500_000)  # 5 MB
+    result = run(project, "list", "--json")
+    assert result.returncode == 1
+    error = json.loads(result.stdout)["error"]
+    assert f"Registry {registry} is 5,000,011 bytes" in error["message"]

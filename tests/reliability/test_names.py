@@ -99,3 +99,30 @@ def test_a_model_folder_linked_outside_its_root_is_never_written_through(
     assert result.returncode == 1 and f"{link / '.modelctl'} is a symlink" in result.stderr
     assert list(meta_out.iterdir()) == []
     assert_nothing_bad(link, hub.repos["org/tiny"].files)
+
+
+def test_a_lone_surrogate_or_a_file_that_is_also_a_folder_is_refused_before_any_byte(
+    hub: HubServer, registry: Callable[..., Path], project: Path, tmp_path: Path
+) -> None:
+    repo = hub.add(Repo("org/tiny", model_files()))
+    registry(TINY)
+    folder = tmp_path / "home" / "org--tiny"
+    cases = {
+        "not valid Unicode (a lone surrogate)": [
+            {"type": "file", "path": "bad\ud800.json", "size": 2, "oid": git_blob_sha1(b"{}")}
+        ],
+        "lists both a file 'config.json' and 'config.json/b.json' inside it as a folder": [
+            {"type": "file", "path": "config.json/b.json", "size": 2, "oid": git_blob_sha1(b"{}")}
+        ],
+    }
+    for expected, extra in cases.items():
+        repo.extra_listing = extra
+        for args in (("download", "tiny"), ("ensure",), ("lock",), ("add", "org/tiny", "--id", "again")):
+            result = run(project, *args)
+            assert result.returncode == 1, (args, result.stderr)
+            assert expected in result.stderr, (args, result.stderr)
+            assert "Traceback" not in result.stderr
+        assert hub.file_gets() == []
+        assert not (project / "models.lock").exists()
+        assert "again" not in (project / "models.yaml").read_text()
+        assert not folder.exists() or not [p for p in folder.iterdir() if p.name != ".modelctl"]
