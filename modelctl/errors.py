@@ -43,6 +43,18 @@ class ModelctlError(Exception):
         return copy
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C's KeyboardInterrupt is.
+
+    So every path that keeps partial files and records verified ones on Ctrl-C does the same on
+    `kill`, a closed terminal or a container stopping; the exit code is 128 + the signal.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 # The earlier model_manager module called its base class ModelManagerError: kept as an alias.
 ModelManagerError = ModelctlError
 

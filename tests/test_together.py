@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -273,3 +274,50 @@ def test_a_yaml_alias_bomb_and_a_huge_registry_are_refused_naming_the_file(proje
     assert result.returncode == 1
     error = json.loads(result.stdout)["error"]
     assert f"Registry {registry} is 5,000,011 bytes" in error["message"]
+
+
+def _catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether the process has a handler for sig (its SigCgt mask in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(mask >> (sig - 1) & 1)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_record_what_was_verified_and_say_so(
+    hub: HubServer, tiny: Path, project: Path, sig: signal.Signals, code: int
+) -> None:
+    hold = hub.holds[BIG] = Hold()
+    proc = start(project, "download", "tiny")
+    hold.arrived.wait()
+    wait_for((tiny / "config.json").exists, 120)  # a finished file, not yet in the record
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    hold.release()
+    assert proc.returncode == code, err
+    assert f"Interrupted by {sig.name}. Finished files are in place; partial downloads were kept." in err
+    assert "Traceback" not in err
+    record = json.loads((tiny / ".modelctl" / "manifest.json").read_text())
+    states = {f["path"]: f["state"] for f in record["files"]}
+    assert states["config.json"] == "verified" and states[BIG] == "pending"
+    assert run(project, "download", "tiny").returncode == 0
+    assert_complete(tiny, files_of(hub))
+
+
+def test_ctrl_c_while_starting_exits_130_without_a_traceback(
+    hub: HubServer, tiny: Path, project: Path
+) -> None:
+    hold = hub.holds[BIG] = Hold()  # the download never ends by itself: only the signal ends it
+    for _ in range(3):
+        proc = start(project, "download", "tiny")
+        # From the first instant our handlers are in place (SIGTERM's is installed first), the
+        # SIGINT lands somewhere in the ~0.2 s of imports and command-line building, or later.
+        wait_for(lambda p=proc: _catches(p.pid, signal.SIGTERM), 60)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err, err
+        assert proc.returncode == 130, err
+    hold.release()

@@ -6,8 +6,9 @@ lock); this module builds the app, lists the commands in COMMANDS and handles er
 """
 
 import os
+import signal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -36,15 +37,28 @@ class ModelctlGroup(TyperGroup):
                 message = err.format_message() if hasattr(err, "format_message") else str(err)
                 output.usage_error_json(message, code)
             raise
-        except KeyboardInterrupt:
-            interrupted = ModelctlError(
-                "Interrupted. Finished files are in place; partial downloads were kept.",
-                hint="Run the same command again to resume where it stopped.",
-            )
-            if as_json:
-                output.error_json(interrupted, exit_code=130)
-            output.error(interrupted)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as err:
+            _interrupted(err, as_json)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:  # Ctrl-C while the command line is parsed: the same message and exit code as later
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt as err:
+            _interrupted(err, as_json=False)
+
+
+def _interrupted(err: KeyboardInterrupt, as_json: bool) -> NoReturn:
+    """Ctrl-C (exit 130), SIGTERM (143) or SIGHUP (129): say so, after the cleanup already ran."""
+    signum = getattr(err, "signum", signal.SIGINT)
+    by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+    interrupted = ModelctlError(
+        f"Interrupted{by}. Finished files are in place; partial downloads were kept.",
+        hint="Run the same command again to resume where it stopped.",
+    )
+    if as_json:
+        output.error_json(interrupted, exit_code=128 + signum)
+    output.error(interrupted)
+    raise typer.Exit(128 + signum) from None
 
 
 def _asks_for_json(ctx: Any) -> bool:
