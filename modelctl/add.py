@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from modelctl.atomic import replace_text
 from modelctl.download import DownloadEvents, check_listing, hub_access_for
-from modelctl.errors import ConfigurationError, MissingModelError, UsageError
+from modelctl.errors import ConfigurationError, MissingModelError, UsageError, write_error
 from modelctl.hub import fetch_snapshot, retry_reason
 from modelctl.record import RepoFile, Snapshot
 from modelctl.registry import ModelSpec, Registry, load_registry, parse_registry
@@ -248,19 +247,8 @@ def _read(path: Path) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    """Replace the file's text at once (a crash leaves the old or the new file, never half of one)."""
+    """Replace the file's text at once, through a symlink (a crash leaves the old or the new file)."""
     try:
-        mode = path.stat().st_mode & 0o7777
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_text(path, text)
     except OSError as err:
-        raise ConfigurationError(
-            f"Cannot write registry {path}: {err}", hint="Check the folder's permissions."
-        ) from err
+        raise write_error(err, path, "the registry") from None

@@ -135,6 +135,31 @@ def disk_error(err: OSError, what: str) -> ModelctlError:
     )
 
 
+def write_error(err: OSError, path: object, what: str = "") -> ModelctlError:
+    """An OSError from replacing a small file (atomic.replace_text), as ours, naming the file.
+
+    A full disk is exit 5; a hard-linked file or a permission problem exit 1. The file was left
+    as it was, and no temp file was left beside it.
+    """
+    import errno
+
+    doing = f" ({what})" if what else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NotEnoughSpaceError(
+            f"Cannot write {path}{doing}: the disk filled up; the file was left as it was.",
+            hint="Free space there and run the same command again.",
+        )
+    if err.errno == errno.EMLINK:
+        return ConfigurationError(
+            f"Cannot write {path}{doing}: {err.strerror}; it was left as it was.",
+            hint="Make the other names symlinks to it (a symlink is written through), then run the command again.",
+        )
+    return ConfigurationError(
+        f"Cannot write {path}{doing}: {err.strerror or err}; it was left as it was.",
+        hint="Check the permissions of the file and its folder.",
+    )
+
+
 E = TypeVar("E", bound=BaseException)
 
 

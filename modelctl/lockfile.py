@@ -8,13 +8,13 @@ against it without any network.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelctl.errors import ConfigurationError
+from modelctl.atomic import replace_text
+from modelctl.errors import ConfigurationError, write_error
 from modelctl.record import RepoFile, Snapshot, is_safe_relative
 from modelctl.registry import ModelSpec, Registry
 
@@ -144,9 +144,10 @@ def write_lock(registry: Registry, locked: Sequence[LockedModel]) -> LockFile:
         },
     }
     path = lock_path(registry)
-    tmp = path.with_name(f"{LOCK_NAME}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        replace_text(path, json.dumps(data, indent=2) + "\n")
+    except OSError as err:
+        raise write_error(err, path, "models.lock") from None
     return LockFile(path, models, replaced)
 
 

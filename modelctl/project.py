@@ -7,7 +7,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl.errors import ConfigurationError
+from modelctl.atomic import replace_text
+from modelctl.errors import ConfigurationError, write_error
 from modelctl.registry import REGISTRY_NAME, Registry
 
 STARTER = """\
@@ -51,15 +52,22 @@ def init_project(folder: Path, *, force: bool = False) -> InitResult:
             f"{registry} already exists; nothing was changed.",
             hint="Edit it, or run `modelctl init --force` to replace it with the starter.",
         )
-    registry.write_text(STARTER, encoding="utf-8")
+    _replace(registry, STARTER)
     gitignore = folder / ".gitignore"
     present = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
     wanted = ["# model files (modelctl): never commit them", "/models/", "/checkpoints/"]
     missing = tuple(line for line in wanted if line not in present)
     if missing:
         text = "\n".join(present + ([""] if present and present[-1] else []) + list(missing)) + "\n"
-        gitignore.write_text(text, encoding="utf-8")
+        _replace(gitignore, text)
     return InitResult(registry, gitignore, missing)
+
+
+def _replace(path: Path, text: str) -> None:
+    try:
+        replace_text(path, text)
+    except OSError as err:
+        raise write_error(err, path) from None
 
 
 def cache_key(registry: Registry) -> str:

@@ -322,21 +322,14 @@ def record_json(record: Record) -> dict[str, object]:
 
 
 def write_record(folder: Path, record: Record) -> None:
-    """Write the record atomically (temp file + fsync + os.replace): old or new, never half."""
+    """Write the record at once (atomic.replace_text): old or new, never half; OSError on failure."""
     import json
+
+    from modelctl.atomic import replace_text
 
     target = record_path(folder)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{RECORD_NAME}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(json.dumps(record_json(record), indent=1) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # the old record stays as it was
-        raise
+    replace_text(target, json.dumps(record_json(record), indent=1) + "\n")
 
 
 def plan_record(

@@ -321,3 +321,78 @@ def test_ctrl_c_while_starting_exits_130_without_a_traceback(
         assert "Traceback" not in err, err
         assert proc.returncode == 130, err
     hold.release()
+
+
+@contextmanager
+def _tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A small tmpfs mounted at folder (a disk that fills up)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (mount needs root): {made.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def _fill(folder: Path) -> None:
+    """Write into folder until its file system has not one byte left."""
+    with (folder / "filler").open("wb", buffering=0) as f:
+        for chunk in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError:
+                continue
+
+
+def _stray(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*.tmp"))
+
+
+def test_a_full_disk_at_the_edges_is_exit_5_with_nothing_left_behind(
+    hub: HubServer, registry: Callable[..., Path], project: Path, tmp_path: Path
+) -> None:
+    with _tmpfs(tmp_path / "home", "80m") as home:
+        registry(TINY)
+        assert run(project, "download", "tiny").returncode == 0
+        (home / "org--tiny" / ".modelctl" / "manifest.json").unlink()  # every file there, no record
+        _fill(home)
+        result = run(project, "download", "tiny", "--json")
+        assert result.returncode == 5, result.stderr
+        assert "the disk filled up" in json.loads(result.stdout)["error"]["message"]
+        assert "Traceback" not in result.stderr and _stray(home) == []
+    with _tmpfs(project, "1m"):
+        registry(TINY)
+        _fill(project)
+        for args in (("lock",), ("init", "--force"), ("add", "org/tiny", "--id", "again")):
+            result = run(project, *args, "--json") if args[0] != "init" else run(project, *args)
+            assert result.returncode == 5, (args, result.stderr)
+            assert "the disk filled up" in result.stderr + result.stdout, args
+            assert "Traceback" not in result.stderr
+            assert _stray(project) == [] and not (project / "models.lock").exists()
+        assert (project / "models.yaml").read_text() == TINY
+
+
+def test_add_writes_through_a_symlinked_registry_and_refuses_a_hard_linked_one(
+    hub: HubServer, project: Path, tmp_path: Path
+) -> None:
+    team = tmp_path / "team" / "models.yaml"
+    team.parent.mkdir()
+    team.write_text(TINY)
+    (project / "models.yaml").symlink_to(team)
+    result = run(project, "add", "org/tiny", "--id", "again")
+    assert result.returncode == 0, result.stderr
+    assert (project / "models.yaml").is_symlink() and "id: again" in team.read_text()
+    (project / "models.yaml").unlink()
+    os.link(team, project / "models.yaml")
+    before = team.read_text()
+    result = run(project, "add", "org/tiny", "--id", "third")
+    assert result.returncode == 1
+    assert (
+        f"Cannot write {project / 'models.yaml'} (the registry): it has 1 other hard link(s)" in result.stderr
+    )
+    assert team.read_text() == before and os.stat(team).st_nlink == 2
