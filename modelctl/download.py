@@ -739,7 +739,7 @@ def _run_model(
         wanted = [f for f in files if f.action != KEEP and f.remote.path not in reused]
         if plan.access is None:  # offline: the plan found every file on the machine
             if wanted:
-                _record_results(folder, record, reused)
+                record_results(folder, record, reused)
                 raise MissingModelError(
                     f"{model.spec.id}: offline, and no good copy of {', '.join(f.remote.path for f in wanted)} "
                     "is on this machine (the copies found failed their hash check, or went away).",
@@ -764,12 +764,12 @@ def _run_model(
         try:
             engine.run()
         except KeyboardInterrupt:  # workers stop at their next chunk, keeping their partial files
-            _record_results(folder, record, {**results, **engine.results})
+            record_results(folder, record, {**results, **engine.results})
             raise
         results.update(engine.results)
         failures.extend(engine.errors.values())
         try:
-            _record_results(folder, record, results)
+            record_results(folder, record, results)
         except OSError as err:
             failures.append(disk_error(err, f"{model.spec.id}: writing its record"))
     if failures:
@@ -843,7 +843,7 @@ def _sweep_sidecars(folder: Path) -> None:
                 sidecar.unlink(missing_ok=True)
 
 
-def _record_results(folder: Path, record: Record, results: Mapping[str, FileResult]) -> None:
+def record_results(folder: Path, record: Record, results: Mapping[str, FileResult]) -> None:
     """Mark the files fetched and verified this run; every other file stays as the plan has it."""
     checks = {}
     listed = record.by_path()

@@ -17,12 +17,20 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-from modelctl.download import DownloadEvents, DownloadReport, ModelFailure, plan_downloads, run_downloads
+from modelctl.download import (
+    DownloadEvents,
+    DownloadReport,
+    ModelFailure,
+    plan_downloads,
+    record_results,
+    run_downloads,
+)
 from modelctl.errors import ModelctlError
-from modelctl.record import META_DIR
+from modelctl.record import META_DIR, read_record
 from modelctl.registry import ModelSpec
+from modelctl.reuse import Candidate, reuse_files
 from modelctl.settings import DownloadOptions
-from modelctl.storage import Location, folder_lock
+from modelctl.storage import Location, folder_lock, locate
 from modelctl.verify import ModelVerdict, VerifyReport, verify_models
 from modelctl.workspace import Workspace
 
@@ -51,8 +59,6 @@ def ensure_selection(
     registry = workspace.registry
     if ids or size is not None or everything:
         return registry.select(ids, size, everything)
-    from modelctl.storage import locate
-
     return tuple(
         spec
         for spec in registry.models
@@ -154,6 +160,7 @@ def _repair(
     """Move the bad files aside, fetch, verify; put them back where the repair failed (locks held)."""
     stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
     moved: dict[str, _Aside] = {}
+    linked: dict[str, list[tuple[Path, str]]] = {}
     repaired: dict[str, tuple[str, ...]] = {}
     for verdict in broken:
         if verdict.location is None or not _is_writable(verdict.location):
@@ -161,6 +168,7 @@ def _repair(
             # root, the good files linked or copied from it (reuse.py), only the rest fetched.
             repaired[verdict.spec.id] = ("*",)
             continue
+        linked[verdict.spec.id] = _linked_copies(workspace, verdict)
         moved[verdict.spec.id] = _quarantine(verdict, stamp)
         repaired[verdict.spec.id] = verdict.repairable or _incomplete(verdict)
         log.info("%s: quarantined %s", verdict.spec.id, ", ".join(verdict.repairable))
@@ -193,6 +201,7 @@ def _repair(
         if verdict.is_ok and verdict.spec.id in moved:
             _discard(moved[verdict.spec.id])
             _forget_quarantine(verdict)
+            _repair_linked_copies(verdict, linked.get(verdict.spec.id, []), options, events)
     if failed_ids and not keep_going:
         error = download.error()
         still = "; ".join(f"{i}: {', '.join(repaired[i])}" for i in failed_ids)
@@ -201,6 +210,71 @@ def _repair(
             f"Repair failed, the bad files were put back ({still}): {error.message}"
         ) from error
     return EnsureReport(before, after, repaired, download, download.failed)
+
+
+def _linked_copies(workspace: Workspace, verdict: ModelVerdict) -> list[tuple[Path, str]]:
+    """(folder, file) of the model's copies in other roots that share a bad file's inode (hard links).
+
+    An in-place edit of one hard-linked copy changed them all: each is repaired with this one.
+    """
+    assert verdict.location is not None
+    here = verdict.location.path
+    out = []
+    for rel in verdict.repairable:
+        try:
+            st = (here / rel).lstat()
+        except OSError:
+            continue
+        if st.st_nlink < 2:
+            continue
+        for other in locate(verdict.spec, workspace.roots):
+            if other.exists and not other.is_other and other.path != here and _is_writable(other):
+                try:
+                    theirs = (other.path / rel).lstat()
+                except OSError:
+                    continue
+                if (theirs.st_dev, theirs.st_ino) == (st.st_dev, st.st_ino):
+                    out.append((other.path, rel))
+    return out
+
+
+def _repair_linked_copies(
+    verdict: ModelVerdict,
+    linked: Sequence[tuple[Path, str]],
+    options: DownloadOptions,
+    events: DownloadEvents,
+) -> None:
+    """Give each copy that shared a repaired file's bad inode the repaired bytes (cloned, linked or
+    copied, then verified: reuse.py), and record them in that copy's record."""
+    assert verdict.location is not None and verdict.location.record is not None
+    good = verdict.location.path
+    listed = verdict.location.record.by_path()
+    by_folder: dict[Path, list[str]] = {}
+    for folder, rel in linked:
+        by_folder.setdefault(folder, []).append(rel)
+    for folder, rels in sorted(by_folder.items()):
+        with folder_lock(folder, options.lock_timeout, partial(events.lock_wait, folder)):
+            found = [
+                (listed[rel], Candidate(good / rel, "the repaired copy", True, listed[rel].checked))
+                for rel in rels
+                if rel in listed
+            ]
+            results = reuse_files(folder, found)
+            record = read_record(folder)
+            if record is not None:
+                record_results(folder, record, results)
+            for rel in rels:
+                if rel in results:
+                    log.info(
+                        "%s: %s in %s repaired too (it shared the bad bytes)", verdict.spec.id, rel, folder
+                    )
+                else:
+                    log.warning(
+                        "%s: %s in %s shares no good bytes yet: run ensure there",
+                        verdict.spec.id,
+                        rel,
+                        folder,
+                    )
 
 
 def _refresh(workspace: Workspace) -> Workspace:

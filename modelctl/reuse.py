@@ -7,12 +7,14 @@ Where a file's bytes may already be (`find_sources`, then `Sources.candidate`):
   for LFS files, the git blob sha1 for the others): this repo's blobs first, then any repo's;
 - this model's own folder in another root that has no record (hashed).
 
-`reuse_files` hard-links each file (same filesystem) or copies it into a temp name in the model's
-`.modelctl/partials/`, hashes what is not vouched for (every core, `hashing.hash_files`) and moves
-the good ones into place with os.replace. A file whose bytes do not match is never published (its
-source is left untouched) and is fetched instead. Nothing modelctl does writes into a published
-file in place, so a hard link never lets one copy change another. A link is only ever made to a
-file whose real path (symlinks resolved) is inside a storage root or the Hugging Face cache.
+`reuse_files` clones each file (copy-on-write, where the file system can), else hard-links it
+(same filesystem), else copies it, into a temp name in the model's `.modelctl/partials/`, hashes
+what is not vouched for (every core, `hashing.hash_files`) and moves the good ones into place with
+os.replace. A file whose bytes do not match is never published (its source is left untouched) and
+is fetched instead. Nothing modelctl does writes into a published file in place; a program that
+edits a hard-linked file changes every copy, so verify names the other copies and ensure repairs
+them together. A link is only ever made to a file whose real path (symlinks resolved) is inside a
+storage root or the Hugging Face cache.
 """
 
 from __future__ import annotations
@@ -194,6 +196,7 @@ class _Staged:
     candidate: Candidate
     temp: Path
     is_link: bool = False
+    how: str = "copied"  # cloned | linked | copied
     digests: Mapping[str, str] | None = None
     stat: os.stat_result | None = None  # the temp's inode as it was hashed or vouched for
 
@@ -236,12 +239,15 @@ def _stage(folder: Path, remote: RepoFile, candidate: Candidate) -> _Staged | No
             raise OSError(errno.ELOOP, f"{META_DIR}/{PARTIALS_DIR} leads outside {folder}")
         temp.unlink(missing_ok=True)
         item = _Staged(remote, candidate, temp)
-        try:
-            os.link(candidate.path, temp, follow_symlinks=False)
-            item.is_link = True
-        except OSError as err:  # another filesystem (EXDEV), no hard links there, not ours (EPERM)
-            log.debug("%s: cannot link %s (%s); copying", remote.path, candidate.path, err)
-            _copy(candidate.path, temp)
+        if _clone(candidate.path, temp):  # copy-on-write: no bytes shared with a later in-place edit
+            item.how = "cloned"
+        else:
+            try:
+                os.link(candidate.path, temp, follow_symlinks=False)
+                item.is_link, item.how = True, "linked"
+            except OSError as err:  # another filesystem (EXDEV), no hard links there, not ours (EPERM)
+                log.debug("%s: cannot link %s (%s); copying", remote.path, candidate.path, err)
+                _copy(candidate.path, temp)
         st = os.lstat(temp)
         if not stat.S_ISREG(st.st_mode) or st.st_size != remote.size:  # changed since it was looked at
             raise OSError(errno.EINVAL, "not a regular file of the listed size any more")
@@ -250,6 +256,27 @@ def _stage(folder: Path, remote: RepoFile, candidate: Candidate) -> _Staged | No
         log.warning("%s: could not take it from %s (%s); fetching it", remote.path, candidate.path, err)
         temp.unlink(missing_ok=True)
         return None
+
+
+def _clone(source: Path, temp: Path) -> bool:
+    """A copy-on-write clone of source at temp (FICLONE: btrfs, XFS, bcachefs…); False where none.
+
+    Preferred to a hard link: the two names then share no bytes that a program editing one file
+    in place could change under the other. Python has no call for it, hence the ioctl.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    ficlone = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
+    try:
+        with source.open("rb") as src, temp.open("xb") as dst:
+            fcntl.ioctl(dst.fileno(), ficlone, src.fileno())
+            os.fsync(dst.fileno())
+    except OSError:  # EOPNOTSUPP, EXDEV, EINVAL, ENOTTY: no clones there
+        temp.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def _copy(source: Path, temp: Path) -> None:
@@ -313,7 +340,7 @@ def _publish(folder: Path, item: _Staged) -> FileResult | None:
     partial = partial_path(folder, remote.path)
     for stale in partial.parent.glob(partial.stem + ".*"):
         stale.unlink(missing_ok=True)
-    how = "linked" if item.is_link else "copied"
+    how = item.how
     log.info("%s: %s from %s (%s), %s verified", remote.path, how, candidate.where, candidate.path, algo)
     return FileResult(
         remote.path,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelctl.clean import QUARANTINE
-from modelctl.record import META_DIR, read_record
+from modelctl.record import META_DIR, RepoFile, read_record
 from modelctl.registry import ModelSpec
 from modelctl.storage import PARTIALS_DIR, Location, Root, RootState, scan_folder
 from modelctl.workspace import ModelState, Workspace, lock_in_force, model_state
@@ -43,6 +43,7 @@ class FolderUse:
     partial_bytes: int  # partial downloads in .modelctl/partials/
     quarantine_bytes: int  # files ensure set aside in .modelctl/quarantine/
     disk_bytes: int  # everything in the folder, metadata included: what removing it frees
+    linked_bytes: int = 0  # model files that share their bytes (hard links) with another name
 
     @property
     def clean_commands(self) -> tuple[str, ...]:
@@ -191,7 +192,20 @@ def _folder_use(
         partial_bytes=tree_bytes(meta / PARTIALS_DIR) if not meta.is_symlink() else 0,
         quarantine_bytes=tree_bytes(meta / QUARANTINE) if not meta.is_symlink() else 0,
         disk_bytes=tree_bytes(folder),
+        linked_bytes=_linked_bytes(folder, record.files if record else ()),
     )
+
+
+def _linked_bytes(folder: Path, files: Sequence[RepoFile]) -> int:
+    """Bytes of the model's files that are hard links (another copy, the HF cache): removing this
+    folder frees none of them, and an in-place edit of one name changes the others."""
+    total = 0
+    for f in files:
+        with contextlib.suppress(OSError):
+            st = (folder / f.path).lstat()
+            if st.st_nlink > 1:
+                total += st.st_size
+    return total
 
 
 def tree_bytes(path: Path) -> int:

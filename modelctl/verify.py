@@ -320,6 +320,23 @@ class _Checker:
         jobs.append(job)
         self.hash_checks.append((exp, job))
 
+    def _sharing(self, rel: str, st: os.stat_result) -> list[Finding]:
+        """Notes naming the model's copies in other roots that are hard links of this bad file."""
+        if st.st_nlink < 2 or self.found is None:
+            return []
+        out = []
+        for other in self.state.locations:
+            if not other.exists or other.path == self.found.path:
+                continue
+            try:
+                theirs = (other.path / rel).lstat()
+            except OSError:
+                continue
+            if (theirs.st_dev, theirs.st_ino) == (st.st_dev, st.st_ino):
+                detail = f"hard-linked with {other.path / rel} (the {other.root.name} root): the same bad bytes; `modelctl ensure` repairs both"
+                out.append(Finding(rel, "shared", NOTE, detail))
+        return out
+
     def _absent(self, rel: str) -> str:
         if rel in self.state.partials:
             return "missing: its download was interrupted (the partial file resumes)"
@@ -365,6 +382,7 @@ class _Checker:
                     self.findings.append(Finding(exp.path, algo, OK, "cached" if job.from_cache else ""))
                 else:
                     self.findings.append(Finding(exp.path, algo, BAD, f"expected {hexdigest}, got {actual}"))
+                    self.findings += self._sharing(exp.path, job.st)
             if not job.from_cache and job.digests and exp.path in self.known:
                 old = self.known[exp.path].checked
                 merged = {**(old.digests if old and old.is_current(job.st) else {}), **job.digests}

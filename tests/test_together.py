@@ -396,3 +396,32 @@ def test_add_writes_through_a_symlinked_registry_and_refuses_a_hard_linked_one(
         f"Cannot write {project / 'models.yaml'} (the registry): it has 1 other hard link(s)" in result.stderr
     )
     assert team.read_text() == before and os.stat(team).st_nlink == 2
+
+
+def test_copies_that_share_an_inode_are_judged_and_repaired_together(
+    hub: HubServer, tiny: Path, project: Path
+) -> None:
+    assert run(project, "download", "tiny").returncode == 0
+    assert run(project, "download", "tiny", "--to", "project").returncode == 0
+    copy = project / "models" / "tiny"
+    shared = os.stat(copy / BIG).st_ino == os.stat(tiny / BIG).st_ino  # linked; a CoW clone is not
+    with (copy / BIG).open("r+b") as f:  # a program edits the project's copy in place
+        f.seek(100)
+        f.write(b"\xff\xfe")
+    if shared:
+        result = run(project, "verify", "--json")  # the copy in use (user root) changed with it
+        assert result.returncode == 3
+        findings = json.loads(result.stdout)["models"][0]["findings"]
+        assert any(f["check"] == "shared" and str(copy / BIG) in f["detail"] for f in findings), findings
+    result = run(project, "ensure", "--json")
+    assert result.returncode == 0, result.stderr
+    for folder in (tiny, copy):  # both copies hold the Hub's bytes again, not only the one in use
+        assert_complete(folder, files_of(hub))
+    record = json.loads((copy / ".modelctl" / "manifest.json").read_text())
+    big = next(f for f in record["files"] if f["path"] == BIG)
+    assert big["state"] == "verified" and big["checked"]["inode"] == os.stat(copy / BIG).st_ino
+    assert run(project, "verify", "--all").returncode == 0
+    du = json.loads(run(project, "du", "--json").stdout)
+    linked = {f["root"]: f["linked_bytes"] for f in du["folders"] if f["models"] == ["tiny"]}
+    total = sum(len(data) for data in files_of(hub).values())
+    assert linked == ({"user": total, "project": total} if shared else {"user": 0, "project": 0})

@@ -409,6 +409,7 @@ def disk_use_json(report: DiskUse) -> dict[str, Any]:
                 "partial_bytes": f.partial_bytes,
                 "quarantine_bytes": f.quarantine_bytes,
                 "disk_bytes": f.disk_bytes,
+                "linked_bytes": f.linked_bytes,
                 "clean": list(f.clean_commands),
             }
             for f in report.folders
