@@ -61,6 +61,7 @@ from modelctl.storage import (
     Root,
     folder_lock,
     folder_names,
+    is_pinned_elsewhere,
     partial_path,
     ranges_path,
     sidecar_path,
@@ -368,6 +369,7 @@ def _target(
     A folder whose record names another repo or revision is never written into.
     """
     states = workspace.roots
+    pinned = locked.commit if locked is not None else None  # its own user-root folder (folder_names)
     if to is not None:
         if to in ROOT_NAMES:
             state = next((s for s in states if s.root.name == to), None)
@@ -383,7 +385,7 @@ def _target(
                 )
         else:
             root = Root("custom", Path(to).expanduser().absolute())
-        folder = root.path / folder_names(spec, root)[0]
+        folder = _folder_in(spec, root, pinned) or root.path / folder_names(spec, root)[0]
         _refuse_other(spec, folder)
         return root, folder
     found = model_state(spec, states, locked).found
@@ -391,9 +393,9 @@ def _target(
         return found.root, found.path
     for state in states:
         if state.is_writable and state.problem is None:
-            folder = state.root.path / folder_names(spec, state.root)[0]
-            if identity(read_record(folder), spec.repo_id, spec.revision) in (OWN, UNRECORDED):
-                return state.root, folder
+            free = _folder_in(spec, state.root, pinned)
+            if free is not None:
+                return state.root, free
     tried = "; ".join(f"{s.root.name} {s.root.path}" for s in states)
     raise DownloadError(
         f"No storage root is writable for {spec.id} (tried {tried}).",
@@ -416,6 +418,20 @@ def _refuse_links_out(root: Root, folder: Path) -> None:
             f"{path} is a symlink to {target}, outside the {root.name} root {root.path}; nothing was written.",
             hint="Replace the link with a real folder (or move the files into the root), then run again.",
         )
+
+
+def _folder_in(spec: ModelSpec, root: Root, pinned: str | None) -> Path | None:
+    """The folder a download of spec goes to under root: the layout's first that holds nothing
+    else (no record, or this model's) and, when models.lock pins a commit, not another commit."""
+    names = folder_names(spec, root, commit=pinned)
+    for name in names[:2] if pinned and root.name == "user" else names[:1]:  # never the 0.1 layout's
+        folder = root.path / name
+        record = read_record(folder)
+        if identity(record, spec.repo_id, spec.revision) in (OWN, UNRECORDED) and not is_pinned_elsewhere(
+            root, record, pinned
+        ):
+            return folder
+    return None
 
 
 def _refuse_other(spec: ModelSpec, folder: Path, record: Record | None = None) -> None:

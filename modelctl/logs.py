@@ -20,16 +20,12 @@ _USERINFO_RE = re.compile(
 
 
 def redact(text: str) -> str:
-    """text with secrets masked: hf_… tokens, and the password (or lone token) of any URL's userinfo.
+    """text with the password (or lone token) of any URL's userinfo masked.
 
     Every line modelctl writes (the terminal sinks, the log) passes through here, so an endpoint
     such as http://alice:pw@host is shown as http://alice:***@host wherever it is quoted.
     """
-    if "hf_" in text:
-        text = _TOKEN_RE.sub("hf_***", text)
-    if "@" in text:
-        text = _USERINFO_RE.sub(_mask_userinfo, text)
-    return text
+    return _USERINFO_RE.sub(_mask_userinfo, text) if "@" in text else text
 
 
 def _mask_userinfo(match: re.Match[str]) -> str:
@@ -41,14 +37,14 @@ def _mask_userinfo(match: re.Match[str]) -> str:
 
 
 class RedactTokens(logging.Filter):
-    """Never let a secret reach a log: `redact`, and the current HF_TOKEN, in every record."""
+    """Never let a secret reach a log: `redact`, hf_… patterns and the current HF_TOKEN, in every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         secret = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
         if secret:
             message = message.replace(secret, "***")
-        record.msg = redact(message)
+        record.msg = _TOKEN_RE.sub("hf_***", redact(message))  # the log is never shown: mask broadly
         record.args = None
         return True
 

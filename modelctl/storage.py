@@ -196,33 +196,54 @@ def repo_folder_name(repo_id: str, revision: str) -> str:
     return name if revision == "main" else f"{name}@{quote(revision, safe='')}"
 
 
-def folder_names(spec: ModelSpec, root: Root, revision: str | None = None) -> tuple[str, ...]:
+def folder_names(
+    spec: ModelSpec, root: Root, revision: str | None = None, commit: str | None = None
+) -> tuple[str, ...]:
     """Where the model may be under root: the layout's folder first, then the 0.1 layout's.
 
     The user root names folders from the repo; the other roots from `local_dir` or the id. A
     user-root folder of the 0.1 layout (named by id) is taken only if its record names this repo.
+    A commit pinned by models.lock has a user-root folder of its own, `org--name@<commit>`, used
+    when the branch's `org--name` holds another commit: two projects on one machine that lock
+    different commits of one branch never rewrite each other's folder.
     """
     if root.name != "user":
         return (spec.folder_name,)
     if spec.urls:  # not a Hub repo: named by the id, under a prefix no `org--name` folder has
         return (f"urls--{spec.id}",)
-    return tuple(dict.fromkeys((repo_folder_name(spec.repo_id, revision or spec.revision), spec.folder_name)))
+    names = [repo_folder_name(spec.repo_id, revision or spec.revision), spec.folder_name]
+    if commit is not None:
+        names.insert(1, repo_folder_name(spec.repo_id, commit))
+    return tuple(dict.fromkeys(names))
 
 
-def locate(spec: ModelSpec, states: Iterable[RootState], revision: str | None = None) -> tuple[Location, ...]:
-    """The model's folder under every root, in precedence order, scanned and identified."""
+def is_pinned_elsewhere(root: Root, record: Record | None, commit: str | None) -> bool:
+    """A user-root folder holding another commit than the one models.lock pins: another project's
+    copy of the branch, never this model's (its pinned commit has its own folder)."""
+    return commit is not None and root.name == "user" and record is not None and record.commit != commit
+
+
+def locate(
+    spec: ModelSpec, states: Iterable[RootState], revision: str | None = None, commit: str | None = None
+) -> tuple[Location, ...]:
+    """The model's folder under every root, in precedence order, scanned and identified.
+
+    commit: the one models.lock pins; in the user root only a folder holding it is the model's.
+    """
     revision = revision or spec.revision
     out = []
     for state in states:
-        names = folder_names(spec, state.root, revision)
-        first = _locate_one(spec, state, state.root.path / names[0], revision)
-        for name in names[1:]:
+        names = folder_names(spec, state.root, revision, commit)
+        first: Location | None = None
+        for name in names:
+            loc = _locate_one(spec, state, state.root.path / name, revision)
+            if is_pinned_elsewhere(state.root, loc.record, commit):
+                continue  # another project's commit of the branch
+            if first is None or (not first.exists and loc.is_own):
+                first = loc
             if first.exists:
                 break
-            older = _locate_one(spec, state, state.root.path / name, revision)
-            if older.is_own:
-                first = older
-        out.append(first)
+        out.append(first or Location(state.root, state.root.path / names[-1], exists=False))
     return tuple(out)
 
 

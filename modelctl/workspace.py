@@ -140,7 +140,7 @@ def expected_files(
 
 def model_state(spec: ModelSpec, roots: Sequence[RootState], locked: LockedModel | None = None) -> ModelState:
     """Where the model is, and whether every expected file is there and verified (by stat)."""
-    locations = locate(spec, roots)
+    locations = locate(spec, roots, commit=locked.commit if locked is not None else None)
     judged = [_judge(spec, loc, locked) for loc in locations if loc.exists and not loc.is_other]
     chosen = (
         next((j for j in judged if j.status == PRESENT), None)
