@@ -496,6 +496,7 @@ class Engine:
                 if resp.isclosed() and not resp.will_close:
                     pass  # read to its end: the connection serves the next range
                 else:
+                    resp.close()  # its file object holds the socket open past conn.close()
                     pool.drop(conn)
             return
         raise DownloadError(f"{job.rel_path}: more than {MAX_REDIRECTS} redirects from {_safe(job.urls[0])}.")
@@ -531,11 +532,14 @@ class Engine:
             with self.lock:
                 self._check(f, r)
                 if f.etag is None:
-                    f.begin(url, etag)
-                elif etag is not None and etag != f.etag:  # the file changed: never stitch
+                    # No ETag (some mirrors, plain servers): "" says ranges were seen without one.
+                    # No If-Range can guard the stitch then; the hash checked before publishing
+                    # does, so the bytes are kept and the file is still split.
+                    f.begin(url, etag or "")
+                elif (etag or "") != f.etag:  # the file changed: never stitch
                     self._restart(f, keep=r)
                     raise Retry("the file changed on the server (new ETag); fetching again from zero", 0.0)
-                if f.etag and not f.single and not f.rangeable:
+                if not f.single and not f.rangeable:
                     f.rangeable = True
                     self.cond.notify_all()  # idle workers may split it now
         elif status == 200:
@@ -825,6 +829,7 @@ def _drain(pool: _Connections, conn: http.client.HTTPConnection, resp: http.clie
     with contextlib.suppress(OSError, http.client.HTTPException):
         resp.read(64 * 1024)
     if not resp.isclosed() or resp.will_close:
+        resp.close()
         pool.drop(conn)
 
 

@@ -144,6 +144,7 @@ class HubServer:
         self.tree_stall = 0.0  # seconds to sleep before answering a tree request
         self.plain_errors = False  # not-found answers as a simple mirror sends them: 404, no X-Error-Code
         self.holds: dict[str, Hold] = {}  # GETs of these files wait at their Hold
+        self.send_etag = True  # False: file answers carry no ETag (a plain server or mirror)
         # Pagination: the tree is split into len(tree_links) + 1 pages; page `cursor` (0 without
         # one) carries `Link: <tree_links[cursor]>; rel="next"` while there is a next one.
         self.tree_links: list[str] = []
@@ -152,9 +153,15 @@ class HubServer:
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         if tls is not None:  # the handshake happens on the first read, in the request's own thread
-            self._httpd.socket = tls.wrap_socket(
-                self._httpd.socket, server_side=True, do_handshake_on_connect=False
-            )
+            accept = self._httpd.get_request
+
+            def get_request() -> tuple[Any, Any]:
+                sock, address = accept()
+                wrapped = tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                sock.close()  # the husk wrap_socket detached: closed, it is never "unclosed" at GC
+                return wrapped, address
+
+            self._httpd.get_request = get_request  # type: ignore[method-assign]
             report = self._httpd.handle_error
 
             def handle_error(request: Any, client_address: Any) -> None:
@@ -421,6 +428,8 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             self._error(req, 404, "EntryNotFound", head)
 
         def _body(self, req: Request, name: str, data: bytes, headers: dict[str, str], head: bool) -> None:
+            if not hub.send_etag:
+                headers = {k: v for k, v in headers.items() if k not in ("ETag", "X-Linked-Etag")}
             hold = None if head else hub.holds.get(name)
             if hold is not None:
                 hold.arrived.set()

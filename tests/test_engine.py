@@ -259,3 +259,17 @@ def test_python_api_takes_the_connection_budget(hub: HubServer, huge: Path, proj
     assert manager.ensure_model("huge") == huge
     assert_complete(huge, files(hub))
     assert len({g.client_port for g in hub.file_gets()}) == 1  # one connection for every file
+
+
+def test_a_server_without_etags_is_split_and_no_byte_is_fetched_twice(
+    cli: Run, hub: HubServer, huge: Path
+) -> None:
+    hub.send_etag = False  # Range honoured, no ETag: the final sha256 guards the stitch
+    hub.delay = 0.002
+    result = cli("download", "huge", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert_complete(huge, files(hub))
+    gets = hub.file_gets(BIG)
+    assert len(gets) >= 4 and all(g.status == 206 and g.if_range is None for g in gets)
+    size = len(files(hub)[BIG])
+    assert size <= hub.body_bytes(BIG) <= size + len(gets) * MiB  # nothing thrown away and fetched again
