@@ -157,7 +157,17 @@ def _model_checks(workspace: Workspace) -> list[Check]:
         state = model_state(
             spec, workspace.roots, entry if entry is not None and entry.matches(spec) else None
         )
-        if state.status in (PRESENT, MISSING):
+        if state.status == PRESENT or (state.status == MISSING and not spec.required):
+            continue
+        if state.status == MISSING:  # required, and nowhere: the project cannot run
+            out.append(
+                Check(
+                    "models",
+                    PROBLEM,
+                    f"{spec.id}: required, and not downloaded in any root",
+                    f"`modelctl ensure {spec.id}` downloads and verifies it.",
+                )
+            )
             continue
         problems = [*state.missing, *state.mismatched, *state.bad]
         detail = f"{spec.id}: {state.status}" + (f" ({', '.join(problems[:4])})" if problems else "")
@@ -195,7 +205,7 @@ def _leftover_checks(workspace: Workspace) -> list[Check]:
                     Check(
                         "leftovers",
                         NOTE,
-                        f"{spec.id}: {len(loc.scan.partials)} partial download files in {loc.path}"
+                        f"{spec.id}: {len(loc.scan.partials)} partial download{'' if len(loc.scan.partials) == 1 else 's'} in {loc.path}"
                         + ("" if in_use.get(spec.id) in (None, loc.path) else " (a shadowed copy)"),
                         _partials_hint(spec.id, loc.root, in_use.get(spec.id) in (None, loc.path)),
                     )
@@ -271,12 +281,17 @@ def _git_checks(workspace: Workspace) -> list[Check]:
             check=False,
         )
         if ignored.returncode != 0:
+            exists = path.is_dir()  # a root not made yet holds nothing to commit: worth a note
             out.append(
                 Check(
                     "git",
-                    PROBLEM,
+                    PROBLEM if exists else NOTE,
                     f"the {state.root.name} root {path} is inside the git work tree {repo} "
-                    "and not ignored: model files could be committed",
+                    + (
+                        "and not ignored: model files could be committed"
+                        if exists
+                        else "and would not be ignored once made"
+                    ),
                     f"Add this line to {repo / '.gitignore'}: /{rel.as_posix()}/",
                 )
             )

@@ -61,6 +61,7 @@ from modelctl.storage import (
     Root,
     folder_lock,
     folder_names,
+    forget_partials,
     is_pinned_elsewhere,
     partial_path,
     ranges_path,
@@ -74,7 +75,7 @@ from modelctl.transfer import (
     plain_headers,
     resumable_bytes,
 )
-from modelctl.workspace import Workspace, model_state
+from modelctl.workspace import PRESENT, Workspace, model_state
 
 KEEP, DOWNLOAD, RESUME = "keep", "download", "resume"
 REUSE = reuse.REUSE  # linked or copied from a file already on the machine, then verified
@@ -189,6 +190,7 @@ class ModelPlan:
     snapshot: Snapshot
     files: tuple[FileDecision, ...]
     is_offline: bool = False
+    in_place: bool = False  # complete where it is (the shared store): nothing to run
     behind: str | None = None  # the commit on disk when it is an older one of this revision
 
     @property
@@ -280,6 +282,11 @@ def _plan_model(
         remote = wanted_files(spec, locked.snapshot(), options)
     else:
         remote = wanted_files(spec, snapshot, options)
+    shared = (
+        None if options.to or options.force else _complete_in_store(workspace, spec, locked, snapshot, remote)
+    )
+    if shared is not None:  # complete and verified in the read-only store: used where it is
+        return shared
     sources = None if options.force else reuse_sources(workspace, spec, folder)
     files = _survey(folder, remote, workspace.registry.verify, options.force, hashes, sources)
     for f in files:
@@ -295,6 +302,32 @@ def _plan_model(
     previous = read_record(folder)
     behind = previous.commit if previous is not None and previous.commit != snapshot.commit else None
     return ModelPlan(spec, root, folder, snapshot, files, behind=behind)
+
+
+def _complete_in_store(
+    workspace: Workspace,
+    spec: ModelSpec,
+    locked: LockedModel | None,
+    snapshot: Snapshot,
+    remote: Sequence[RepoFile],
+) -> ModelPlan | None:
+    """A plan that keeps the model where it is when its copy in use is in the read-only store and
+    complete at this commit by this machine's own checks (`list`: present (shared)); else None.
+
+    Copying it into a writable root would only duplicate it (a whole copy per machine when the
+    store is on another file system); `--to` still makes a copy.
+    """
+    state = model_state(spec, workspace.roots, locked)
+    found, record = state.found, state.record
+    if found is None or not found.root.is_read_only or state.status != PRESENT or record is None:
+        return None
+    listed = record.by_path()
+    if record.commit != snapshot.commit or any(
+        f.path not in listed or not listed[f.path].same_content(f) for f in remote
+    ):
+        return None
+    files = tuple(FileDecision(f, KEEP, 0, "present in the shared store", None) for f in remote)
+    return ModelPlan(spec, found.root, found.path, snapshot, files, in_place=True)
 
 
 def hub_access_for(workspace: Workspace, options: DownloadOptions) -> HubAccess:
@@ -661,12 +694,41 @@ def _offline_plan(
     else:
         where = " (searched: " + ", ".join(f"{s.root.name} {s.root.path}" for s in workspace.roots) + ")"
     hint = f"Connect and run `HF_HUB_OFFLINE=0 {options.command([spec.id])}` to fetch what is missing"
-    if listing is None:  # with models.lock, what the HF cache holds can fill the model offline
+    cached = _hf_snapshots(spec.repo_id) if listing is None else []
+    if cached:  # the files may all be there: only the listing of the commit is missing
+        problems = [
+            f"the HF cache holds {spec.repo_id} at {', '.join(f'{c[:12]} ({n} files)' for c, n in cached)}, "
+            "but nothing on this machine says which files its commit has (no record, no models.lock)"
+        ]
+        hint = (
+            "Nothing needs downloading: run `modelctl lock` once online, so the HF cache can be used "
+            "offline (it only writes models.lock; `HF_HUB_OFFLINE=0 modelctl lock` where the "
+            "environment turns offline mode on)"
+        )
+    elif listing is None:  # with models.lock, what the HF cache holds can fill the model offline
         hint += "; or run `modelctl lock` once online, so the HF cache can be used offline"
     raise MissingModelError(
         f"{spec.id} is not complete on disk and offline mode is on{where}:\n  " + "\n  ".join(problems),
         hint=hint + ".",
     )
+
+
+def _hf_snapshots(repo_id: str) -> list[tuple[str, int]]:
+    """(commit, files) of each snapshot the Hugging Face cache holds for repo_id, newest first."""
+    from modelctl.storage import hf_cache_path
+
+    snapshots = hf_cache_path() / ("models--" + repo_id.replace("/", "--")) / "snapshots"
+    out = []
+    try:
+        entries = sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return []
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            files = sum(1 for p in entry.rglob("*") if not p.is_dir())
+            if files:
+                out.append((entry.name, files))
+    return out
 
 
 # --------------------------------------------------------------------------- run
@@ -713,7 +775,7 @@ def run_downloads(
     outcomes = []
     failed = list(plan.failed)
     for model in plan.models:
-        if model.is_offline:
+        if model.is_offline or model.in_place:
             outcomes.append(_kept(model))
             continue
         try:
@@ -788,6 +850,9 @@ def _run_model(
             record_results(folder, record, results)
         except OSError as err:
             failures.append(disk_error(err, f"{model.spec.id}: writing its record"))
+        if not failures:  # every file of the commit is in place: what earlier runs left is not wanted
+            for f in files:
+                forget_partials(folder, f.remote.path)
     if failures:
         raise _worst(failures, model)
     outcomes = []

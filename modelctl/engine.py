@@ -526,8 +526,12 @@ class Engine:
         etag = resp.getheader("etag")
         if status == 206:
             first, last, total = content_range(resp.getheader("content-range"))
-            if first != r.start or total != job.size or last is None or not first <= last < job.size:
-                raise Retry(f"server sent bytes {first}- of {total}, not {r.start}-", 0.0)
+            if total != job.size:
+                raise Retry(
+                    f"server says the file is {total} bytes (Content-Range), the Hub listed {job.size}", 0.0
+                )
+            if first != r.start or last is None or not first <= last < job.size:
+                raise Retry(f"server sent bytes {first}-{last} of {total}, not {r.start}-{r.end - 1}", 0.0)
             until = last + 1
             with self.lock:
                 self._check(f, r)

@@ -30,7 +30,7 @@ from modelctl.record import META_DIR, read_record
 from modelctl.registry import ModelSpec
 from modelctl.reuse import Candidate, reuse_files
 from modelctl.settings import DownloadOptions
-from modelctl.storage import Location, folder_lock, locate
+from modelctl.storage import Location, folder_lock, forget_partials, locate
 from modelctl.verify import ModelVerdict, VerifyReport, verify_models
 from modelctl.workspace import Workspace
 
@@ -126,6 +126,8 @@ def _ensure_held(
     before = verify_models(workspace, specs, explicit=True, use_cache=use_cache)
     broken = [v for v in before.models if not v.is_ok]
     if not broken or options.offline:
+        if not options.offline:
+            _tidy(before)
         return EnsureReport(before, before, {}, None)
     folders = sorted({v.location.path for v in broken if v.location is not None and _is_writable(v.location)})
     with ExitStack() as held:
@@ -346,6 +348,24 @@ def _restore(moved: dict[str, _Aside]) -> None:
 def _discard(aside: _Aside | None) -> None:
     if aside is not None:
         shutil.rmtree(aside.folder, ignore_errors=True)  # our own folder; rmtree follows no symlink
+
+
+def _tidy(report: VerifyReport) -> None:
+    """Healthy models: remove what killed runs left (partials of complete files, quarantines),
+    unless another modelctl is at work on the folder (then its run tidies up)."""
+    for verdict in report.models:
+        loc = verdict.location
+        if loc is None or loc.scan is None or not _is_writable(loc):
+            continue
+        if not loc.scan.partials and not (loc.path / META_DIR / QUARANTINE).exists():
+            continue
+        try:
+            with folder_lock(loc.path, 0.0, lambda pid: None):
+                for rel in verdict.expected:
+                    forget_partials(loc.path, rel)
+                _forget_quarantine(verdict)
+        except (ModelctlError, OSError) as err:
+            log.info("%s: leftovers not removed now (%s)", verdict.spec.id, err)
 
 
 def _forget_quarantine(verdict: ModelVerdict) -> None:

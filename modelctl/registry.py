@@ -304,6 +304,15 @@ def load_registry(
 # --------------------------------------------------------------------------- validation
 
 
+def revision_problem(revision: str) -> str | None:
+    """Why revision cannot be a git branch, tag or commit (a space, a control character), or None."""
+    if not revision.strip():
+        return "is empty"
+    if any(ch.isspace() or not ch.isprintable() for ch in revision):
+        return f"{revision!r} holds a space or a control character: no branch, tag or commit does"
+    return None
+
+
 class _Problems:
     """Collects 'file:line: key: problem' lines so that one run reports every mistake."""
 
@@ -634,6 +643,9 @@ def _parse_model(problems: _Problems, where: str, item: Mapping[str, Any]) -> Mo
     if "url" in item and model_id is not None:
         repo_id = f"url:{model_id}"
     revision = _string(problems, f"{where}.revision", item.get("revision", "main"))
+    if revision is not None and (problem := revision_problem(revision)):
+        problems.add(f"{where}.revision", problem, "Give a branch, tag or commit as the Hub shows it.")
+        revision = None
     family = _optional_string(problems, f"{where}.family", item.get("family"))
     description = _optional_string(problems, f"{where}.description", item.get("description"))
     size = _check_size(problems, f"{where}.size", item.get("size"))

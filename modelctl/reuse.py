@@ -30,7 +30,7 @@ from pathlib import Path
 
 from modelctl.hashing import GIT_SHA1, Hasher, HashTask, hash_files
 from modelctl.record import META_DIR, Checked, RepoFile, read_record, trusted_record
-from modelctl.storage import PARTIALS_DIR, READ_ONLY_ROOTS, partial_path
+from modelctl.storage import PARTIALS_DIR, READ_ONLY_ROOTS, forget_partials, partial_path
 from modelctl.transfer import FileResult
 
 REUSE = "reuse"
@@ -336,10 +336,7 @@ def _publish(folder: Path, item: _Staged) -> FileResult | None:
         log.warning("%s: could not publish it from %s (%s); fetching it", remote.path, candidate.path, err)
         return None
     _fsync_dir(dest.parent)
-    # A partial download of this file is now stale (its bytes, sidecar, range log): the file is complete.
-    partial = partial_path(folder, remote.path)
-    for stale in partial.parent.glob(partial.stem + ".*"):
-        stale.unlink(missing_ok=True)
+    forget_partials(folder, remote.path)  # a partial download of it is stale: the file is complete
     how = item.how
     log.info("%s: %s from %s (%s), %s verified", remote.path, how, candidate.where, candidate.path, algo)
     return FileResult(

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from modelctl.errors import ConfigurationError, UsageError
-from modelctl.registry import TRUE_WORDS
+from modelctl.registry import TRUE_WORDS, revision_problem
 from modelctl.retry import DEFAULT_ATTEMPTS, DEFAULT_LOCK_TIMEOUT, DEFAULT_TIMEOUT, RetryPolicy
 
 # Connections a download run opens at once, shared by its files (engine.py). Chosen by
@@ -83,6 +83,9 @@ def download_options(
     )
     if policy.attempts < 1 or policy.timeout <= 0:
         raise UsageError("--retries must be at least 1 and --timeout more than 0.")
+    revision = values.get("revision")
+    if isinstance(revision, str) and (problem := revision_problem(revision)):
+        raise UsageError(f"--revision {problem}.", hint="Give a branch, tag or commit as the Hub shows it.")
     return DownloadOptions(
         policy=policy,
         lock_timeout=lock_timeout

@@ -347,6 +347,15 @@ def sidecar_path(folder: Path, rel: str) -> Path:
     return folder / META_DIR / PARTIALS_DIR / (_partial_key(rel) + SIDECAR_SUFFIX)
 
 
+def forget_partials(folder: Path, rel: str) -> None:
+    """Remove every leftover of rel's downloads (bytes, sidecar, range log, reuse temp): the file is
+    complete, so nothing of an earlier, interrupted run of it can be wanted any more."""
+    partial = partial_path(folder, rel)
+    if partial.parent.is_dir() and not partial.parent.is_symlink():
+        for stale in partial.parent.glob(partial.stem + ".*"):
+            stale.unlink(missing_ok=True)
+
+
 def partial_downloads(folder: Path) -> list[tuple[str, Path]]:
     """(file path, partial file) of each partial download in the folder; the path from its sidecar.
 

@@ -92,6 +92,7 @@ class Fault:
     extra: bytes = b""  # bytes after the file's own
     ignore_range: bool = False  # answer 200 with the whole file to a Range request
     range_shift: int = 0  # answer a Range request from this many bytes off the asked start
+    total_delta: int = 0  # the total in Content-Range off by this much (a wrong size)
     skip: int = 0  # let this many GETs through untouched first
 
 
@@ -463,7 +464,8 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                     return
                 end = min(int(last) + 1, len(data)) if last.isdigit() else len(data)
                 status = 206
-                headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{len(data)}"}
+                total = len(data) + (fault.total_delta if fault else 0)
+                headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{total}"}
                 data = data[:end]
             body = memoryview(data)[start:]
             length = len(body) + (fault.length_delta if fault else 0)

@@ -585,5 +585,19 @@ def test_a_206_from_the_wrong_offset_is_retried_and_says_which_offset_was_asked(
     hub.faults[BIG] = Fault(range_shift=-1000, times=1)  # asked 1000-, sent 0-
     result = cli("download", "tiny")
     assert result.exit_code == 0, result.stderr
-    assert "server sent bytes 0- of" in result.stderr and "not 1000-" in result.stderr
+    size = len(files_of(hub)[BIG])
+    assert f"server sent bytes 0-{size - 1} of {size}, not 1000-" in result.stderr
+    assert_complete(tiny, files_of(hub))
+
+
+def test_a_wrong_content_range_total_is_reported_as_a_wrong_size(
+    cli: Run, hub: HubServer, tiny: Path
+) -> None:
+    _interrupted_big(hub, tiny, 1000)
+    hub.faults[BIG] = Fault(total_delta=7, times=1)
+    result = cli("download", "tiny")
+    assert result.exit_code == 0, result.stderr
+    size = len(files_of(hub)[BIG])
+    assert f"server says the file is {size + 7} bytes (Content-Range), the Hub listed {size}" in result.stderr
+    assert "not 1000-" not in result.stderr
     assert_complete(tiny, files_of(hub))

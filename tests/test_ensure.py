@@ -117,7 +117,9 @@ def test_shared_read_only_store_is_used_never_written_and_repaired_elsewhere(
     assert [r["name"] for r in cli.json("list")["roots"]] == ["user", "shared", "project", "legacy"]
     assert cli.json("verify")["health"] == "healthy"
     hub.reset_counters()
-    assert cli.json("download", "tiny")["models"][0]["root"] == "user"  # never written: a copy goes to user
+    assert cli.json("download", "tiny")["models"][0]["root"] == "shared"  # complete there: used in place
+    assert not (tmp_path / "home" / "org--tiny").exists() and hub.file_gets() == []
+    assert cli.json("download", "tiny", "--to", "user")["models"][0]["root"] == "user"  # a copy, asked for
     assert (tmp_path / "home" / "org--tiny" / "config.json").exists()
     cli.json("clean", "tiny", "--root", "user", "--yes")
     (shared / "tiny" / "config.json").write_bytes(b"")  # the share goes bad (outside modelctl)

@@ -74,19 +74,36 @@ def test_doctor_reports_and_flags_unignored_roots(
     assert healthy["needs_attention"] is False
     assert healthy["versions"]["huggingface_hub"].startswith("2.")
     details = " | ".join(c["detail"] for c in healthy["checks"])
-    assert "tiny: partial" in details and "tiny: 1 partial download files" in details
+    assert "tiny: partial" in details and "tiny: 1 partial download in" in details
     assert "stale lock owner (pid 999999 is gone)" in details
     assert "no token" in details
     subprocess.run(["git", "init", "-q", str(project)], check=True)
     result = cli("doctor", "--json")
     assert result.exit_code == 1
-    problems = [c for c in json.loads(result.stdout)["checks"] if c["status"] == "problem"]
-    assert [c["hint"] for c in problems] == [
-        f"Add this line to {project / '.gitignore'}: /models/",
-        f"Add this line to {project / '.gitignore'}: /checkpoints/",
-    ]
+    checks = json.loads(result.stdout)["checks"]
+    problems = [c for c in checks if c["status"] == "problem"]
+    assert [c["hint"] for c in problems] == [f"Add this line to {project / '.gitignore'}: /models/"]
+    # checkpoints/ does not exist: nothing there could be committed yet, so it is only a note
+    notes = [c for c in checks if c["area"] == "git" and c["status"] == "note"]
+    assert [c["hint"] for c in notes] == [f"Add this line to {project / '.gitignore'}: /checkpoints/"]
+    assert "would not be ignored once made" in notes[0]["detail"]
     (project / ".gitignore").write_text("/models/\n/checkpoints/\n")
     assert cli.json("doctor")["needs_attention"] is False
+
+
+def test_doctor_needs_attention_while_a_required_model_is_missing(
+    cli: Run, registry: Callable[..., Path]
+) -> None:
+    registry(TINY)
+    result = cli("doctor", "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["needs_attention"] is True
+    missing = [c for c in report["checks"] if c["area"] == "models"]
+    assert [(c["status"], c["detail"]) for c in missing] == [
+        ("problem", "tiny: required, and not downloaded in any root")
+    ]
+    assert "Some things need attention" in cli("doctor").stdout
 
 
 def test_doctor_never_shows_the_token(cli: Run, registry: Callable[..., Path]) -> None:

@@ -408,6 +408,11 @@ def test_offline_without_a_listing_or_with_a_file_nowhere_fails_naming_it(
     assert bare.exit_code == 4, bare.stderr  # no models.lock, no record: complete is unknown
     assert "offline mode is on" in bare.stderr
     assert "run `modelctl lock` once online, so the HF cache can be used offline" in bare.stderr
+    commit = hub.repos["org/tiny"].commit[:12]
+    assert (
+        f"the HF cache holds org/tiny at {commit} (6 files), but nothing on this machine says" in bare.stderr
+    )
+    assert "not downloaded in any root" not in bare.stderr
     assert cli("lock").exit_code == 0
     hub.reset_counters()
     result = cli("download", "tiny", "--offline")

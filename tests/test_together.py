@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from tests.conftest import TINY, Run
+from tests.conftest import TINY, Run, partial_of
 from tests.hubserver import Hold, HubServer, Repo
 from tests.process import BIG, assert_complete, files_of, read_until, run, start, wait_for
 
@@ -450,3 +450,53 @@ def test_a_download_waiting_on_the_lock_survives_clean_removing_the_folder(
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert_complete(tiny, files_of(hub))
+
+
+def test_a_revision_with_a_newline_is_refused_never_printed_raw(project: Path) -> None:
+    (project / "models.yaml").write_text(
+        'models:\n  - id: tiny\n    repo_id: org/tiny\n    revision: "main\\nError: fake"\n'
+    )
+    result = run(project, "list")
+    assert result.returncode == 1
+    assert "revision: 'main\\nError: fake' holds a space or a control character" in result.stderr
+    assert "\nError: fake" not in result.stderr
+    (project / "models.yaml").write_text(TINY)
+    result = run(project, "download", "tiny", "--revision", "v1\nError: fake")
+    assert result.returncode == 2 and "\nError: fake" not in result.stderr
+
+
+def test_a_run_that_ends_well_removes_what_killed_runs_left(
+    hub: HubServer, tiny: Path, project: Path
+) -> None:
+    assert run(project, "download", "tiny").returncode == 0
+    hold = hub.holds[BIG] = Hold()
+    proc = start(project, "download", "tiny", "--force")  # killed while it refetches a complete model
+    hold.arrived.wait()
+    wait_for(partial_of(tiny, BIG).exists, 60)
+    proc.kill()
+    proc.communicate()
+    hold.release()
+    del hub.holds[BIG]
+    assert json.loads(run(project, "list", "--json").stdout)["models"][0]["status"] == "partial"
+    assert run(project, "download", "tiny").returncode == 0
+    assert json.loads(run(project, "list", "--json").stdout)["models"][0]["status"] == "present"
+    assert_complete(tiny, files_of(hub))  # no partial left either
+
+    (tiny / BIG).write_bytes(b"x" * len(files_of(hub)[BIG]))  # bad: ensure quarantines it, then is killed
+    hold = hub.holds[BIG] = Hold()
+    proc = start(project, "ensure")
+    hold.arrived.wait()
+    assert any((tiny / ".modelctl" / "quarantine").rglob("big.bin"))
+    proc.kill()
+    proc.communicate()
+    hold.release()
+    del hub.holds[BIG]
+    assert run(project, "ensure").returncode == 0
+    assert not (tiny / ".modelctl" / "quarantine").exists()
+    assert_complete(tiny, files_of(hub))
+
+
+def test_a_first_download_through_ensure_says_so(hub: HubServer, tiny: Path, project: Path) -> None:
+    result = run(project, "ensure")
+    assert result.returncode == 0, result.stderr
+    assert "Downloaded tiny: it was not on disk" in result.stdout and "Repaired" not in result.stdout

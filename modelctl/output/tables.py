@@ -290,7 +290,11 @@ def render_ensure(report: EnsureReport) -> None:
     console = out()
     if not report.repaired:
         console.print("Nothing to repair.")
+    absent = {v.spec.id for v in report.before.models if v.location is None}
     for model, paths in report.repaired.items():
+        if model in absent:  # nothing was there to repair: a first download
+            console.print(f"Downloaded {escape(model)}: it was not on disk")
+            continue
         what = "the whole model" if paths == ("*",) else ", ".join(paths)
         console.print(f"Repaired {escape(model)}: {escape(what)}")
     render_verify(report.after, note=False)
@@ -306,10 +310,14 @@ def _verdict_line(v: ModelVerdict) -> str:
     if v.is_ok:
         # Files, as the Health line counts them (a file can have several hashes: sha256, git-sha1, pins).
         cached = len({f.path for f in v.findings if f.detail == "cached"})
-        return f"{v.spec.id}: ok, {len(files)} files checked" + (
-            f" ({cached} files from cache)" if cached else ""
+        return f"{v.spec.id}: ok, {_files(len(files))} checked" + (
+            f" ({_files(cached)} from cache)" if cached else ""
         )
     return f"{v.spec.id}: {len(v.bad_files)} bad of {len(files)} files: {', '.join(v.bad_files)}"
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
 
 
 def render_verify(report: VerifyReport, *, note: bool = True) -> None:
