@@ -17,7 +17,16 @@ from pathlib import Path
 from modelctl.errors import DownloadError, UsageError
 from modelctl.record import META_DIR
 from modelctl.registry import ModelSpec
-from modelctl.storage import OWNER_NAME, PARTIALS_DIR, Location, folder_lock, folder_names, locate
+from modelctl.storage import (
+    OWNER_NAME,
+    PARTIALS_DIR,
+    Location,
+    folder_lock,
+    folder_names,
+    locate,
+    partial_downloads,
+    partial_path,
+)
 from modelctl.workspace import Workspace
 
 QUARANTINE = "quarantine"
@@ -189,7 +198,18 @@ def _incomplete(spec: ModelSpec, loc: Location) -> list[Removal]:
         return out
     partials = meta / PARTIALS_DIR
     if partials.is_dir() and not partials.is_symlink():
-        out += [_removal(spec, loc, item, "partial download") for item in sorted(partials.iterdir())]
+        # The model file each leftover belongs to: its key is a digest of the file's path (the
+        # record's files), or its sidecar says so.
+        listed = [f.path for f in loc.record.files] if loc.record is not None else []
+        of = {partial_path(loc.path, rel).name.split(".", 1)[0]: rel for rel in listed}
+        of.update(
+            (p.name.split(".", 1)[0], rel)
+            for rel, p in partial_downloads(loc.path)
+            if not rel.startswith(META_DIR)
+        )
+        for item in sorted(partials.iterdir()):
+            rel = of.get(item.name.split(".", 1)[0])
+            out.append(_removal(spec, loc, item, f"partial download of {rel}" if rel else "partial download"))
     quarantine = meta / QUARANTINE
     if quarantine.is_dir() and not quarantine.is_symlink():
         out += [_removal(spec, loc, item, "quarantined by ensure") for item in sorted(quarantine.iterdir())]

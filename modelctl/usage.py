@@ -209,15 +209,22 @@ def _linked_bytes(folder: Path, files: Sequence[RepoFile]) -> int:
 
 
 def tree_bytes(path: Path) -> int:
-    """Bytes under path by lstat: a symlink counts as itself, never as what it points to."""
+    """Bytes under path by lstat, as allocated: a symlink counts as itself, never as what it points
+    to, and a sparse file (a partial download with holes) as the blocks it holds, not its size."""
     try:
         if path.is_symlink() or path.is_file():
-            return path.lstat().st_size
+            return _allocated(path.lstat())
     except OSError:
         return 0
     total = 0
     for folder, _dirs, files in os.walk(path):  # os.walk does not follow symlinks by default
         for name in files:
             with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(folder, name)).st_size
+                total += _allocated(os.lstat(os.path.join(folder, name)))
     return total
+
+
+def _allocated(st: os.stat_result) -> int:
+    """The file's size, or less when it has holes (`du` counts blocks; a small file is its size)."""
+    blocks = getattr(st, "st_blocks", None)
+    return st.st_size if blocks is None else min(st.st_size, blocks * 512)

@@ -500,3 +500,24 @@ def test_a_first_download_through_ensure_says_so(hub: HubServer, tiny: Path, pro
     result = run(project, "ensure")
     assert result.returncode == 0, result.stderr
     assert "Downloaded tiny: it was not on disk" in result.stdout and "Repaired" not in result.stdout
+
+
+def test_du_and_clean_count_a_sparse_partial_as_allocated_and_name_its_file(
+    hub: HubServer, tiny: Path, project: Path
+) -> None:
+    hub.delay = 0.0
+    hold = hub.holds[BIG] = Hold()
+    proc = start(project, "download", "tiny")
+    hold.arrived.wait()
+    wait_for(partial_of(tiny, BIG).exists, 60)
+    proc.kill()
+    proc.communicate()
+    hold.release()
+    partial = partial_of(tiny, BIG)
+    os.truncate(partial, 200 << 20)  # a partial with holes: 200 MiB long, nothing written in it
+    du = json.loads(run(project, "du", "--json").stdout)
+    folder = next(f for f in du["folders"] if f["models"] == ["tiny"])
+    assert folder["partial_bytes"] < 1 << 20, folder  # the blocks it holds, as `du` counts them
+    plan = json.loads(run(project, "clean", "tiny", "--incomplete", "--dry-run", "--json").stdout)
+    reasons = {Path(i["path"]).name: i["reason"] for i in plan["items"]}
+    assert reasons[partial.name] == f"partial download of {BIG}"
