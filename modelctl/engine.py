@@ -102,6 +102,23 @@ class _Range:
 
 
 ACTIVE, PUBLISHING, DONE, FAILED = "active", "publishing", "done", "failed"
+# The minimum speed of a body once it flows (curl's --speed-limit): less than this many bytes a
+# second over a window of --timeout seconds, and the connection is cut and the range retried. A
+# read timeout alone never ends a server that trickles a byte a second.
+MIN_SPEED = 1024
+
+
+class _Flow:
+    """A response body being read: its socket, and the bytes read since the window began."""
+
+    __slots__ = ("bytes", "host", "since", "sock", "too_slow")
+
+    def __init__(self, sock: socket.socket | None, host: str, now: float) -> None:
+        self.sock = sock
+        self.host = host
+        self.since = now
+        self.bytes = 0
+        self.too_slow: str | None = None  # why it was cut
 
 
 class _File:
@@ -280,6 +297,7 @@ class Engine:
         self.active: list[_File] = []
         self.results: dict[str, FileResult] = {}  # rel_path → result, as files are published
         self.errors: dict[str, ModelctlError] = {}  # rel_path → why the file failed
+        self.flows: list[_Flow] = []  # bodies being read, watched for MIN_SPEED by run()
         self.finished = threading.Event()
         self.threads: list[threading.Thread] = []
 
@@ -300,12 +318,27 @@ class Engine:
             thread.start()
         try:
             while not self.finished.wait(0.2):
-                pass
+                self._cut_slow(time.monotonic())
         except KeyboardInterrupt:
             self.cancel()
             raise
         for thread in self.threads:
             thread.join()
+
+    def _cut_slow(self, now: float) -> None:
+        """End every body slower than MIN_SPEED over the last --timeout seconds (its reader retries)."""
+        window = self.policy.timeout
+        with self.lock:
+            flows = list(self.flows)
+        for flow in flows:
+            if now - flow.since < window:
+                continue
+            if flow.bytes < MIN_SPEED * window and flow.sock is not None and flow.too_slow is None:
+                flow.too_slow = f"too slow: {flow.bytes} bytes in {now - flow.since:.0f} s from {flow.host}"
+                with contextlib.suppress(OSError):
+                    flow.sock.shutdown(socket.SHUT_RDWR)
+            else:
+                flow.since, flow.bytes = now, 0
 
     def cancel(self) -> None:
         """Stop: every worker ends at its next piece; what was written stays for a resume."""
@@ -569,6 +602,19 @@ class Engine:
 
     def _body(self, f: _File, r: _Range, resp: http.client.HTTPResponse, until: int, buf: bytearray) -> None:
         """Write the response's bytes at their offsets until the range (which may shrink) ends."""
+        raw = getattr(resp.fp, "raw", None)  # the socket under http.client's buffered reader
+        flow = _Flow(getattr(raw, "_sock", None), f.host or "", time.monotonic())
+        with self.lock:
+            self.flows.append(flow)
+        try:
+            self._read_body(f, r, resp, until, buf, flow)
+        finally:
+            with self.lock:
+                self.flows.remove(flow)
+
+    def _read_body(
+        self, f: _File, r: _Range, resp: http.client.HTTPResponse, until: int, buf: bytearray, flow: _Flow
+    ) -> None:
         job = f.job
         view = memoryview(buf)
         pos = r.start
@@ -578,16 +624,23 @@ class Engine:
             stop_at = min(r.end, until)
             if pos >= stop_at:
                 break
+            if flow.too_slow:  # cut: what arrived is written, the rest is retried
+                raise Retry(f"{flow.too_slow} at {pos} of {job.size} bytes")
             try:
                 n = resp.readinto(view[: min(PIECE, stop_at - pos)])
             except (OSError, http.client.HTTPException) as err:
+                if flow.too_slow:
+                    raise Retry(f"{flow.too_slow} at {pos} of {job.size} bytes") from None
                 if isinstance(err, (socket.timeout, TimeoutError)):
                     raise Retry(
                         f"stalled: no data for the read timeout at {pos} of {job.size} bytes"
                     ) from None
                 raise Retry(f"connection lost at {pos} of {job.size} bytes ({_describe(err)})") from None
             if not n:
+                if flow.too_slow:
+                    raise Retry(f"{flow.too_slow} at {pos} of {job.size} bytes")
                 raise Retry(f"connection closed at {pos} of {job.size} bytes")
+            flow.bytes += n
             with self.lock:
                 self._check(f, r)
                 f.writing += 1

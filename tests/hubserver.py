@@ -93,6 +93,8 @@ class Fault:
     ignore_range: bool = False  # answer 200 with the whole file to a Range request
     range_shift: int = 0  # answer a Range request from this many bytes off the asked start
     total_delta: int = 0  # the total in Content-Range off by this much (a wrong size)
+    trickle_after: int | None = None  # then send one byte every `trickle` seconds
+    trickle: float = 0.5
     skip: int = 0  # let this many GETs through untouched first
 
 
@@ -490,6 +492,9 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
+                if fault and fault.trickle_after is not None and sent >= fault.trickle_after:
+                    piece = piece[:1]
+                    time.sleep(fault.trickle)
                 if fault and fault.stall_after is not None and sent >= fault.stall_after:
                     time.sleep(fault.stall)
                     fault.stall_after = None

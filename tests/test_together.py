@@ -20,7 +20,7 @@ import pytest
 from filelock import FileLock
 
 from tests.conftest import TINY, Run, partial_of
-from tests.hubserver import Hold, HubServer, Repo
+from tests.hubserver import Fault, Hold, HubServer, Repo
 from tests.process import BIG, assert_complete, files_of, read_until, run, start, wait_for
 
 
@@ -521,3 +521,20 @@ def test_du_and_clean_count_a_sparse_partial_as_allocated_and_name_its_file(
     plan = json.loads(run(project, "clean", "tiny", "--incomplete", "--dry-run", "--json").stdout)
     reasons = {Path(i["path"]).name: i["reason"] for i in plan["items"]}
     assert reasons[partial.name] == f"partial download of {BIG}"
+
+
+def test_a_server_that_trickles_is_cut_retried_and_named(hub: HubServer, tiny: Path, project: Path) -> None:
+    hub.faults[BIG] = Fault(trickle_after=100_000, trickle=0.2, times=None)  # 5 bytes a second
+    result = run(project, "download", "tiny", "--timeout", "2", "--retries", "2", "--json")
+    assert result.returncode == 1, result.stderr
+    error = json.loads(result.stdout)["error"]["message"]
+    assert "too slow: " in error and f"from 127.0.0.1:{hub.port}" in error, error
+    wait_for(lambda: len(hub.file_gets(BIG)) >= 2, 60)  # the server notes a request when it ends
+    assert len(hub.file_gets(BIG)) == 2  # cut, retried once, then given up
+    assert not (tiny / BIG).exists()
+    del hub.faults[BIG]
+    rerun = run(project, "download", "tiny", "--json")  # what arrived before the cut is kept
+    assert rerun.returncode == 0, rerun.stderr
+    big = next(f for f in json.loads(rerun.stdout)["models"][0]["files"] if f["path"] == BIG)
+    assert big["action"] == "resume" and big["resumed_from"] >= 100_000
+    assert_complete(tiny, files_of(hub))
