@@ -92,13 +92,14 @@ class _DiskError(Exception):
 class _Range:
     """Bytes [start, end) of a file still to fetch; `start` advances as they are written."""
 
-    __slots__ = ("end", "generation", "start", "taken")
+    __slots__ = ("end", "generation", "start", "taken", "url_index")
 
     def __init__(self, start: int, end: int, generation: int, *, taken: bool = False) -> None:
         self.start = start
         self.end = end
         self.generation = generation  # the file's generation it belongs to (see _File.generation)
         self.taken = taken  # a worker is fetching it
+        self.url_index = -1  # the endpoint of its last request (job.urls)
 
 
 ACTIVE, PUBLISHING, DONE, FAILED = "active", "publishing", "done", "failed"
@@ -298,6 +299,7 @@ class Engine:
         self.results: dict[str, FileResult] = {}  # rel_path → result, as files are published
         self.errors: dict[str, ModelctlError] = {}  # rel_path → why the file failed
         self.flows: list[_Flow] = []  # bodies being read, watched for MIN_SPEED by run()
+        self.left: set[str] = set()  # endpoints (host:port) a file had to leave: tried last by new files
         self.finished = threading.Event()
         self.threads: list[threading.Thread] = []
 
@@ -436,11 +438,14 @@ class Engine:
             self.errors[job.rel_path] = disk_error(err, f"{job.rel_path}: opening {f.path}")
             return
         self.active.append(f)
+        # An endpoint another file of this run had to leave is tried last (until the others fail).
+        order = sorted(range(len(job.urls)), key=lambda i: host_of(job.urls[i]) in self.left)
+        f.url_index = order[0]
         log.info(
             "fetch %s (%d bytes) from %s%s",
             job.rel_path,
             job.size,
-            _safe(job.urls[0]),
+            _safe(job.urls[f.url_index]),
             f", resuming with {f.resumed_from} bytes" if f.resumed_from else "",
         )
         self.events.file_start(job, f.resumed_from)
@@ -460,7 +465,7 @@ class Engine:
         except _Stale:
             pass
         except Retry as err:
-            self._retry_later(f, r.generation, err)
+            self._retry_later(f, r.generation, err, r.url_index)
         except ModelctlError as err:
             with self.lock:
                 if r.generation == f.generation:
@@ -488,6 +493,7 @@ class Engine:
                 if r.start > 0 and f.etag is None:  # nothing to check a resume against: start over
                     self._restart(f, keep=r)
                 url = f.resolved or job.urls[f.url_index]
+                r.url_index = f.url_index
                 resolved = f.resolved is not None
                 start, end, etag = r.start, r.end, f.etag
             headers = job.headers(url)
@@ -710,13 +716,18 @@ class Engine:
         f.cond.notify_all()
         self.cond.notify_all()
 
-    def _retry_later(self, f: _File, generation: int, err: Retry) -> None:
+    def _retry_later(self, f: _File, generation: int, err: Retry, url_index: int = -1) -> None:
         job = f.job
         with self.lock:
             if generation != f.generation or f.state != ACTIVE:
                 return
             now = time.monotonic()
             if f.not_before > now:  # another range of this file failed already: one retry for both
+                return
+            if len(job.urls) > 1 and url_index not in (-1, f.url_index):
+                # A range still in flight on an endpoint the file has already left: its failure
+                # says nothing new, spends no attempt and never sends the file back there.
+                self.cond.notify_all()
                 return
             f.failures += 1
             reason = err.reason
@@ -732,6 +743,7 @@ class Engine:
                 return
             delay = self.policy.delay(f.failures, err.delay)
             if len(job.urls) > 1:
+                self.left.add(host_of(job.urls[f.url_index]))
                 f.url_index = (f.url_index + 1) % len(job.urls)
                 f.resolved = None
                 delay = delay if f.url_index == 0 else 0.0

@@ -102,9 +102,22 @@ class Hold:
     """GETs of one file wait here before any byte is sent, until `release()`: a test decides when
     a download may go on (an event, never a deadline). `arrived` is set by the first GET to wait."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, skip: int = 0) -> None:
         self.arrived = threading.Event()
         self.opened = threading.Event()
+        self.skip = skip  # let this many GETs through first
+        self.waiting = 0  # GETs held so far
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Called by the server for each GET: hold it here, unless it is one of the first `skip`."""
+        with self._lock:
+            if self.skip > 0:
+                self.skip -= 1
+                return
+            self.waiting += 1
+        self.arrived.set()
+        self.opened.wait()
 
     def release(self) -> None:
         self.opened.set()
@@ -435,8 +448,7 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 headers = {k: v for k, v in headers.items() if k not in ("ETag", "X-Linked-Etag")}
             hold = None if head else hub.holds.get(name)
             if hold is not None:
-                hold.arrived.set()
-                hold.opened.wait()
+                hold.wait()
             fault = None if head else hub.take_fault(name)
             if fault and fault.status:
                 extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}

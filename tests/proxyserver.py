@@ -86,15 +86,7 @@ def _handler(proxy: ConnectProxy) -> type[socketserver.BaseRequestHandler]:
                 self._forward(method, target, request_line, headers, auth)
                 return
             host, _, port = target.rpartition(":")
-            if host.strip("[]") not in LOOPBACK or not port.isdigit():
-                proxy.record(Tunnel(target, 403, auth))
-                self._answer(403, "Forbidden")  # tests never leave loopback
-                return
-            if not proxy.is_allowed(auth):
-                proxy.record(Tunnel(target, 407, auth))
-                self._answer(
-                    407, "Proxy Authentication Required", 'Proxy-Authenticate: Basic realm="test"\r\n'
-                )
+            if self._refused(target, auth, host.strip("[]") in LOOPBACK and port.isdigit()):
                 return
             try:
                 upstream = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
@@ -118,15 +110,7 @@ def _handler(proxy: ConnectProxy) -> type[socketserver.BaseRequestHandler]:
         ) -> None:
             """A plain-HTTP proxy request (absolute URL): credentials checked, one request per connection."""
             parts = urlsplit(target)
-            if parts.scheme != "http" or parts.hostname not in LOOPBACK:
-                proxy.record(Tunnel(target, 403, auth))
-                self._answer(403, "Forbidden")
-                return
-            if not proxy.is_allowed(auth):
-                proxy.record(Tunnel(target, 407, auth))
-                self._answer(
-                    407, "Proxy Authentication Required", 'Proxy-Authenticate: Basic realm="test"\r\n'
-                )
+            if self._refused(target, auth, parts.scheme == "http" and parts.hostname in LOOPBACK):
                 return
             proxy.record(Tunnel(target, 200, auth))
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -140,6 +124,20 @@ def _handler(proxy: ConnectProxy) -> type[socketserver.BaseRequestHandler]:
                 with contextlib.suppress(OSError):
                     while data := upstream.recv(65536):
                         self.connection.sendall(data)
+
+        def _refused(self, target: str, auth: str | None, is_loopback: bool) -> bool:
+            """Answer 403 beyond loopback (tests never leave it), 407 without the credentials."""
+            if not is_loopback:
+                proxy.record(Tunnel(target, 403, auth))
+                self._answer(403, "Forbidden")
+                return True
+            if not proxy.is_allowed(auth):
+                proxy.record(Tunnel(target, 407, auth))
+                self._answer(
+                    407, "Proxy Authentication Required", 'Proxy-Authenticate: Basic realm="test"\r\n'
+                )
+                return True
+            return False
 
         def _answer(self, status: int, reason: str, extra: str = "") -> None:
             self.wfile.write(

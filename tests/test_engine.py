@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from modelctl.storage import ranges_path, read_ranges
-from tests.conftest import Run, partial_of
-from tests.hubserver import Fault, HubServer, Repo, model_files
+from tests.conftest import TINY, Run, partial_of
+from tests.hubserver import Fault, Hold, HubServer, Repo, model_files
 from tests.process import assert_complete, run, start, wait_for
 
 BIG = "weights/big.bin"
@@ -273,3 +273,41 @@ def test_a_server_without_etags_is_split_and_no_byte_is_fetched_twice(
     assert len(gets) >= 4 and all(g.status == 206 and g.if_range is None for g in gets)
     size = len(files(hub)[BIG])
     assert size <= hub.body_bytes(BIG) <= size + len(gets) * MiB  # nothing thrown away and fetched again
+
+
+def test_failures_of_an_endpoint_the_file_left_spend_no_attempt_and_never_send_it_back(
+    hub: HubServer, huge: Path, registry: Callable[..., Path], project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HF_ENDPOINT")
+    with HubServer() as second:
+        second.add(Repo("org/huge", model_files(big_mb=8, seed=7)))
+        registry(f"endpoints: [{hub.url}, {second.url}]\n" + HUGE)
+        hub.delay = 0.002  # the first range streams while the others wait on the first endpoint
+        hold = hub.holds[BIG] = Hold(skip=1)  # the first range is served, the next ones held...
+        hub.faults[BIG] = Fault(status=503, times=None, skip=1)  # ...then refused, all at once
+        proc = start(project, "download", "huge", "--retries", "2", "--json")
+        wait_for(lambda: hold.waiting >= 2, 60)  # several ranges in flight on the failing endpoint
+        hold.release()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err  # one switch; the other failures there spent no attempt
+        assert_complete(huge, files(hub))
+        assert len([g for g in hub.file_gets(BIG) if g.status == 503]) >= 2
+        assert second.file_gets(BIG)  # the rest came from the second endpoint
+        served = {f["path"]: f["endpoint"] for f in json.loads(out)["models"][0]["files"]}
+        assert served[BIG] == f"127.0.0.1:{second.port}"
+
+
+def test_an_endpoint_a_file_had_to_leave_is_tried_last_by_the_next_files(
+    cli: Run, hub: HubServer, registry: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HF_ENDPOINT")
+    with HubServer() as failing:
+        failing.add(Repo("org/tiny", model_files()))
+        for name in failing.repos["org/tiny"].files:
+            failing.faults[name] = Fault(status=503, times=None)
+        registry(f"endpoints: [{failing.url}, {hub.url}]\n" + TINY)
+        # metadata from the first endpoint (it answers the API), files fail there
+        data = cli.json("download", "tiny", "--connections", "1")
+        assert {f["endpoint"] for f in data["models"][0]["files"]} == {f"127.0.0.1:{hub.port}"}
+        assert len(failing.file_gets()) == 1  # the first file left it; the others never went there
+        assert_complete(tmp_path / "home" / "org--tiny", hub.repos["org/tiny"].files)
