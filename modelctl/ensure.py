@@ -221,7 +221,8 @@ def _linked_copies(workspace: Workspace, verdict: ModelVerdict) -> list[tuple[Pa
     """
     assert verdict.location is not None
     here = verdict.location.path
-    out = []
+    out: list[tuple[Path, str]] = []
+    others: list[Location] | None = None  # located once, only when some bad file has other links
     for rel in verdict.repairable:
         try:
             st = (here / rel).lstat()
@@ -229,14 +230,19 @@ def _linked_copies(workspace: Workspace, verdict: ModelVerdict) -> list[tuple[Pa
             continue
         if st.st_nlink < 2:
             continue
-        for other in locate(verdict.spec, workspace.roots):
-            if other.exists and not other.is_other and other.path != here and _is_writable(other):
-                try:
-                    theirs = (other.path / rel).lstat()
-                except OSError:
-                    continue
-                if (theirs.st_dev, theirs.st_ino) == (st.st_dev, st.st_ino):
-                    out.append((other.path, rel))
+        if others is None:
+            others = [
+                o
+                for o in locate(verdict.spec, workspace.roots)
+                if o.exists and not o.is_other and o.path != here and _is_writable(o)
+            ]
+        for other in others:
+            try:
+                theirs = (other.path / rel).lstat()
+            except OSError:
+                continue
+            if (theirs.st_dev, theirs.st_ino) == (st.st_dev, st.st_ino):
+                out.append((other.path, rel))
     return out
 
 
