@@ -82,6 +82,23 @@ class ModelState(NamedTuple):
         found = self.found
         return tuple(loc for loc in self.locations if loc.exists and not loc.is_other and loc is not found)
 
+    def sharing(self) -> dict[Path, tuple[Path, ...]]:
+        """For each copy of the model, the other copies with which it shares files (hard links):
+        an in-place edit of one of those files changes the other copy too. Stats only."""
+        inodes: dict[Path, set[tuple[int, int]]] = {}
+        for loc in self.locations:
+            if not loc.exists or loc.scan is None or loc.is_other:
+                continue
+            seen = inodes.setdefault(loc.path, set())
+            for f in loc.scan.files:
+                st = _stat(loc.path / f.path)
+                if st is not None and st.st_nlink > 1:
+                    seen.add((st.st_dev, st.st_ino))
+        return {
+            path: tuple(other for other, theirs in inodes.items() if other != path and mine & theirs)
+            for path, mine in inodes.items()
+        }
+
     @property
     def others(self) -> tuple[Location, ...]:
         """Folders where this model would be, holding another repo or revision."""

@@ -396,6 +396,14 @@ def test_copies_that_share_an_inode_are_judged_and_repaired_together(
     big = next(f for f in record["files"] if f["path"] == BIG)
     assert big["state"] == "verified" and big["checked"]["inode"] == os.stat(copy / BIG).st_ino
     assert run(project, "verify", "--all").returncode == 0
+    info = json.loads(run(project, "info", "tiny", "--json").stdout)["models"][0]["locations"]
+    shares = {loc["root"]: loc["shares_bytes_with"] for loc in info if loc["exists"]}
+    assert shares == (
+        {"user": [str(copy)], "project": [str(tiny)]} if shared else {"user": [], "project": []}
+    )
+    if shared:
+        said = "".join(run(project, "info", "tiny").stdout.split())  # Rich folds a long line
+        assert "sharesbyteswith" + "".join(str(copy).split()) in said
     du = json.loads(run(project, "du", "--json").stdout)
     linked = {f["root"]: f["linked_bytes"] for f in du["folders"] if f["models"] == ["tiny"]}
     total = sum(len(data) for data in files_of(hub).values())

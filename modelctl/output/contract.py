@@ -178,7 +178,11 @@ def info_json(report: ListReport) -> dict[str, Any]:
     for state in report.models:
         item: dict[str, Any] = {"id": state.spec.id, "spec": spec_json(state.spec)}
         item.update(state_json(state))
-        item["locations"] = [location_json(loc) for loc in state.locations]
+        sharing = state.sharing()
+        item["locations"] = [
+            {**location_json(loc), "shares_bytes_with": [str(p) for p in sharing.get(loc.path, ())]}
+            for loc in state.locations
+        ]
         item["files"] = [{"path": f.path, "size": f.size} for f in state.files]
         item["manifest"] = manifest_json(state)
         models.append(item)

@@ -120,11 +120,14 @@ def _render_one_info(console: Console, state: ModelState) -> None:
     if spec.description:
         facts.add_row("description", escape(spec.description))
     found = state.found
+    sharing = state.sharing()
     for loc in state.locations:
         if loc.exists:
             mark = "found" if loc is found else "shadowed"
             held = contract.location_json(loc)
             detail = f"{mark}, {held['file_count']} files, {human_bytes(held['bytes'])}"
+            if sharing.get(loc.path):  # hard links: an in-place edit of one changes the other
+                detail += ", shares bytes with " + ", ".join(str(p) for p in sharing[loc.path])
         else:
             detail = loc.problem or "not here"
         facts.add_row(f"{loc.root.name} root", escape(f"{loc.path}  ({detail})"))
