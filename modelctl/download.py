@@ -75,7 +75,7 @@ from modelctl.transfer import (
     plain_headers,
     resumable_bytes,
 )
-from modelctl.workspace import PRESENT, Workspace, model_state
+from modelctl.workspace import PRESENT, ModelState, Workspace, model_state
 
 KEEP, DOWNLOAD, RESUME = "keep", "download", "resume"
 REUSE = reuse.REUSE  # linked or copied from a file already on the machine, then verified
@@ -275,16 +275,16 @@ def _plan_model(
     if access is None:
         return _offline_plan(workspace, spec, options, locked, hashes)
     snapshot = resolve_snapshot(access, spec, options, events, locked.commit if locked else None)
-    root, folder = _target(workspace, spec, options.to, locked)
+    # Judged once, for the target and the store (--to names the target: neither is needed).
+    state = model_state(spec, workspace.roots, locked) if options.to is None else None
+    root, folder = _target(workspace, spec, options.to, locked, state)
     if locked is not None:
         _check_against_lock(locked, snapshot)
         snapshot = Snapshot(snapshot.repo_id, locked.revision, locked.commit, snapshot.files)
         remote = wanted_files(spec, locked.snapshot(), options)
     else:
         remote = wanted_files(spec, snapshot, options)
-    shared = (
-        None if options.to or options.force else _complete_in_store(workspace, spec, locked, snapshot, remote)
-    )
+    shared = None if state is None or options.force else _complete_in_store(state, snapshot, remote)
     if shared is not None:  # complete and verified in the read-only store: used where it is
         return shared
     sources = None if options.force else reuse_sources(workspace, spec, folder)
@@ -304,20 +304,13 @@ def _plan_model(
     return ModelPlan(spec, root, folder, snapshot, files, behind=behind)
 
 
-def _complete_in_store(
-    workspace: Workspace,
-    spec: ModelSpec,
-    locked: LockedModel | None,
-    snapshot: Snapshot,
-    remote: Sequence[RepoFile],
-) -> ModelPlan | None:
+def _complete_in_store(state: ModelState, snapshot: Snapshot, remote: Sequence[RepoFile]) -> ModelPlan | None:
     """A plan that keeps the model where it is when its copy in use is in the read-only store and
     complete at this commit by this machine's own checks (`list`: present (shared)); else None.
 
     Copying it into a writable root would only duplicate it (a whole copy per machine when the
     store is on another file system); `--to` still makes a copy.
     """
-    state = model_state(spec, workspace.roots, locked)
     found, record = state.found, state.record
     if found is None or not found.root.is_read_only or state.status != PRESENT or record is None:
         return None
@@ -327,7 +320,7 @@ def _complete_in_store(
     ):
         return None
     files = tuple(FileDecision(f, KEEP, 0, "present in the shared store", None) for f in remote)
-    return ModelPlan(spec, found.root, found.path, snapshot, files, in_place=True)
+    return ModelPlan(state.spec, found.root, found.path, snapshot, files, in_place=True)
 
 
 def hub_access_for(workspace: Workspace, options: DownloadOptions) -> HubAccess:
@@ -395,11 +388,16 @@ def _select(workspace: Workspace, options: DownloadOptions) -> tuple[ModelSpec, 
 
 
 def _target(
-    workspace: Workspace, spec: ModelSpec, to: str | None, locked: LockedModel | None
+    workspace: Workspace,
+    spec: ModelSpec,
+    to: str | None,
+    locked: LockedModel | None,
+    judged: ModelState | None = None,
 ) -> tuple[Root, Path]:
     """--to, else the writable root the model is already in, else the first writable root.
 
-    A folder whose record names another repo or revision is never written into.
+    A folder whose record names another repo or revision is never written into. judged: the
+    model's model_state, when the caller has it already.
     """
     states = workspace.roots
     pinned = locked.commit if locked is not None else None  # its own user-root folder (folder_names)
@@ -421,7 +419,7 @@ def _target(
         folder = _folder_in(spec, root, pinned) or root.path / folder_names(spec, root)[0]
         _refuse_other(spec, folder)
         return root, folder
-    found = model_state(spec, states, locked).found
+    found = (judged or model_state(spec, states, locked)).found
     if found is not None and not found.root.is_read_only and os.access(found.path, os.W_OK | os.X_OK):
         return found.root, found.path
     for state in states:
@@ -851,8 +849,7 @@ def _run_model(
         except OSError as err:
             failures.append(disk_error(err, f"{model.spec.id}: writing its record"))
         if not failures:  # every file of the commit is in place: what earlier runs left is not wanted
-            for f in files:
-                forget_partials(folder, f.remote.path)
+            forget_partials(folder, (f.remote.path for f in files))
     if failures:
         raise _worst(failures, model)
     outcomes = []

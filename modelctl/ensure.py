@@ -367,8 +367,7 @@ def _tidy(report: VerifyReport) -> None:
             continue
         try:
             with folder_lock(loc.path, 0.0, lambda pid: None):
-                for rel in verdict.expected:
-                    forget_partials(loc.path, rel)
+                forget_partials(loc.path, verdict.expected)
                 _forget_quarantine(verdict)
         except (ModelctlError, OSError) as err:
             log.info("%s: leftovers not removed now (%s)", verdict.spec.id, err)

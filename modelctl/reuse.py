@@ -195,10 +195,13 @@ class _Staged:
     remote: RepoFile
     candidate: Candidate
     temp: Path
-    is_link: bool = False
     how: str = "copied"  # cloned | linked | copied
     digests: Mapping[str, str] | None = None
     stat: os.stat_result | None = None  # the temp's inode as it was hashed or vouched for
+
+    @property
+    def is_link(self) -> bool:
+        return self.how == "linked"
 
 
 def temp_path(folder: Path, rel: str) -> Path:
@@ -244,7 +247,7 @@ def _stage(folder: Path, remote: RepoFile, candidate: Candidate) -> _Staged | No
         else:
             try:
                 os.link(candidate.path, temp, follow_symlinks=False)
-                item.is_link, item.how = True, "linked"
+                item.how = "linked"
             except OSError as err:  # another filesystem (EXDEV), no hard links there, not ours (EPERM)
                 log.debug("%s: cannot link %s (%s); copying", remote.path, candidate.path, err)
                 _copy(candidate.path, temp)
@@ -336,9 +339,8 @@ def _publish(folder: Path, item: _Staged) -> FileResult | None:
         log.warning("%s: could not publish it from %s (%s); fetching it", remote.path, candidate.path, err)
         return None
     _fsync_dir(dest.parent)
-    forget_partials(folder, remote.path)  # a partial download of it is stale: the file is complete
-    how = item.how
-    log.info("%s: %s from %s (%s), %s verified", remote.path, how, candidate.where, candidate.path, algo)
+    forget_partials(folder, (remote.path,))  # a partial download of it is stale: the file is complete
+    log.info("%s: %s from %s (%s), %s verified", remote.path, item.how, candidate.where, candidate.path, algo)
     return FileResult(
         remote.path,
         remote.size,

@@ -347,13 +347,18 @@ def sidecar_path(folder: Path, rel: str) -> Path:
     return folder / META_DIR / PARTIALS_DIR / (_partial_key(rel) + SIDECAR_SUFFIX)
 
 
-def forget_partials(folder: Path, rel: str) -> None:
-    """Remove every leftover of rel's downloads (bytes, sidecar, range log, reuse temp): the file is
-    complete, so nothing of an earlier, interrupted run of it can be wanted any more."""
-    partial = partial_path(folder, rel)
-    if partial.parent.is_dir() and not partial.parent.is_symlink():
-        for stale in partial.parent.glob(partial.stem + ".*"):
-            stale.unlink(missing_ok=True)
+def forget_partials(folder: Path, rels: Iterable[str]) -> None:
+    """Remove every leftover of these files' downloads (bytes, sidecar, range log, reuse temp): the
+    files are complete, so nothing of an earlier, interrupted run of them can be wanted any more.
+    The partials folder is listed once, however many files there are."""
+    where = folder / META_DIR / PARTIALS_DIR
+    if not where.is_dir() or where.is_symlink():
+        return
+    keys = {_partial_key(rel) for rel in rels}
+    for entry in os.scandir(where):
+        if entry.name.split(".", 1)[0] in keys:
+            with suppress(FileNotFoundError):
+                os.unlink(entry.path)
 
 
 def partial_downloads(folder: Path) -> list[tuple[str, Path]]:
