@@ -43,7 +43,7 @@ from urllib.parse import urljoin, urlsplit
 
 from modelctl.errors import BadChecksumError, DownloadError, MissingModelError, ModelctlError, disk_error
 from modelctl.hashing import GIT_SHA1, Hasher
-from modelctl.retry import RETRYABLE_STATUSES, Retry, RetryPolicy
+from modelctl.retry import MIN_SPEED, RETRYABLE_STATUSES, Retry, RetryPolicy
 from modelctl.settings import DEFAULT_CONNECTIONS, DEFAULT_SPLIT_SIZE, MIN_SPLIT_SIZE
 from modelctl.storage import RANGE_RECORD, merge_ranges, partial_path, ranges_path, read_ranges, sidecar_path
 from modelctl.transfer import (
@@ -103,10 +103,6 @@ class _Range:
 
 
 ACTIVE, PUBLISHING, DONE, FAILED = "active", "publishing", "done", "failed"
-# The minimum speed of a body once it flows (curl's --speed-limit): less than this many bytes a
-# second over a window of --timeout seconds, and the connection is cut and the range retried. A
-# read timeout alone never ends a server that trickles a byte a second.
-MIN_SPEED = 1024
 
 
 class _Flow:

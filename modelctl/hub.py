@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from modelctl.errors import ConfigurationError, DownloadError, MissingModelError, ModelctlError, in_chain
 from modelctl.record import RepoFile, Snapshot
-from modelctl.retry import RETRYABLE_STATUSES
+from modelctl.retry import MIN_SPEED, RETRYABLE_STATUSES
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 MAX_REDIRECTS = 5
@@ -238,18 +239,58 @@ def _get(access: HubAccess, url: str) -> Any:
     for _ in range(MAX_REDIRECTS + 1):
         headers = access.headers_for(url)  # the one place that decides where the token goes
         del headers["accept-encoding"]  # JSON may come compressed; file bytes may not
+        request = session.build_request("GET", url, headers=headers, timeout=access.timeout)
         try:
-            response = session.get(url, headers=headers, timeout=access.timeout, follow_redirects=False)
+            response = session.send(request, stream=True, follow_redirects=False)
         except Exception as err:  # the HTTP client's own classes: recognised by what they wrap
             ours = _connection_error(err, url)
             if ours is None:
                 raise
             raise ours from err
-        if not response.has_redirect_location:
-            hf_raise_for_status(response)
-            return response
-        url = urljoin(str(response.url), response.headers["location"])
+        if response.has_redirect_location:
+            response.close()
+            url = urljoin(str(response.url), response.headers["location"])
+            continue
+        response.stream = _watched(response.stream, _site(url), access.timeout)
+        response.read()  # closes the response
+        hf_raise_for_status(response)
+        return response
     raise DownloadError(f"More than {MAX_REDIRECTS} redirects for {_redact(url)}.")
+
+
+def _watched(stream: Any, site: str, window: float) -> Any:
+    """The body `stream` cut with a retryable DownloadError once it is slower than MIN_SPEED.
+
+    The read timeout bounds only the wait for each piece; a listing that trickles a byte a
+    second would keep the run forever. The rule is the engine's for file bytes: fewer than
+    MIN_SPEED·window bytes in a window of --timeout seconds. httpx2 has no such setting, so the
+    response's stream is wrapped (a SyncByteStream is what Response.stream is documented to be).
+    """
+    with _quiet_import():
+        from httpx2 import SyncByteStream
+
+    class Watched(SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            since, count = time.monotonic(), 0
+            for piece in stream:
+                count += len(piece)
+                now = time.monotonic()
+                if now - since >= window:
+                    if count < MIN_SPEED * window:
+                        raise DownloadError(
+                            f"The Hub's answer was too slow: {count} bytes in {now - since:.0f} s "
+                            f"from {site} (less than {MIN_SPEED} bytes a second).",
+                            hint="Check the network or the endpoint; another endpoint or a later "
+                            "run may be faster.",
+                            is_retryable=True,
+                        )
+                    since, count = now, 0
+                yield piece
+
+        def close(self) -> None:
+            stream.close()
+
+    return Watched()
 
 
 _CLIENT_LOCK = threading.Lock()

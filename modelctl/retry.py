@@ -21,6 +21,11 @@ DEFAULT_TIMEOUT = 30.0  # seconds: to connect, and for each read
 DEFAULT_LOCK_TIMEOUT = 600.0  # seconds to wait for another modelctl working on the same model
 BACKOFF_BASE = 0.5  # seconds (about) before the second attempt, doubling with each failure
 BACKOFF_MAX = 30.0
+# The minimum speed of a body once it flows (curl's --speed-limit): less than this many bytes a
+# second over a window of --timeout seconds, and the body is cut and retried. A read timeout alone
+# never ends a server that trickles a byte a second. The engine (file bytes) and hub.py (the
+# listing) both apply it.
+MIN_SPEED = 1024
 
 # Answers that say "not now" (timeout, rate limit, a failing server), not "never": worth another
 # attempt. Any other 4xx is an answer the next attempt would get again.

@@ -7,7 +7,8 @@ It answers exactly what huggingface_hub and modelctl ask for:
                                                 X-Linked-Etag / X-Linked-Size, Range → 206
   404s carry X-Error-Code (RepoNotFound, RevisionNotFound, EntryNotFound), gated repos 401/403
   with GatedRepo. Optionally LFS files redirect to a "CDN" on another host name (localhost).
-API knobs: api_failures (500s), tree_status, tree_stall, plain_errors, tree_links (pagination).
+API knobs: api_failures (500s), tree_status, tree_stall, tree_trickle_after/tree_trickle, plain_errors,
+tree_links (pagination).
 Faults are set per file path and apply to the next `times` GET requests of that file.
 """
 
@@ -158,6 +159,8 @@ class HubServer:
         self.api_failures = 0  # answer the next N API (metadata) requests with HTTP 500
         self.tree_status: int | None = None  # answer every tree request with this (plain, no X-Error-Code)
         self.tree_stall = 0.0  # seconds to sleep before answering a tree request
+        self.tree_trickle_after: int | None = None  # tree answers send this many bytes, then trickle
+        self.tree_trickle = 0.2  # seconds between the trickled bytes
         self.plain_errors = False  # not-found answers as a simple mirror sends them: 404, no X-Error-Code
         self.holds: dict[str, Hold] = {}  # GETs of these files wait at their Hold
         self.send_etag = True  # False: file answers carry no ETag (a plain server or mirror)
@@ -406,7 +409,26 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 body = json.dumps(page).encode()
                 self._send(req, 200, body, {"Content-Type": "application/json", **link})
                 return
+            if hub.tree_trickle_after is not None:
+                body = json.dumps(entries).encode()
+                self._send_trickled(req, body, hub.tree_trickle_after, hub.tree_trickle)
+                return
             self._json(req, entries)
+
+        def _send_trickled(self, req: Request, body: bytes, after: int, every: float) -> None:
+            """A 200 JSON answer whose body after its first `after` bytes comes a byte every `every` s."""
+            req.status = 200
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[:after])
+            self.wfile.flush()
+            for i in range(after, len(body)):
+                time.sleep(every)
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                req.body_bytes = i + 1
 
         def _resolve(self, req: Request, repo_id: str, rev: str, file_path: str, head: bool) -> None:
             repo = self._repo(req, repo_id, head)

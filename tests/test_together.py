@@ -546,3 +546,18 @@ def test_a_server_that_trickles_is_cut_retried_and_named(hub: HubServer, tiny: P
     big = next(f for f in json.loads(rerun.stdout)["models"][0]["files"] if f["path"] == BIG)
     assert big["action"] == "resume" and big["resumed_from"] >= 100_000
     assert_complete(tiny, files_of(hub))
+
+
+def test_a_listing_that_trickles_is_cut_retried_and_named(hub: HubServer, tiny: Path, project: Path) -> None:
+    hub.tree_trickle_after = 10  # then 5 bytes a second, for a listing of ~1 KB
+    result = run(project, "download", "tiny", "--timeout", "2", "--retries", "2", "--json")
+    assert result.returncode == 1, result.stderr
+    error = json.loads(result.stdout)["error"]["message"]
+    assert "too slow: " in error and f"127.0.0.1:{hub.port}" in error, error
+    trees = lambda: [r for r in hub.requests if "/tree/" in r.path]  # noqa: E731 (noted when it ends)
+    wait_for(lambda: len(trees()) >= 2, 600)
+    assert len(trees()) == 2  # cut, retried once, then given up
+    assert hub.file_gets() == [] and not tiny.exists()
+    hub.tree_trickle_after = None
+    assert run(project, "download", "tiny").returncode == 0
+    assert_complete(tiny, files_of(hub))
