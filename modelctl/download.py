@@ -394,7 +394,8 @@ def _target(
     locked: LockedModel | None,
     judged: ModelState | None = None,
 ) -> tuple[Root, Path]:
-    """--to, else the writable root the model is already in, else the first writable root.
+    """--to, else the writable root the model is already in, else the registry's `download: to:`
+    root (`cache_dir:` names the project root), else the first writable root.
 
     A folder whose record names another repo or revision is never written into. judged: the
     model's model_state, when the caller has it already.
@@ -422,6 +423,19 @@ def _target(
     found = (judged or model_state(spec, states, locked)).found
     if found is not None and not found.root.is_read_only and os.access(found.path, os.W_OK | os.X_OK):
         return found.root, found.path
+    chosen = workspace.registry.download_to
+    if chosen is not None:
+        state = next(s for s in states if s.root.name == chosen)
+        if not state.is_writable or state.problem is not None:
+            raise DownloadError(
+                f"The {chosen} root {state.root.path}, where {workspace.registry.path.name} sends "
+                f"downloads, is not writable" + (f" ({state.problem})." if state.problem else "."),
+                hint="Fix the folder's permissions, change `download: to:` (or `cache_dir:`) in the "
+                "registry, or choose another root with --to.",
+            )
+        free = _folder_in(spec, state.root, pinned)
+        if free is not None:  # else its folder holds another model: the first writable root's, as before
+            return state.root, free
     for state in states:
         if state.is_writable and state.problem is None:
             free = _folder_in(spec, state.root, pinned)

@@ -18,7 +18,6 @@ from modelctl.errors import ConfigurationError, write_error
 from modelctl.record import RepoFile, Snapshot, is_safe_relative
 from modelctl.registry import ModelSpec, Registry
 
-LOCK_NAME = "models.lock"
 LOCK_VERSION = 1
 
 
@@ -51,7 +50,7 @@ class DamagedLockError(ConfigurationError):
 
 
 def lock_path(registry: Registry) -> Path:
-    return registry.path.with_name(LOCK_NAME)
+    return registry.lock_path
 
 
 def read_lock(registry: Registry) -> LockFile | None:
@@ -147,28 +146,29 @@ def write_lock(registry: Registry, locked: Sequence[LockedModel]) -> LockFile:
     try:
         replace_text(path, json.dumps(data, indent=2) + "\n")
     except OSError as err:
-        raise write_error(err, path, "models.lock") from None
+        raise write_error(err, path, path.name) from None
     return LockFile(path, models, replaced)
 
 
 def lock_differences(registry: Registry, lock: LockFile | None) -> list[str]:
-    """How models.yaml and models.lock disagree (empty: they agree)."""
+    """How the registry and its lock disagree (empty: they agree)."""
     if lock is None:
         return [f"{lock_path(registry)} does not exist"]
     out = []
+    lock_name, registry_name = lock.path.name, registry.path.name
     for spec in registry.models:
         entry = lock.models.get(spec.id)
         if entry is None and spec.urls:
             continue  # pinned by the sha256s in models.yaml; `lock` skips it
         if entry is None:
-            out.append(f"{spec.id}: not in {LOCK_NAME}")
+            out.append(f"{spec.id}: not in {lock_name}")
         elif not entry.matches(spec):
             out.append(
-                f"{spec.id}: models.yaml asks for {spec.repo_id}@{spec.revision} {list(spec.files) or 'all files'}, "
-                f"{LOCK_NAME} has {entry.repo_id}@{entry.revision} {list(entry.patterns) or 'all files'}"
+                f"{spec.id}: {registry_name} asks for {spec.repo_id}@{spec.revision} {list(spec.files) or 'all files'}, "
+                f"{lock_name} has {entry.repo_id}@{entry.revision} {list(entry.patterns) or 'all files'}"
             )
     known = {m.id for m in registry.models}
-    out += [f"{mid}: in {LOCK_NAME} but not in models.yaml" for mid in sorted(set(lock.models) - known)]
+    out += [f"{mid}: in {lock_name} but not in {registry_name}" for mid in sorted(set(lock.models) - known)]
     return out
 
 
@@ -180,7 +180,7 @@ def locked_for(lock: LockFile | None, spec: ModelSpec) -> LockedModel | None:
     if not entry.matches(spec):
         raise ConfigurationError(
             f"{lock.path} is stale for {spec.id}: it locks {entry.repo_id}@{entry.revision}, "
-            f"models.yaml now asks for {spec.repo_id}@{spec.revision}.",
-            hint=f"Run `modelctl lock {spec.id}` and commit {LOCK_NAME}.",
+            f"the registry now asks for {spec.repo_id}@{spec.revision}.",
+            hint=f"Run `modelctl lock {spec.id}` and commit {lock.path.name}.",
         )
     return entry

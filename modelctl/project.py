@@ -91,7 +91,7 @@ def cache_key(registry: Registry) -> str:
     digest = hashlib.sha256(
         json.dumps({"verify": registry.verify, "models": models}, sort_keys=True).encode()
     )
-    lock = registry.path.with_name("models.lock")
+    lock = registry.lock_path
     if not registry.source.is_bundled and lock.is_file():
         digest.update(lock.read_bytes())
     return digest.hexdigest()[:16]

@@ -37,7 +37,8 @@ _REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _FOLDER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._ +-]*$")
 
 _TOP_KEYS = ("storage", "verify", "models", "endpoints", "cache_dir", "download")
-_DOWNLOAD_KEYS = ("connections",)
+_DOWNLOAD_KEYS = ("connections", "to")
+_DOWNLOAD_ROOTS = ("user", "project", "legacy")  # `download: to:`: the roots a download may go to
 _ENDPOINT_KEYS = ("url", "token")
 _URL_RE = re.compile(r"^https?://[^/\s]+(/\S*)?$")
 HF_HOST = "huggingface.co"
@@ -110,6 +111,17 @@ class StorageConfig(NamedTuple):
     legacy: Path
     shared: Path | None = None  # a read-only store (a fleet's NFS share): searched, never written
 
+    def user_path(self, environ: Mapping[str, str] | None = None) -> Path:
+        """The user root: MODELCTL_HOME > storage.user in the registry > the platform's user data dir."""
+        env = os.environ if environ is None else environ
+        if env.get("MODELCTL_HOME"):
+            return Path(env["MODELCTL_HOME"]).expanduser().absolute()
+        if self.user is not None:
+            return self.user
+        import platformdirs  # imported here: resolving it is only needed when no path is given
+
+        return Path(platformdirs.user_data_dir("modelctl", appauthor=False))
+
 
 class RegistrySource(NamedTuple):
     """Which registry file is in use and why it was chosen."""
@@ -119,9 +131,7 @@ class RegistrySource(NamedTuple):
 
     @property
     def is_bundled(self) -> bool:
-        return self.reason == "bundled" or (
-            self.reason == "CI_MINIMAL_MODELS" and self.path.parent == bundled_registry().parent
-        )
+        return self.path.parent == bundled_registry().parent
 
 
 class Registry(NamedTuple):
@@ -133,10 +143,34 @@ class Registry(NamedTuple):
     models: tuple[ModelSpec, ...]
     endpoints: tuple[Endpoint, ...] = ()  # Hub URLs tried in order (a mirror first, then the Hub)
     connections: int | None = None  # `download: connections:`, the run's connection budget
+    download_to: str | None = None  # `download: to:` (or `cache_dir:`): the root new downloads go to
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where new downloads go: the root `download: to:` names (`cache_dir:` sets the project
+        root and names it), else the user root, the first writable one (seed 003's `cache_dir`)."""
+        if self.download_to == "project":
+            return self.storage.project
+        if self.download_to == "legacy":
+            return self.storage.legacy
+        return self.storage.user_path()
 
     @property
     def path(self) -> Path:
         return self.source.path
+
+    @property
+    def lock_path(self) -> Path:
+        """This registry's lock: models.yaml → models.lock, models.minimal.yaml → models.minimal.lock.
+
+        One lock per registry: a CI job on the minimal set checks and writes only its own lock.
+        """
+        path = self.source.path
+        return (
+            path.with_suffix(".lock")
+            if path.suffix in (".yaml", ".yml")
+            else path.with_name(path.name + ".lock")
+        )
 
     @property
     def sizes(self) -> tuple[str, ...]:
@@ -216,26 +250,40 @@ def find_registry(
     cwd: Path | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> RegistrySource:
-    """Choose the registry: --config > MODELCTL_CONFIG > CI_MINIMAL_MODELS > parents > bundled."""
+    """Choose the registry: --config > MODELCTL_CONFIG > models.yaml in the cwd or a parent > bundled.
+
+    CI_MINIMAL_MODELS then swaps the chosen file for models.minimal.yaml beside it (seed 003 keeps
+    both in config/model_manager/ and names the full one with --config). With nothing chosen but
+    the bundled registry, or no minimal file there, it is an error naming where it looked: a CI
+    job that asked for its minimal set must never get another set.
+    """
     env = os.environ if environ is None else environ
     # The working directory is looked up only when needed: an absolute --config or MODELCTL_CONFIG
     # works even from a directory deleted under the shell.
     if config is not None:
-        return _existing(RegistrySource(_absolute(config, cwd), "--config"))
-    if env.get("MODELCTL_CONFIG"):
-        return _existing(RegistrySource(_absolute(Path(env["MODELCTL_CONFIG"]), cwd), "MODELCTL_CONFIG"))
-    found = _search_parents(current_dir(cwd))
-    full = RegistrySource(found, "found") if found else RegistrySource(bundled_registry(), "bundled")
-    if env.get("CI_MINIMAL_MODELS", "").strip().lower() in TRUE_WORDS:
-        minimal = full.path.with_name(MINIMAL_NAME)
-        if not minimal.is_file():
-            raise ConfigurationError(
-                f"CI_MINIMAL_MODELS is set but {minimal} does not exist "
-                f"(it is looked for beside {full.path}).",
-                hint=f"Create {MINIMAL_NAME} beside {REGISTRY_NAME}, or unset CI_MINIMAL_MODELS.",
-            )
-        return RegistrySource(minimal, "CI_MINIMAL_MODELS")
-    return full
+        chosen = _existing(RegistrySource(_absolute(config, cwd), "--config"))
+    elif env.get("MODELCTL_CONFIG"):
+        chosen = _existing(RegistrySource(_absolute(Path(env["MODELCTL_CONFIG"]), cwd), "MODELCTL_CONFIG"))
+    else:
+        found = _search_parents(current_dir(cwd))
+        chosen = RegistrySource(found, "found") if found else RegistrySource(bundled_registry(), "bundled")
+    if env.get("CI_MINIMAL_MODELS", "").strip().lower() not in TRUE_WORDS or chosen.path.name == MINIMAL_NAME:
+        return chosen
+    if chosen.is_bundled:
+        raise ConfigurationError(
+            f"CI_MINIMAL_MODELS is set but no {REGISTRY_NAME} was found in {current_dir(cwd)} or any "
+            "parent folder (and the bundled registry is not a project's).",
+            hint=f"Run in the project's folder, pass --config path/to/{REGISTRY_NAME} (the minimal file "
+            "is looked for beside it), or unset CI_MINIMAL_MODELS.",
+        )
+    minimal = chosen.path.with_name(MINIMAL_NAME)
+    if not minimal.is_file():
+        raise ConfigurationError(
+            f"CI_MINIMAL_MODELS is set but {minimal} does not exist "
+            f"(it is looked for beside {chosen.path}, from {chosen.reason}).",
+            hint=f"Create {MINIMAL_NAME} beside {chosen.path.name}, or unset CI_MINIMAL_MODELS.",
+        )
+    return RegistrySource(minimal, "CI_MINIMAL_MODELS")
 
 
 def _absolute(path: Path, cwd: Path | None) -> Path:
@@ -445,7 +493,9 @@ def parse_registry(text: str, source: RegistrySource, base_dir: Path) -> Registr
         problems.add("verify", f"must be one of {', '.join(VERIFY_LEVELS)}, got {verify!r}")
     models = _parse_models(problems, data.get("models"))
     endpoints = _parse_endpoints(problems, data.get("endpoints"))
-    connections = _parse_download(problems, data.get("download"))
+    connections, download_to = _parse_download(problems, data.get("download"))
+    if download_to is None and data.get("cache_dir"):  # seed 003: downloads go to its cache_dir
+        download_to = "project"
     problems.raise_if_any()
     return Registry(
         source=source,
@@ -454,24 +504,32 @@ def parse_registry(text: str, source: RegistrySource, base_dir: Path) -> Registr
         models=models,
         endpoints=endpoints,
         connections=connections,
+        download_to=download_to,
     )
 
 
-def _parse_download(problems: _Problems, raw: Any) -> int | None:
-    """`download: {connections: N}`: how many connections a download run opens at once (1 to 64)."""
+def _parse_download(problems: _Problems, raw: Any) -> tuple[int | None, str | None]:
+    """`download: {connections: N, to: ROOT}`: how many connections a run opens at once (1 to
+    64), and the root new downloads go to (user, project or legacy; default: the first writable)."""
     if raw is None:
-        return None
+        return None, None
     if not isinstance(raw, dict):
-        problems.add("download", f"expected a mapping such as {{connections: 8}}, got {_kind(raw)}")
-        return None
+        problems.add(
+            "download", f"expected a mapping such as {{connections: 8, to: project}}, got {_kind(raw)}"
+        )
+        return None, None
     _check_keys(problems, "download", raw, _DOWNLOAD_KEYS)
+    to = raw.get("to")
+    if to is not None and to not in _DOWNLOAD_ROOTS:
+        problems.add("download.to", f"expected one of {', '.join(_DOWNLOAD_ROOTS)}, got {to!r}")
+        to = None
     value = raw.get("connections")
     if value is None:
-        return None
+        return None, to
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
         problems.add("download.connections", f"expected a whole number from 1 to 64, got {value!r}")
-        return None
-    return value
+        return None, to
+    return value, to
 
 
 def _parse_endpoints(problems: _Problems, raw: Any) -> tuple[Endpoint, ...]:

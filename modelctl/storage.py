@@ -112,18 +112,6 @@ class Location(NamedTuple):
         return self.exists and self.identity not in (OWN, UNRECORDED)
 
 
-def user_root_path(storage: StorageConfig, environ: Mapping[str, str] | None = None) -> Path:
-    """MODELCTL_HOME > storage.user in the registry > the platform's user data dir."""
-    env = os.environ if environ is None else environ
-    if env.get("MODELCTL_HOME"):
-        return Path(env["MODELCTL_HOME"]).expanduser().absolute()
-    if storage.user is not None:
-        return storage.user
-    import platformdirs  # imported here: resolving it is only needed when no path is given
-
-    return Path(platformdirs.user_data_dir("modelctl", appauthor=False))
-
-
 def hf_cache_path(environ: Mapping[str, str] | None = None) -> Path:
     """The Hugging Face cache, resolved as huggingface_hub does, from the environment at call time.
 
@@ -145,7 +133,7 @@ def resolve_roots(storage: StorageConfig, environ: Mapping[str, str] | None = No
     """The roots in precedence order: user, shared (when configured), project, legacy."""
     shared = (Root("shared", storage.shared),) if storage.shared is not None else ()
     return (
-        Root("user", user_root_path(storage, environ)),
+        Root("user", storage.user_path(environ)),
         *shared,
         Root("project", storage.project),
         Root("legacy", storage.legacy),

@@ -265,8 +265,9 @@ def list_models(
 
 
 def lock_in_force(registry: Registry) -> LockFile | None:
-    """models.lock beside the registry, if there is one (imported only when the file exists)."""
-    if registry.source.is_bundled or not registry.path.with_name("models.lock").exists():
+    """The registry's lock (models.lock beside models.yaml), if there is one (lockfile.py is
+    imported only when the file exists)."""
+    if registry.source.is_bundled or not registry.lock_path.exists():
         return None
     from modelctl.lockfile import read_lock
 

@@ -6,8 +6,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TINY, Run
-from tests.hubserver import HubServer
+from tests.hubserver import HubServer, Repo
 
 
 def test_lock_writes_commit_and_files_and_check_agrees(
@@ -44,11 +46,39 @@ def test_check_fails_when_the_registry_moved_on(
     result = cli("lock", "--check", "--json")
     assert result.exit_code == 1
     differences = json.loads(result.stdout)["differences"]
-    assert differences[0].startswith("tiny: models.yaml asks for org/tiny@v2")
+    assert differences[0].startswith("tiny: models.yaml asks for org/tiny@v2")  # the registry in use
     assert differences[1] == "new: not in models.lock"
     stale = cli("download", "tiny")
     assert stale.exit_code == 1
     assert "is stale for tiny" in stale.stderr and "modelctl lock tiny" in stale.stderr
+
+
+def test_each_registry_has_its_own_lock(
+    cli: Run, hub: HubServer, registry: Callable[..., Path], project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry(TINY + "  - {id: other, repo_id: org/other, required: false}\n")
+    hub.add(Repo("org/other", {"a.txt": b"a"}))
+    registry(TINY, "models.minimal.yaml")
+    cli.json("lock")  # the full set: models.lock
+    monkeypatch.setenv("CI_MINIMAL_MODELS", "1")
+    check = cli("lock", "--check", "--json")
+    assert check.exit_code == 1  # the minimal set has no lock yet, and its check says so by name
+    assert json.loads(check.stdout)["differences"] == [f"{project / 'models.minimal.lock'} does not exist"]
+    cli.json("lock")  # the minimal set: models.minimal.lock, models.lock untouched
+    minimal = json.loads((project / "models.minimal.lock").read_text())
+    assert set(minimal["models"]) == {"tiny"}
+    assert set(json.loads((project / "models.lock").read_text())["models"]) == {"tiny", "other"}
+    check = cli("lock", "--check")
+    assert check.exit_code == 0 and "models.minimal.yaml and models.minimal.lock agree." in check.stdout
+    monkeypatch.delenv("CI_MINIMAL_MODELS")
+    check = cli("lock", "--check")  # locking the minimal set did not break the full set's check
+    assert check.exit_code == 0 and "models.yaml and models.lock agree." in check.stdout
+    registry(TINY.replace("size: 0.5b", "size: 0.5b\n    revision: v2"), "models.minimal.yaml")
+    monkeypatch.setenv("CI_MINIMAL_MODELS", "1")
+    stale = cli("lock", "--check", "--json")
+    assert json.loads(stale.stdout)["differences"][0].startswith(
+        "tiny: models.minimal.yaml asks for org/tiny@v2"
+    )
 
 
 def test_download_fetches_exactly_the_locked_commit(

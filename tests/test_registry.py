@@ -201,13 +201,31 @@ def test_selection_order(project: Path, monkeypatch: pytest.MonkeyPatch) -> None
     sub.mkdir(parents=True)
 
     monkeypatch.setenv("MODELCTL_CONFIG", str(env))
-    monkeypatch.setenv("CI_MINIMAL_MODELS", "true")
     assert find_registry(flag, cwd=sub) == (flag, "--config")
     assert find_registry(None, cwd=sub) == (env, "MODELCTL_CONFIG")
     monkeypatch.delenv("MODELCTL_CONFIG")
+    assert find_registry(None, cwd=sub) == (found, "found")
+    monkeypatch.setenv("CI_MINIMAL_MODELS", "true")  # the minimal file beside whichever was chosen
     assert find_registry(None, cwd=sub) == (project / "models.minimal.yaml", "CI_MINIMAL_MODELS")
     monkeypatch.setenv("CI_MINIMAL_MODELS", "0")
     assert find_registry(None, cwd=sub) == (found, "found")
+
+
+def test_ci_minimal_models_looks_beside_the_registry_named(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = project / "config" / "model_manager"  # seed 003's layout: no models.yaml at the top
+    config.mkdir(parents=True)
+    full = write(config / "models.yaml", "models: []\n")
+    minimal = write(config / "models.minimal.yaml", "models: []\n")
+    monkeypatch.setenv("CI_MINIMAL_MODELS", "1")
+    assert find_registry(full) == (minimal, "CI_MINIMAL_MODELS")
+    assert find_registry(minimal) == (minimal, "--config")  # already the minimal set
+    monkeypatch.setenv("MODELCTL_CONFIG", str(full))
+    assert find_registry() == (minimal, "CI_MINIMAL_MODELS")
+    minimal.unlink()
+    with pytest.raises(ConfigurationError, match=r"model_manager/models\.minimal\.yaml does not exist"):
+        find_registry()
 
 
 @pytest.mark.parametrize("value", ["1", "true", "YES"])
@@ -224,9 +242,10 @@ def test_bundled_when_nothing_found(project: Path, monkeypatch: pytest.MonkeyPat
     assert source == (bundled_registry(), "bundled")
     reg = load_registry()
     assert reg.storage.project == project / "models"  # bundled: relative to the cwd
-    monkeypatch.setenv("CI_MINIMAL_MODELS", "1")
-    minimal = load_registry()
-    assert minimal.path == bundled_registry().with_name("models.minimal.yaml")
+    monkeypatch.setenv("CI_MINIMAL_MODELS", "1")  # a CI job asking for its set never gets the package's
+    with pytest.raises(ConfigurationError, match=r"no models\.yaml was found in .* or any parent"):
+        load_registry()
+    minimal = load_registry(bundled_registry().with_name("models.minimal.yaml"))  # named: used
     assert [m.id for m in minimal.models] == ["smollm2-135m"]
     assert minimal.storage.project == project / "models"
 

@@ -23,16 +23,17 @@ from modelctl.cli.options import (
     TokenOpt,
     exit_for_health,
     output_format,
-    workspace,
+    own_workspace,
 )
 from modelctl.output import Format
 from modelctl.storage import WRITABLE_ROOTS
 from modelctl.workspace import Workspace
 
 
-def _announced_workspace(ctx: typer.Context, config: Path | None, fmt: Format) -> Workspace:
-    """The workspace; on stderr, in the human format, which registry is used and the roots skipped."""
-    ws = workspace(ctx, config)
+def _announced_workspace(ctx: typer.Context, config: Path | None, fmt: Format, command: str) -> Workspace:
+    """The workspace (never the bundled registry); on stderr, in the human format, which registry
+    is used and the roots skipped."""
+    ws = own_workspace(ctx, config, command)
     if fmt.is_human:
         output.registry_note(ws.registry.source)
         output.warn(ws.warnings)
@@ -102,7 +103,7 @@ def download_command(
         endpoints=tuple(endpoint or ()),
         token=token,
     )
-    ws = _announced_workspace(ctx, config, fmt)
+    ws = _announced_workspace(ctx, config, fmt, "download")
     with output.download_events(fmt) as events:
         plan = plan_downloads(ws, options, events)
         if dry_run:
@@ -153,7 +154,7 @@ def ensure_command(
         endpoints=tuple(endpoint or ()),
         token=token,
     )
-    ws = _announced_workspace(ctx, config, fmt)
+    ws = _announced_workspace(ctx, config, fmt, "ensure")
     specs = ensure_selection(ws, models or (), size, everything)
     with output.download_events(fmt) as events:
         report = ensure_models(ws, specs, options, events, use_cache=not no_cache)

@@ -15,6 +15,7 @@ from modelctl.cli.options import (
     TokenOpt,
     exit_for_health,
     output_format,
+    own_workspace,
     workspace,
 )
 from modelctl.errors import UsageError
@@ -106,7 +107,7 @@ def clean_command(
     fmt = output_format(as_json=as_json)
     if root is not None and root not in ROOT_NAMES:
         raise typer.BadParameter(f"choose one of {', '.join(ROOT_NAMES)}", param_hint="--root")
-    ws = workspace(ctx, config)
+    ws = own_workspace(ctx, config, "clean")
     specs = clean_selection(
         ws,
         models or (),
@@ -166,7 +167,7 @@ def lock_command(
     check: Annotated[
         bool,
         typer.Option(
-            "--check", help="Only compare models.yaml with models.lock (offline); exit 1 if they differ."
+            "--check", help="Only compare the registry with its lock (offline); exit 1 if they differ."
         ),
     ] = False,
     endpoint: EndpointOpt = None,
@@ -174,7 +175,10 @@ def lock_command(
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Resolve each model's revision to a commit and write models.lock beside models.yaml."""
+    """Resolve each model's revision to a commit and write the registry's lock beside it.
+
+    models.yaml's lock is models.lock; models.minimal.yaml's is models.minimal.lock.
+    """
     from modelctl.lockfile import lock_differences, read_lock
     from modelctl.locking import lock_models
     from modelctl.settings import download_options
@@ -183,7 +187,7 @@ def lock_command(
     ws = workspace(ctx, config)
     if check:
         differences = lock_differences(ws.registry, read_lock(ws.registry))
-        output.render_lock_check(ws.registry.path, differences, fmt)
+        output.render_lock_check(ws.registry.path, ws.registry.lock_path, differences, fmt)
         if differences:
             raise typer.Exit(1)
         return

@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 
-from modelctl.errors import ExitCode
+from modelctl.errors import ConfigurationError, ExitCode
 from modelctl.output import Format
+from modelctl.registry import REGISTRY_NAME, current_dir
 from modelctl.retry import DEFAULT_ATTEMPTS, DEFAULT_LOCK_TIMEOUT, DEFAULT_TIMEOUT
 from modelctl.workspace import Workspace, open_workspace
 
@@ -144,6 +145,24 @@ def workspace(ctx: typer.Context, config: Path | None) -> Workspace:
     """The registry (per-command --config, else the global one) and its roots."""
     chosen = config if config is not None else (ctx.obj or {}).get("config")
     return open_workspace(chosen)
+
+
+def own_workspace(ctx: typer.Context, config: Path | None, command: str) -> Workspace:
+    """The workspace of a command that writes or deletes model files: never the bundled registry.
+
+    The bundled registry serves `list` and `info` anywhere; fetching or removing gigabytes for a
+    registry the user never wrote (an empty folder, a mistyped cd) must be asked for by name.
+    """
+    ws = workspace(ctx, config)
+    source = ws.registry.source
+    if source.reason == "bundled":
+        raise ConfigurationError(
+            f"No {REGISTRY_NAME} in {current_dir()} or any parent folder: "
+            f"`modelctl {command}` works on a registry of yours, not the one bundled in the package.",
+            hint=f"Run `modelctl init` to write a {REGISTRY_NAME} here (then `modelctl add org/name`), "
+            f"or pass --config FILE; `modelctl list` shows the bundled models.",
+        )
+    return ws
 
 
 def exit_for_health(health: str, *, strict: bool) -> None:

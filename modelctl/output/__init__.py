@@ -185,11 +185,11 @@ def render_lock(lock: LockFile, ids: list[str], fmt: Format) -> None:
     _render(fmt, lambda: contract.lock_json(lock, ids), lambda: tables.render_lock(lock, ids))
 
 
-def render_lock_check(registry: Path, differences: list[str], fmt: Format) -> None:
+def render_lock_check(registry: Path, lock: Path, differences: list[str], fmt: Format) -> None:
     _render(
         fmt,
-        lambda: contract.lock_check_json(registry, differences),
-        lambda: tables.render_lock_check(registry, differences),
+        lambda: contract.lock_check_json(registry, lock, differences),
+        lambda: tables.render_lock_check(registry, lock, differences),
     )
 
 

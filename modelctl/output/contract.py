@@ -344,8 +344,13 @@ def lock_json(lock: LockFile, ids: list[str]) -> dict[str, Any]:
     }
 
 
-def lock_check_json(registry: Path, differences: list[str]) -> dict[str, Any]:
-    return {"registry": str(registry), "in_sync": not differences, "differences": differences}
+def lock_check_json(registry: Path, lock: Path, differences: list[str]) -> dict[str, Any]:
+    return {
+        "registry": str(registry),
+        "lock": str(lock),
+        "in_sync": not differences,
+        "differences": differences,
+    }
 
 
 def doctor_json(report: DoctorReport) -> dict[str, Any]:

@@ -412,12 +412,12 @@ def render_lock(lock: LockFile, ids: list[str]) -> None:
     )
 
 
-def render_lock_check(registry: Path, differences: list[str]) -> None:
+def render_lock_check(registry: Path, lock: Path, differences: list[str]) -> None:
     if not differences:
-        out().print("models.yaml and models.lock agree.")
+        out().print(visible(f"{registry.name} and {lock.name} agree."), markup=False)
         return
     warn(differences)
-    err().print("[bold]Hint:[/] run `modelctl lock` and commit models.lock.")
+    err().print(f"[bold]Hint:[/] run `modelctl lock` and commit {escape(lock.name)}.")
 
 
 def render_init(result: InitResult) -> None:
