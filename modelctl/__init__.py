@@ -32,6 +32,10 @@ _LAZY = {
     "get_model_path": "modelctl.api",
     "download_model": "modelctl.api",
     "verify_model": "modelctl.api",
+    "validate_model_path": "modelctl.api",
+    "ensure_model_available": "modelctl.api",
+    "ModelSpec": "modelctl.registry",
+    "ModelsConfig": "modelctl.registry",
     "ModelLoader": "modelctl.loader",
     "ModelLoadError": "modelctl.loader",
     "CORRUPTION_PATTERNS": "modelctl.loader",
@@ -41,12 +45,15 @@ if TYPE_CHECKING:
     from modelctl.api import (
         ModelManager,
         download_model,
+        ensure_model_available,
         ensure_models,
         get_model_path,
         is_cached,
+        validate_model_path,
         verify_model,
     )
     from modelctl.loader import CORRUPTION_PATTERNS, ModelLoader, ModelLoadError
+    from modelctl.registry import ModelsConfig, ModelSpec
 
 
 def __getattr__(name: str) -> Any:
@@ -67,12 +74,16 @@ __all__ = [
     "ModelLoader",
     "ModelManager",
     "ModelManagerError",
+    "ModelSpec",
     "ModelctlError",
+    "ModelsConfig",
     "NotEnoughSpaceError",
     "__version__",
     "download_model",
+    "ensure_model_available",
     "ensure_models",
     "get_model_path",
     "is_cached",
+    "validate_model_path",
     "verify_model",
 ]

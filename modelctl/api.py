@@ -6,6 +6,10 @@
     path = manager.ensure_model("fastvlm-0.5b")   # verified, repaired if needed → its folder
     paths = ensure_models()                       # {id: folder} for every model of the registry
 
+Seed 003's module-level calls take a ModelSpec and a cache folder (`is_cached(spec, cache_dir)`,
+`get_model_path`, `download_model`) or a model folder (`verify_model(path, level)`); given a model
+id (and optionally a registry path) instead, each works on the registry, as the CLI does.
+
 Errors are the CLI's: ConfigurationError, MissingModelError, BadChecksumError, DownloadError,
 NotEnoughSpaceError (all ModelctlError, each with the CLI's exit code). Nothing here prints.
 Threads may share a ModelManager: ensures of one model run one at a time, and a later one finds
@@ -15,9 +19,11 @@ the model already repaired.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, Union
 
 from modelctl.download import (
     DownloadEvents,
@@ -29,12 +35,25 @@ from modelctl.download import (
 )
 from modelctl.ensure import EnsureReport
 from modelctl.ensure import ensure_models as _ensure
-from modelctl.errors import BadChecksumError, MissingModelError
+from modelctl.errors import BadChecksumError, MissingModelError, ModelctlError
 from modelctl.lockfile import locked_for
-from modelctl.registry import ModelSpec, Registry
+from modelctl.record import read_record
+from modelctl.registry import ModelSpec, Registry, RegistrySource, StorageConfig, bundled_registry
 from modelctl.settings import DownloadOptions, download_options
-from modelctl.verify import VerifyReport, verify_models
-from modelctl.workspace import PRESENT, ModelState, Workspace, lock_in_force, model_state, open_workspace
+from modelctl.storage import folder_names, resolve_roots
+from modelctl.verify import BAD, Finding, VerifyReport, verify_models
+from modelctl.workspace import (
+    PRESENT,
+    ModelState,
+    Workspace,
+    list_models,
+    lock_in_force,
+    model_state,
+    open_workspace,
+    workspace_of,
+)
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +63,21 @@ class ModelManager:
 
     def __init__(
         self,
-        workspace: Workspace,
+        workspace: Workspace | None = None,
         options: DownloadOptions | None = None,
         events: DownloadEvents | None = None,
     ) -> None:
-        self.workspace = workspace
+        """workspace: None finds the registry as the CLI does (as from_config() with no path)."""
+        self.workspace = workspace if workspace is not None else open_workspace()
         self.options = options or download_options()
         self.events: DownloadEvents = events or NullEvents()
 
     @classmethod
     def from_config(
         cls,
-        path: str | Path | None = None,
+        path: PathLike | None = None,
         *,
+        cache_dir: PathLike | None = None,
         endpoint: str | Sequence[str] | None = None,
         token: str | None = None,
         offline: bool = False,
@@ -67,10 +88,13 @@ class ModelManager:
     ) -> ModelManager:
         """Open a registry (path, else MODELCTL_CONFIG, CI_MINIMAL_MODELS, ./models.yaml, bundled).
 
-        endpoint: one Hub URL or an ordered list (fail-over); the rest as the CLI's options
-        (connections: None takes MODELCTL_CONNECTIONS, then the registry's, then 16).
+        cache_dir: where new downloads go instead of what the registry says (its `cache_dir:` or
+        `download: to:`). endpoint: one Hub URL or an ordered list (fail-over); the rest as the
+        CLI's options (connections: None takes MODELCTL_CONNECTIONS, then the registry's, then 16).
         """
         workspace = open_workspace(Path(path) if path is not None else None)
+        if cache_dir is not None:
+            workspace = workspace_of(_downloading_to(workspace.registry, Path(cache_dir)))
         endpoints = (endpoint,) if isinstance(endpoint, str) else tuple(endpoint or ())
         options = download_options(
             endpoints=endpoints,
@@ -85,7 +109,7 @@ class ModelManager:
 
     @property
     def config(self) -> Registry:
-        """The registry (the earlier model_manager module called it `config`)."""
+        """The registry: seed 003's ModelsConfig (`.models`, `.cache_dir`, `.verify`) and more."""
         return self.workspace.registry
 
     def get_model_spec(self, model_id: str) -> ModelSpec:
@@ -157,6 +181,37 @@ class ModelManager:
         report = self.ensure([m.id for m in self.workspace.registry.models], keep_going=True)
         return self._paths(report)
 
+    # Seed 000 (MMParser's utils/model_manager.py) names: answers instead of exceptions.
+
+    def validate_model_integrity(self, model_id: str) -> tuple[bool, list[str]]:
+        """(is_valid, issues): verify the model's copy in use; one readable line per problem, each
+        naming its file ("Missing required file: model.safetensors"). Configuration errors raise."""
+        spec = self.get_model_spec(model_id)
+        verdict = self.verify([spec.id]).models[0]
+        issues = [_issue(spec, f) for f in verdict.findings if f.status == BAD]
+        return (verdict.is_present and verdict.is_ok), issues
+
+    def ensure_model_available(self, model_id: str) -> bool:
+        """ensure_model that answers: True when the model is on disk and verified (repaired if it had
+        to be), False when it could not be (why is logged as an error on logger "modelctl.api")."""
+        try:
+            self.ensure_model(model_id)
+        except ModelctlError as err:
+            log.error(
+                "%s is not available: %s%s", model_id, err.message, f" ({err.hint})" if err.hint else ""
+            )
+            return False
+        return True
+
+    def get_model_info(self, model_id: str) -> dict[str, Any]:
+        """The model as `modelctl info MODEL --json` gives it: spec, status, where it is, its
+        copies under each root, files, record. No hashing, no network."""
+        from modelctl.output.contract import info_json
+
+        spec = self.get_model_spec(model_id)
+        item: dict[str, Any] = info_json(list_models(self.workspace, ids=[spec.id]))["models"][0]
+        return item
+
     def _paths(self, report: EnsureReport) -> dict[str, Path]:
         required = [f for f in report.failed if f.spec.required]
         if required:
@@ -174,28 +229,161 @@ class ModelManager:
         return {v.spec.id: v.location.path for v in after if v.location is not None}
 
 
-def ensure_models(config_path: str | Path | None = None) -> dict[str, Path]:
-    """Every model of the registry on disk and verified → {id: folder} (model_manager's entry point)."""
-    return ModelManager.from_config(config_path).ensure_all()
+def ensure_models(config_path: PathLike | None = None, cache_dir: PathLike | None = None) -> dict[str, Path]:
+    """Every model of the registry on disk and verified → {id: folder} (seed 003's entry point).
+
+    cache_dir: where new downloads go, instead of the registry's `cache_dir:`.
+    """
+    return ModelManager.from_config(config_path, cache_dir=cache_dir).ensure_all()
 
 
-def is_cached(model_id: str, config_path: str | Path | None = None) -> bool:
-    return ModelManager.from_config(config_path).is_cached(model_id)
+def is_cached(model: ModelSpec | str, where: PathLike | None = None) -> bool:
+    """Whether every file of the model's commit is on disk and verified as it is now (no hashing).
+
+    is_cached(spec, cache_dir): seed 003's form, the model in cache_dir or another root.
+    is_cached(model_id, config_path=None): the model of a registry.
+    """
+    if isinstance(model, ModelSpec):
+        return _spec_manager(model, where).is_cached(model.id)
+    return ModelManager.from_config(where).is_cached(model)
 
 
-def get_model_path(model_id: str, config_path: str | Path | None = None) -> Path:
-    return ModelManager.from_config(config_path).get_model_path(model_id)
+def get_model_path(model: ModelSpec | str, where: PathLike | None = None) -> Path:
+    """The folder of the model.
+
+    get_model_path(spec, cache_dir): seed 003's form: the complete copy in use when there is one,
+    else the folder in cache_dir it is (or will be) downloaded to; never raises for absence.
+    get_model_path(model_id, config_path=None): the complete copy in use, else MissingModelError
+    or BadChecksumError (ModelManager.get_model_path).
+    """
+    if not isinstance(model, ModelSpec):
+        return ModelManager.from_config(where).get_model_path(model)
+    manager = _spec_manager(model, where)
+    state = manager._state(model.id)
+    if state.found is not None and state.status == PRESENT:
+        return state.found.path
+    cache = next(r.root for r in manager.workspace.roots if r.root.name == manager.config.download_to)
+    return cache.path / folder_names(_frozen(model), cache)[0]
 
 
-def download_model(model_id: str, config_path: str | Path | None = None) -> Path:
-    """Download (resuming, verifying) one model and return its folder."""
-    report = ModelManager.from_config(config_path).download([model_id])
+def download_model(model: ModelSpec | str, where: PathLike | None = None) -> Path:
+    """Download (resuming, verifying) one model and return its folder.
+
+    download_model(spec, cache_dir): seed 003's form, into cache_dir; download_model(model_id,
+    config_path=None): a model of the registry, where the registry sends downloads.
+    """
+    manager = _spec_manager(model, where) if isinstance(model, ModelSpec) else ModelManager.from_config(where)
+    report = manager.download([model.id if isinstance(model, ModelSpec) else model])
     return report.models[0].folder
 
 
-def verify_model(model_id: str, config_path: str | Path | None = None, *, level: str | None = None) -> bool:
-    """True when the model is on disk and every check passes."""
-    manager = ModelManager.from_config(config_path)
-    spec = manager.get_model_spec(model_id)
-    report = verify_models(manager.workspace, [spec], level=level, explicit=True)
-    return report.models[0].is_ok
+def verify_model(
+    model: PathLike, verify_level: str | None = None, *, config_path: PathLike | None = None
+) -> bool:
+    """True when the model is on disk and every check passes at verify_level (none, size, sha256).
+
+    verify_model(path, verify_level): seed 003's form, for a model folder (a Path, or a string
+    naming an existing folder): judged by the model of the registry whose copy it is, else by the
+    folder's own record (every file it lists that is on disk or was verified there).
+    verify_model(model_id, level, config_path=None): a model of the registry (its copy in use).
+    """
+    folder = Path(model)
+    if isinstance(model, str) and not folder.is_dir():
+        manager = ModelManager.from_config(config_path)
+        spec = manager.get_model_spec(model)
+        report = verify_models(manager.workspace, [spec], level=verify_level, explicit=True)
+        return report.models[0].is_ok
+    folder = folder.expanduser().absolute()
+    workspace, spec = _folder_model(folder, config_path)
+    report = verify_models(workspace, [spec], level=verify_level, explicit=True)
+    verdict = report.models[0]
+    return verdict.is_ok and verdict.location is not None and verdict.location.path == folder
+
+
+def validate_model_path(model_id: str, config_path: PathLike | None = None) -> bool:
+    """Seed 000's configs helper: whether the model is on disk and passes verification."""
+    return ModelManager.from_config(config_path).validate_model_integrity(model_id)[0]
+
+
+def ensure_model_available(model_id: str, config_path: PathLike | None = None) -> bool:
+    """Seed 000's configs helper: ModelManager.ensure_model_available on the registry in use."""
+    return ModelManager.from_config(config_path).ensure_model_available(model_id)
+
+
+def _issue(spec: ModelSpec, finding: Finding) -> str:
+    """One problem as a line a person reads, naming the file (seed 000's wording where it had one)."""
+    if not finding.path:
+        return f"{spec.id}: {finding.detail or finding.check}"
+    if finding.check == "present":
+        return f"Missing required file: {finding.path}"
+    return f"{finding.path}: {finding.check} check failed" + (f": {finding.detail}" if finding.detail else "")
+
+
+def _frozen(spec: ModelSpec) -> ModelSpec:
+    """A spec made by hand may carry a list of files (seed 003's ModelSpec did): a tuple, as loaded."""
+    return spec._replace(files=tuple(spec.files))
+
+
+def _downloading_to(registry: Registry, cache_dir: Path) -> Registry:
+    """The registry with new downloads going to cache_dir: the root it is, else the project root."""
+    cache_dir = cache_dir.expanduser().absolute()
+    for root in resolve_roots(registry.storage):
+        if root.path == cache_dir and not root.is_read_only:
+            return registry._replace(download_to=root.name)
+    return registry._replace(storage=registry.storage._replace(project=cache_dir), download_to="project")
+
+
+def _spec_manager(spec: ModelSpec, cache_dir: PathLike | None) -> ModelManager:
+    """A manager for one hand-given spec, as a models.yaml beside cache_dir naming only it would be.
+
+    No registry file is read (seed 003 passes the spec around without its config): the user
+    root as always, the project root cache_dir (downloads go there), `checkpoints/` beside it;
+    the Hub from HF_ENDPOINT, as for the CLI. cache_dir None: the user root.
+    """
+    spec = _frozen(spec)
+    storage = StorageConfig(user=None, project=Path.cwd() / "models", legacy=Path.cwd() / "checkpoints")
+    registry = Registry(RegistrySource(bundled_registry(), "api"), storage, "sha256", (spec,))
+    if cache_dir is not None:
+        cache = Path(cache_dir).expanduser().absolute()
+        registry = registry._replace(
+            storage=storage._replace(project=cache, legacy=cache.parent / "checkpoints")
+        )
+        registry = _downloading_to(registry, cache)
+    else:
+        registry = registry._replace(download_to="user")
+    return ModelManager(workspace_of(registry))
+
+
+def _folder_model(folder: Path, config_path: PathLike | None) -> tuple[Workspace, ModelSpec]:
+    """The workspace and spec that judge the model folder `folder`.
+
+    The registry's model whose copy it is (in any root), else one made from the folder's record:
+    its repo and revision, and as its files every file the record lists that is on disk or was
+    verified there (a file that was verified and is gone is missing; one never fetched is not).
+    """
+    try:
+        workspace = open_workspace(Path(config_path) if config_path is not None else None)
+    except ModelctlError:
+        workspace = None
+    if workspace is not None:
+        lock = lock_in_force(workspace.registry)
+        for spec in workspace.registry.models:
+            state = model_state(spec, workspace.roots, locked_for(lock, spec) if lock else None)
+            for loc in state.locations:
+                if loc.path == folder and loc.exists and not loc.is_other:
+                    roots = tuple(r for r in workspace.roots if r.root == loc.root)
+                    return Workspace(workspace.registry, roots), spec
+    record = read_record(folder)
+    if record is None:
+        raise MissingModelError(
+            f"{folder} holds no model modelctl knows: no registry model lives there and it has no "
+            "record (.modelctl/manifest.json).",
+            hint="Pass the model id instead (verify_model('my-model')), or download it with "
+            "ModelManager.ensure_model first.",
+        )
+    files = tuple(f.path for f in record.files if f.checked is not None or (folder / f.path).is_file())
+    spec = ModelSpec(folder.name, record.repo_id, record.revision, files=files, local_dir=folder.name)
+    storage = StorageConfig(user=None, project=folder.parent, legacy=folder.parent)
+    registry = Registry(RegistrySource(bundled_registry(), "api"), storage, "sha256", (spec,))
+    roots = tuple(r for r in workspace_of(registry).roots if r.root.name == "project")
+    return Workspace(registry, roots), spec

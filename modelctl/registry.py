@@ -236,6 +236,8 @@ class Registry(NamedTuple):
         return tuple(m for m in self.models if m.id in chosen)
 
 
+ModelsConfig = Registry  # seed 003's name for the loaded registry (`.models`, `.cache_dir`, `.verify`)
+
 # --------------------------------------------------------------------------- selection
 
 

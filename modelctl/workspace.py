@@ -50,9 +50,12 @@ def open_workspace(
     environ: Mapping[str, str] | None = None,
 ) -> Workspace:
     """Load the registry (as find_registry chooses it) and probe its roots."""
-    registry = load_registry(config, cwd=cwd, environ=environ)
-    roots = tuple(probe_root(r) for r in resolve_roots(registry.storage, environ))
-    return Workspace(registry, roots)
+    return workspace_of(load_registry(config, cwd=cwd, environ=environ), environ)
+
+
+def workspace_of(registry: Registry, environ: Mapping[str, str] | None = None) -> Workspace:
+    """A registry (as loaded, or changed by the API: another cache_dir) with its roots probed."""
+    return Workspace(registry, tuple(probe_root(r) for r in resolve_roots(registry.storage, environ)))
 
 
 class ModelState(NamedTuple):

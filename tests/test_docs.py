@@ -19,3 +19,30 @@ def test_cli_reference_is_current() -> None:
     )
     for command in ("list", "info", "download", "verify", "ensure", "clean", "checksum", "lock", "doctor"):
         assert f"## modelctl {command}\n" in expected
+
+
+def test_migration_tables_name_real_commands_and_options() -> None:
+    """Every `modelctl …` line of docs/migrating.md names a command and options that exist."""
+    import re
+    from typing import Any
+
+    import typer
+
+    from modelctl.cli import app
+
+    root: Any = typer.main.get_command(app)  # a click Group (Typer's own click, on newer Typers)
+    text = (DOCS / "migrating.md").read_text(encoding="utf-8")
+    lines = re.findall(r"`((?:[A-Z_]+=\S+ )*modelctl [^`]*)`", text)
+    assert len(lines) >= 15, lines
+    for line in lines:
+        words = [w for w in line.split() if "=" not in w or w.startswith("-")]
+        words = words[words.index("modelctl") + 1 :]
+        options = {o for p in root.params for o in p.opts}
+        command: Any = root
+        for word in words:
+            if word.startswith("-"):
+                assert word.split("=")[0] in options, (line, word)
+            elif command is root and word in root.commands:
+                command = root.commands[word]
+                options |= {o for p in command.params for o in p.opts}
+        assert command is not root or words[0].startswith("-"), line
