@@ -37,6 +37,7 @@ _LAZY = {
     "ModelSpec": "modelctl.registry",
     "ModelsConfig": "modelctl.registry",
     "ModelLoader": "modelctl.loader",
+    "ModelConfig": "modelctl.loader",
     "ModelLoadError": "modelctl.loader",
     "CORRUPTION_PATTERNS": "modelctl.loader",
 }
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
         validate_model_path,
         verify_model,
     )
-    from modelctl.loader import CORRUPTION_PATTERNS, ModelLoader, ModelLoadError
+    from modelctl.loader import CORRUPTION_PATTERNS, ModelConfig, ModelLoader, ModelLoadError
     from modelctl.registry import ModelsConfig, ModelSpec
 
 
@@ -70,6 +71,7 @@ __all__ = [
     "ConfigurationError",
     "DownloadError",
     "MissingModelError",
+    "ModelConfig",
     "ModelLoadError",
     "ModelLoader",
     "ModelManager",

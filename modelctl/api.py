@@ -170,7 +170,7 @@ class ModelManager:
     def ensure_model(self, model_id: str, *, use_cache: bool = True) -> Path:
         """Verify, repair if needed, and return the model's folder; BadChecksumError if still bad."""
         spec = self.get_model_spec(model_id)  # an id or a repo_id: the report is keyed by id
-        return self._paths(self.ensure([spec.id], use_cache=use_cache))[spec.id]
+        return self.paths_of(self.ensure([spec.id], use_cache=use_cache))[spec.id]
 
     def ensure_all(self) -> dict[str, Path]:
         """ensure_model for every model of the registry → {id: folder}.
@@ -179,7 +179,7 @@ class ModelManager:
         (logger "modelctl.api"); a required one raises, after the others are ensured.
         """
         report = self.ensure([m.id for m in self.workspace.registry.models], keep_going=True)
-        return self._paths(report)
+        return self.paths_of(report)
 
     # Seed 000 (MMParser's utils/model_manager.py) names: answers instead of exceptions.
 
@@ -212,7 +212,8 @@ class ModelManager:
         item: dict[str, Any] = info_json(list_models(self.workspace, ids=[spec.id]))["models"][0]
         return item
 
-    def _paths(self, report: EnsureReport) -> dict[str, Path]:
+    def paths_of(self, report: EnsureReport) -> dict[str, Path]:
+        """{id: folder} of an ensure report's models; raises as ensure_all does for a failure."""
         required = [f for f in report.failed if f.spec.required]
         if required:
             done = [v.spec.id for v in report.after.models if v.is_ok]

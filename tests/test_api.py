@@ -1,4 +1,4 @@
-"""The Python API and ModelLoader, with real loaders (safetensors' safe_open, json) on fixture models."""
+"""The Python API and ModelConfig, ModelLoader, with real loaders (safetensors' safe_open, json) on fixture models."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ import pytest
 from safetensors import safe_open
 
 import modelctl
-from modelctl import BadChecksumError, MissingModelError, ModelLoader, ModelManager, ensure_models
+from modelctl import (
+    BadChecksumError,
+    MissingModelError,
+    ModelConfig,
+    ModelLoader,
+    ModelManager,
+    ensure_models,
+)
 from tests.conftest import TINY
 from tests.hubserver import HubServer
 
@@ -60,13 +67,13 @@ def test_loader_loads_with_real_loaders_and_reports_health(
 ) -> None:
     registry(TWO)
     loader = ModelLoader()
-    loader.register("weights", model="tiny", loader=load_safetensors)
-    loader.register("config", model="opt", loader=load_json, required=False)
-    assert loader.load_all() == {"weights": True, "config": True}
-    tensors = loader.get("weights")
+    loader.register_model(ModelConfig("weights", model="tiny", loader_func=load_safetensors))
+    loader.register_model(ModelConfig("config", model="opt", loader_func=load_json, required=False))
+    assert loader.load_all_models() == {"weights": True, "config": True}
+    tensors = loader.get_model("weights")
     assert tensors["embed.weight"].shape == (64, 16)
-    assert loader.get("config")["model_type"] == "test"
-    health = loader.health()
+    assert loader.get_model("config")["model_type"] == "test"
+    health = loader.get_health_status()
     assert health["status"] == "healthy" and health["loaded_count"] == 2 and health["errors"] == {}
 
 
@@ -93,9 +100,9 @@ def test_silent_corruption_seen_by_the_loader_is_repaired(
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # bit rot: the stat looks unchanged
     hub.reset_counters()
     loader = ModelLoader(backoff_base=0.01)
-    loader.register("weights", model="tiny", loader=load_checked, retries=2)
-    assert loader.load_all() == {"weights": True}
-    assert loader.health()["repairs"] == {"weights": 1}
+    loader.register_model(ModelConfig("weights", model="tiny", loader_func=load_checked, retry_count=2))
+    assert loader.load_all_models() == {"weights": True}
+    assert loader.get_health_status()["repairs"] == {"weights": 1}
     assert target.read_bytes() == hub.repos["org/tiny"].files["model.safetensors"]
     assert [r.path.rsplit("/", 1)[-1] for r in hub.file_gets()] == ["model.safetensors"]
 
@@ -109,18 +116,18 @@ def test_other_errors_are_bounded_and_reported(hub: HubServer, registry: Callabl
         raise RuntimeError("CUDA out of memory")
 
     loader = ModelLoader(backoff_base=0.001)
-    loader.register("big", model="opt", loader=broken, required=False, retries=3)
-    loader.register("weights", model="tiny", loader=load_safetensors)
-    assert loader.load_all(parallel=False) == {"big": False, "weights": True}
+    loader.register_model(ModelConfig("big", model="opt", loader_func=broken, required=False, retry_count=3))
+    loader.register_model(ModelConfig("weights", model="tiny", loader_func=load_safetensors))
+    assert loader.load_all_models(parallel=False) == {"big": False, "weights": True}
     assert len(calls) == 3
-    health = loader.health()
+    health = loader.get_health_status()
     assert health["status"] == "degraded"
     assert health["errors"] == {"big": "RuntimeError: CUDA out of memory"}
     with pytest.raises(
         modelctl.ModelLoadError,
-        match=r"'big' is not available \(status: failed\); loading failed with: RuntimeError",
+        match=r"^Model 'big' is not available \(status: failed\)\.\nLoading failed with: RuntimeError: CUDA",
     ):
-        loader.get("big")
+        loader.get_model("big")
 
 
 def test_path_models_with_checksums(project: Path) -> None:
@@ -128,19 +135,29 @@ def test_path_models_with_checksums(project: Path) -> None:
     good.write_text('{"a": 1}')
     digest = hashlib.sha256(good.read_bytes()).hexdigest()
     loader = ModelLoader()
-    loader.register(
-        "vocab", path=good, loader=lambda p: json.loads(p.read_text()), checksum=f"sha256:{digest}"
+    loader.register_model(
+        ModelConfig("vocab", good, lambda p: json.loads(p.read_text()), expected_checksum=f"sha256:{digest}")
     )
-    loader.register("wrong", path=good, loader=lambda p: 1, checksum="sha256:" + "0" * 64, required=False)
-    loader.register("gone", path=project / "nope.bin", loader=lambda p: 1)
-    loader.load_all()
-    assert loader.get("vocab") == {"a": 1}
-    health = loader.health()
+    loader.register_model(
+        ModelConfig(
+            "wrong",
+            path=good,
+            loader_func=lambda p: 1,
+            expected_checksum="sha256:" + "0" * 64,
+            required=False,
+        )
+    )
+    loader.register_model(ModelConfig("gone", path=project / "nope.bin", loader_func=lambda p: 1))
+    loader.load_all_models()
+    assert loader.get_model("vocab") == {"a": 1}
+    health = loader.get_health_status()
     assert health["status"] == "unhealthy"
-    assert "checksum mismatch" in health["errors"]["wrong"]
-    assert "does not exist" in health["errors"]["gone"]
+    assert health["errors"]["wrong"] == (
+        f"Checksum mismatch! Expected: {'0' * 64}, Got: {digest}\nFile may be corrupted or tampered with: {good}"
+    )
+    assert health["errors"]["gone"] == f"Model file not found: {project / 'nope.bin'}"
     with pytest.raises(modelctl.ConfigurationError):
-        loader.register("x", model="a", path=good, loader=lambda p: 1)
+        loader.register_model(ModelConfig("x", model="a", path=good, loader_func=lambda p: 1))
 
 
 def test_ensure_model_raises_when_repair_cannot_fix(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from modelctl import ConfigurationError, ModelLoader, ModelManager
+from modelctl import ConfigurationError, ModelConfig, ModelLoader, ModelManager
 from tests.conftest import TINY, Run
 from tests.hubserver import HubServer
 
@@ -64,22 +64,26 @@ def test_checksum_on_a_directory_is_refused_at_register(project: Path) -> None:
     folder.mkdir()
     loader = ModelLoader()
     with pytest.raises(
-        ConfigurationError, match=r"^w: checksum= pins one file's bytes, but .*weights is a directory"
+        ConfigurationError, match=r"^w: expected_checksum pins one file's bytes, but .*weights is a directory"
     ):
-        loader.register("w", path=folder, loader=lambda p: p, checksum="sha256:" + "0" * 64)
-    assert loader.health()["total_count"] == 0
+        loader.register_model(
+            ModelConfig("w", path=folder, loader_func=lambda p: p, expected_checksum="sha256:" + "0" * 64)
+        )
+    assert loader.get_health_status()["total_count"] == 0
 
 
 def test_checksum_on_a_path_that_became_a_directory_is_a_failed_load(project: Path) -> None:
     folder = project / "later"
     loader = ModelLoader()
-    loader.register("w", path=folder, loader=lambda p: p, checksum="sha256:" + "0" * 64)
-    loader.register("ok", path=project, loader=lambda p: "fine", required=False)
+    loader.register_model(
+        ModelConfig("w", path=folder, loader_func=lambda p: p, expected_checksum="sha256:" + "0" * 64)
+    )
+    loader.register_model(ModelConfig("ok", path=project, loader_func=lambda p: "fine", required=False))
     folder.mkdir()  # a deployment step put a folder where a file was registered
-    assert loader.load_all() == {"w": False, "ok": True}
-    health = loader.health()
+    assert loader.load_all_models() == {"w": False, "ok": True}
+    health = loader.get_health_status()
     assert health["status"] == "unhealthy"
-    assert health["errors"]["w"].startswith("ConfigurationError: w: ")
+    assert health["errors"]["w"].startswith("w: expected_checksum pins one file's bytes")
     assert f"{folder} is a directory" in health["errors"]["w"]
 
 
@@ -94,11 +98,13 @@ def test_loader_raising_system_exit_is_a_failed_load(project: Path, parallel: bo
         raise SystemExit(3)  # e.g. a library that calls sys.exit() on a file it cannot read
 
     loader = ModelLoader(backoff_base=0.001)
-    loader.register("exits", path=good, loader=exits, retries=3)
-    loader.register("vocab", path=good, loader=lambda p: p.read_text(), required=False)
-    assert loader.load_all(parallel=parallel) == {"exits": False, "vocab": True}
+    loader.register_model(ModelConfig("exits", path=good, loader_func=exits, retry_count=3))
+    loader.register_model(
+        ModelConfig("vocab", path=good, loader_func=lambda p: p.read_text(), required=False)
+    )
+    assert loader.load_all_models(parallel=parallel) == {"exits": False, "vocab": True}
     assert calls == [good]  # an exit is meant: not tried again
-    health = loader.health()
+    health = loader.get_health_status()
     assert health["status"] == "unhealthy"
     assert health["errors"] == {"exits": "SystemExit: 3"}
 
@@ -106,9 +112,9 @@ def test_loader_raising_system_exit_is_a_failed_load(project: Path, parallel: bo
         raise KeyboardInterrupt
 
     ctrl_c = ModelLoader()
-    ctrl_c.register("x", path=good, loader=interrupted)
+    ctrl_c.register_model(ModelConfig("x", path=good, loader_func=interrupted))
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C still stops the program
-        ctrl_c.load_all()
+        ctrl_c.load_all_models()
 
 
 # --------------------------------------------------------------------------- 9: one failure, one exit code

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from modelctl import BadChecksumError, MissingModelError, ModelLoader, ModelManager
+from modelctl import BadChecksumError, MissingModelError, ModelConfig, ModelLoader, ModelManager
 from modelctl.api import is_cached, verify_model
 from tests.conftest import TINY, Run, partial_of, put_partial
 from tests.hubserver import HubServer, Repo, model_files
@@ -114,9 +114,13 @@ def test_python_api_never_calls_an_incomplete_model_ready(
     with pytest.raises(BadChecksumError, match=r"tiny at .* is partial: "):
         manager.get_model_path("tiny")
     loader = ModelLoader(ModelManager.from_config())
-    loader.register("weights", model="tiny", loader=lambda path: (path / "model.safetensors").read_bytes())
-    assert loader.load_all() == {"weights": True}  # ensured (completed) before loading
-    assert loader.get("weights") == hub.repos["org/tiny"].files["model.safetensors"]
+    loader.register_model(
+        ModelConfig(
+            "weights", model="tiny", loader_func=lambda path: (path / "model.safetensors").read_bytes()
+        )
+    )
+    assert loader.load_all_models() == {"weights": True}  # ensured (completed) before loading
+    assert loader.get_model("weights") == hub.repos["org/tiny"].files["model.safetensors"]
     assert manager.is_cached("tiny") is True and manager.get_model_path("tiny") == folder
     shutil.rmtree(folder)
     with pytest.raises(MissingModelError):
