@@ -40,6 +40,10 @@ _LAZY = {
     "ModelConfig": "modelctl.loader",
     "ModelLoadError": "modelctl.loader",
     "CORRUPTION_PATTERNS": "modelctl.loader",
+    "robust_model_download": "modelctl.pretrained",
+    "load_model_and_tokenizer": "modelctl.pretrained",
+    "is_model_cached": "modelctl.pretrained",
+    "ModelDownloadError": "modelctl.pretrained",
 }
 
 if TYPE_CHECKING:
@@ -54,6 +58,12 @@ if TYPE_CHECKING:
         verify_model,
     )
     from modelctl.loader import CORRUPTION_PATTERNS, ModelConfig, ModelLoader, ModelLoadError
+    from modelctl.pretrained import (
+        ModelDownloadError,
+        is_model_cached,
+        load_model_and_tokenizer,
+        robust_model_download,
+    )
     from modelctl.registry import ModelsConfig, ModelSpec
 
 
@@ -72,6 +82,7 @@ __all__ = [
     "DownloadError",
     "MissingModelError",
     "ModelConfig",
+    "ModelDownloadError",
     "ModelLoadError",
     "ModelLoader",
     "ModelManager",
@@ -86,6 +97,9 @@ __all__ = [
     "ensure_models",
     "get_model_path",
     "is_cached",
+    "is_model_cached",
+    "load_model_and_tokenizer",
+    "robust_model_download",
     "validate_model_path",
     "verify_model",
 ]

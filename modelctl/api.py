@@ -245,7 +245,7 @@ def is_cached(model: ModelSpec | str, where: PathLike | None = None) -> bool:
     is_cached(model_id, config_path=None): the model of a registry.
     """
     if isinstance(model, ModelSpec):
-        return _spec_manager(model, where).is_cached(model.id)
+        return spec_manager(model, where).is_cached(model.id)
     return ModelManager.from_config(where).is_cached(model)
 
 
@@ -259,7 +259,7 @@ def get_model_path(model: ModelSpec | str, where: PathLike | None = None) -> Pat
     """
     if not isinstance(model, ModelSpec):
         return ModelManager.from_config(where).get_model_path(model)
-    manager = _spec_manager(model, where)
+    manager = spec_manager(model, where)
     state = manager._state(model.id)
     if state.found is not None and state.status == PRESENT:
         return state.found.path
@@ -273,7 +273,7 @@ def download_model(model: ModelSpec | str, where: PathLike | None = None) -> Pat
     download_model(spec, cache_dir): seed 003's form, into cache_dir; download_model(model_id,
     config_path=None): a model of the registry, where the registry sends downloads.
     """
-    manager = _spec_manager(model, where) if isinstance(model, ModelSpec) else ModelManager.from_config(where)
+    manager = spec_manager(model, where) if isinstance(model, ModelSpec) else ModelManager.from_config(where)
     report = manager.download([model.id if isinstance(model, ModelSpec) else model])
     return report.models[0].folder
 
@@ -334,7 +334,9 @@ def _downloading_to(registry: Registry, cache_dir: Path) -> Registry:
     return registry._replace(storage=registry.storage._replace(project=cache_dir), download_to="project")
 
 
-def _spec_manager(spec: ModelSpec, cache_dir: PathLike | None) -> ModelManager:
+def spec_manager(
+    spec: ModelSpec, cache_dir: PathLike | None, options: DownloadOptions | None = None
+) -> ModelManager:
     """A manager for one hand-given spec, as a models.yaml beside cache_dir naming only it would be.
 
     No registry file is read (seed 003 passes the spec around without its config): the user
@@ -352,7 +354,7 @@ def _spec_manager(spec: ModelSpec, cache_dir: PathLike | None) -> ModelManager:
         registry = _downloading_to(registry, cache)
     else:
         registry = registry._replace(download_to="user")
-    return ModelManager(workspace_of(registry))
+    return ModelManager(workspace_of(registry), options)
 
 
 def _folder_model(folder: Path, config_path: PathLike | None) -> tuple[Workspace, ModelSpec]:

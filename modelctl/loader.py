@@ -298,7 +298,9 @@ class ModelLoader:
                         )
                         raise Retry(entry.error, delay, is_extra=True) from err
                     again = f"; trying again in {delay:.1f} s" if number < attempts else ""
-                    self.logger.warning("%s: load attempt %d failed: %s%s", entry.name, number, entry.error, again)
+                    self.logger.warning(
+                        "%s: load attempt %d failed: %s%s", entry.name, number, entry.error, again
+                    )
                     raise Retry(entry.error, delay) from err
                 except BaseException as err:  # SystemExit & co: the loader meant to stop; not retried
                     entry.error = f"{type(err).__name__}: {err}"

@@ -805,15 +805,21 @@ def _check_id(problems: _Problems, key: str, value: Any) -> str | None:
     return text
 
 
+def repo_id_problem(text: str) -> str | None:
+    """Why text is not a Hub repo id ('namespace/name' or 'name'), or None."""
+    parts = text.split("/")
+    if len(parts) > 2 or not all(_REPO_PART_RE.match(p) and ".." not in p for p in parts):
+        return f"'{text}' is not a Hub repo id: expected 'namespace/name', e.g. apple/FastVLM-0.5B"
+    return None
+
+
 def _check_repo_id(problems: _Problems, key: str, value: Any) -> str | None:
     text = _string(problems, key, value)
     if text is None:
         return None
-    parts = text.split("/")
-    if len(parts) > 2 or not all(_REPO_PART_RE.match(p) and ".." not in p for p in parts):
-        problems.add(
-            key, f"'{text}' is not a Hub repo id: expected 'namespace/name', e.g. apple/FastVLM-0.5B"
-        )
+    problem = repo_id_problem(text)
+    if problem is not None:
+        problems.add(key, problem)
         return None
     return text
 

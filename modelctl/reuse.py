@@ -241,16 +241,7 @@ def _stage(folder: Path, remote: RepoFile, candidate: Candidate) -> _Staged | No
         if not temp.parent.resolve().is_relative_to(folder.resolve()):
             raise OSError(errno.ELOOP, f"{META_DIR}/{PARTIALS_DIR} leads outside {folder}")
         temp.unlink(missing_ok=True)
-        item = _Staged(remote, candidate, temp)
-        if _clone(candidate.path, temp):  # copy-on-write: no bytes shared with a later in-place edit
-            item.how = "cloned"
-        else:
-            try:
-                os.link(candidate.path, temp, follow_symlinks=False)
-                item.how = "linked"
-            except OSError as err:  # another filesystem (EXDEV), no hard links there, not ours (EPERM)
-                log.debug("%s: cannot link %s (%s); copying", remote.path, candidate.path, err)
-                _copy(candidate.path, temp)
+        item = _Staged(remote, candidate, temp, place(candidate.path, temp))
         st = os.lstat(temp)
         if not stat.S_ISREG(st.st_mode) or st.st_size != remote.size:  # changed since it was looked at
             raise OSError(errno.EINVAL, "not a regular file of the listed size any more")
@@ -259,6 +250,20 @@ def _stage(folder: Path, remote: RepoFile, candidate: Candidate) -> _Staged | No
         log.warning("%s: could not take it from %s (%s); fetching it", remote.path, candidate.path, err)
         temp.unlink(missing_ok=True)
         return None
+
+
+def place(source: Path, temp: Path) -> str:
+    """Put source's bytes at the new name temp: a clone (copy-on-write: no bytes shared with a later
+    in-place edit), else a hard link (same filesystem), else a copy. Returns cloned | linked | copied."""
+    if _clone(source, temp):
+        return "cloned"
+    try:
+        os.link(source, temp, follow_symlinks=False)
+        return "linked"
+    except OSError as err:  # another filesystem (EXDEV), no hard links there, not ours (EPERM)
+        log.debug("cannot link %s (%s); copying", source, err)
+        _copy(source, temp)
+        return "copied"
 
 
 def _clone(source: Path, temp: Path) -> bool:

@@ -1,0 +1,60 @@
+"""The Hugging Face cache's layout, written: a verified model folder published as an HF snapshot.
+
+transformers' `from_pretrained(repo_id)` and `hf` look for a repo in the cache as huggingface_hub
+lays it out (`models--org--name/blobs/<etag>`, `snapshots/<commit>/<path>` → a relative symlink
+to the blob, `refs/<revision>` holding the commit). huggingface_hub has no call that files bytes
+fetched elsewhere into that layout, so it is written here: each blob is cloned, hard-linked or
+copied from modelctl's copy (reuse.place), under a temp name then renamed, so a reader never sees
+half a blob; a blob already there with the right size is kept.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from modelctl.record import RepoFile
+from modelctl.reuse import place
+
+_TEMP_SUFFIX = ".modelctl-tmp"  # not hf's `.incomplete`, which it would try to resume
+
+
+def repo_folder(cache: Path, repo_id: str) -> Path:
+    return cache / ("models--" + repo_id.replace("/", "--"))
+
+
+def export_snapshot(
+    folder: Path, files: Iterable[RepoFile], repo_id: str, revision: str, commit: str, cache: Path
+) -> Path:
+    """Publish `files` of the model folder (verified) as the cache's snapshot of commit; its folder.
+
+    refs/<revision> is written when the revision is a branch or tag (not the commit itself).
+    """
+    repo = repo_folder(cache, repo_id)
+    snapshot = repo / "snapshots" / commit
+    for remote in files:
+        etag = remote.sha256 or remote.blob_id  # hf names an LFS blob by its sha256, others by the git oid
+        blob = repo / "blobs" / etag
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        if not (blob.is_file() and blob.stat().st_size == remote.size):
+            temp = blob.with_name(etag + _TEMP_SUFFIX)
+            temp.unlink(missing_ok=True)
+            place(folder / remote.path, temp)
+            os.replace(temp, blob)
+        link = snapshot / remote.path
+        link.parent.mkdir(parents=True, exist_ok=True)
+        target = os.path.relpath(blob, link.parent)
+        if not (link.is_symlink() and os.readlink(link) == target):
+            temp_link = link.with_name(link.name + _TEMP_SUFFIX)
+            temp_link.unlink(missing_ok=True)
+            os.symlink(target, temp_link)
+            os.replace(temp_link, link)
+    if revision != commit:
+        ref = repo / "refs" / revision
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        if not (ref.is_file() and ref.read_text().strip() == commit):
+            temp_ref = ref.with_name(ref.name + _TEMP_SUFFIX)
+            temp_ref.write_text(commit)
+            os.replace(temp_ref, ref)
+    return snapshot
