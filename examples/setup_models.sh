@@ -16,7 +16,7 @@ if ! command -v modelctl >/dev/null 2>&1; then
   exit 1
 fi
 
-# One path per model on stdout, progress and errors on stderr.
+# One path per model on stdout; errors, and on a terminal the progress bars, on stderr.
 paths=$(modelctl ensure "${args[@]}" --quiet)
 code=$?
 case $code in

@@ -18,14 +18,16 @@ the model already repaired.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, ParamSpec, TypeVar, Union
 
 from modelctl.download import (
+    OFFLINE_API_HINT,
     DownloadEvents,
     DownloadReport,
     NullEvents,
@@ -56,6 +58,22 @@ from modelctl.workspace import (
 PathLike = Union[str, "os.PathLike[str]"]
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _in_api_terms(function: Callable[P, T]) -> Callable[P, T]:
+    """Errors leave the API with the next step in its terms (ModelctlError.api_hint), not CLI flags."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return function(*args, **kwargs)
+        except ModelctlError as err:
+            err.in_api_terms()
+            raise
+
+    return wrapper
 
 
 class ModelManager:
@@ -73,6 +91,7 @@ class ModelManager:
         self.events: DownloadEvents = events or NullEvents()
 
     @classmethod
+    @_in_api_terms
     def from_config(
         cls,
         path: PathLike | None = None,
@@ -112,6 +131,7 @@ class ModelManager:
         """The registry: seed 003's ModelsConfig (`.models`, `.cache_dir`, `.verify`) and more."""
         return self.workspace.registry
 
+    @_in_api_terms
     def get_model_spec(self, model_id: str) -> ModelSpec:
         return self.workspace.registry.get(model_id)
 
@@ -120,6 +140,7 @@ class ModelManager:
         lock = lock_in_force(self.workspace.registry)
         return model_state(spec, self.workspace.roots, locked_for(lock, spec) if lock else None)
 
+    @_in_api_terms
     def is_cached(self, model_id: str) -> bool:
         """Whether every file of the model's commit is on disk and was verified as it is now.
 
@@ -127,6 +148,7 @@ class ModelManager:
         """
         return self._state(model_id).status == PRESENT
 
+    @_in_api_terms
     def get_model_path(self, model_id: str) -> Path:
         """The folder of the complete copy in use.
 
@@ -149,15 +171,18 @@ class ModelManager:
             )
         return state.found.path
 
+    @_in_api_terms
     def download(self, ids: Sequence[str], *, force: bool = False) -> DownloadReport:
         options = replace(self.options, ids=tuple(ids), force=force)
         plan = plan_downloads(self.workspace, options, self.events)
         return run_downloads(plan, options, self.events)
 
+    @_in_api_terms
     def verify(self, ids: Sequence[str] | None = None, *, use_cache: bool = True) -> VerifyReport:
         specs = self.workspace.registry.select(ids or ())
         return verify_models(self.workspace, specs, use_cache=use_cache, explicit=bool(ids))
 
+    @_in_api_terms
     def ensure(
         self, ids: Sequence[str] | None = None, *, use_cache: bool = True, keep_going: bool = False
     ) -> EnsureReport:
@@ -167,11 +192,13 @@ class ModelManager:
             self.workspace, specs, self.options, self.events, use_cache=use_cache, keep_going=keep_going
         )
 
+    @_in_api_terms
     def ensure_model(self, model_id: str, *, use_cache: bool = True) -> Path:
         """Verify, repair if needed, and return the model's folder; BadChecksumError if still bad."""
         spec = self.get_model_spec(model_id)  # an id or a repo_id: the report is keyed by id
         return self.paths_of(self.ensure([spec.id], use_cache=use_cache))[spec.id]
 
+    @_in_api_terms
     def ensure_all(self) -> dict[str, Path]:
         """ensure_model for every model of the registry → {id: folder}.
 
@@ -183,6 +210,7 @@ class ModelManager:
 
     # Seed 000 (MMParser's utils/model_manager.py) names: answers instead of exceptions.
 
+    @_in_api_terms
     def validate_model_integrity(self, model_id: str) -> tuple[bool, list[str]]:
         """(is_valid, issues): verify the model's copy in use; one readable line per problem, each
         naming its file ("Missing required file: model.safetensors"). Configuration errors raise."""
@@ -203,6 +231,7 @@ class ModelManager:
             return False
         return True
 
+    @_in_api_terms
     def get_model_info(self, model_id: str) -> dict[str, Any]:
         """The model as `modelctl info MODEL --json` gives it: spec, status, where it is, its
         copies under each root, files, record. No hashing, no network."""
@@ -212,6 +241,7 @@ class ModelManager:
         item: dict[str, Any] = info_json(list_models(self.workspace, ids=[spec.id]))["models"][0]
         return item
 
+    @_in_api_terms
     def paths_of(self, report: EnsureReport) -> dict[str, Path]:
         """{id: folder} of an ensure report's models; raises as ensure_all does for a failure."""
         required = [f for f in report.failed if f.spec.required]
@@ -225,11 +255,29 @@ class ModelManager:
         bad = [v for v in after if not v.is_ok or v.location is None]
         if bad:
             details = "; ".join(f"{v.spec.id}: {', '.join(v.bad_files) or 'not on disk'}" for v in bad)
-            raise BadChecksumError(f"Still broken after repair: {details}.")
+            ids = [v.spec.id for v in bad]
+            if self.options.offline:  # ensure neither downloads nor repairs offline
+                raise MissingModelError(
+                    f"Offline mode is on, so nothing was downloaded or repaired: {details}.",
+                    hint=f"Connect and run `HF_HUB_OFFLINE=0 modelctl ensure {' '.join(ids)}`.",
+                    api_hint=OFFLINE_API_HINT,
+                )
+            if all(v.location is None for v in bad):
+                raise MissingModelError(
+                    f"Still not on disk after the download: {details}.",
+                    hint=f"Run `modelctl download {' '.join(ids)}` and read its errors.",
+                    api_hint=f"Call ModelManager.download({ids!r}) to see why it is not fetched.",
+                )
+            raise BadChecksumError(
+                f"Still broken after repair: {details}.",
+                api_hint=f"Call ModelManager.verify({ids!r}, use_cache=False) for each file's finding; "
+                "a pin in the registry's `checksums:` that the Hub's bytes do not match cannot be repaired.",
+            )
         self.workspace = report.after.workspace
         return {v.spec.id: v.location.path for v in after if v.location is not None}
 
 
+@_in_api_terms
 def ensure_models(config_path: PathLike | None = None, cache_dir: PathLike | None = None) -> dict[str, Path]:
     """Every model of the registry on disk and verified → {id: folder} (seed 003's entry point).
 
@@ -238,6 +286,7 @@ def ensure_models(config_path: PathLike | None = None, cache_dir: PathLike | Non
     return ModelManager.from_config(config_path, cache_dir=cache_dir).ensure_all()
 
 
+@_in_api_terms
 def is_cached(model: ModelSpec | str, where: PathLike | None = None) -> bool:
     """Whether every file of the model's commit is on disk and verified as it is now (no hashing).
 
@@ -249,6 +298,7 @@ def is_cached(model: ModelSpec | str, where: PathLike | None = None) -> bool:
     return ModelManager.from_config(where).is_cached(model)
 
 
+@_in_api_terms
 def get_model_path(model: ModelSpec | str, where: PathLike | None = None) -> Path:
     """The folder of the model.
 
@@ -267,6 +317,7 @@ def get_model_path(model: ModelSpec | str, where: PathLike | None = None) -> Pat
     return cache.path / folder_names(_frozen(model), cache)[0]
 
 
+@_in_api_terms
 def download_model(model: ModelSpec | str, where: PathLike | None = None) -> Path:
     """Download (resuming, verifying) one model and return its folder.
 
@@ -278,6 +329,7 @@ def download_model(model: ModelSpec | str, where: PathLike | None = None) -> Pat
     return report.models[0].folder
 
 
+@_in_api_terms
 def verify_model(
     model: PathLike, verify_level: str | None = None, *, config_path: PathLike | None = None
 ) -> bool:
@@ -301,6 +353,7 @@ def verify_model(
     return verdict.is_ok and verdict.location is not None and verdict.location.path == folder
 
 
+@_in_api_terms
 def validate_model_path(model_id: str, config_path: PathLike | None = None) -> bool:
     """Seed 000's configs helper: whether the model is on disk and passes verification."""
     return ModelManager.from_config(config_path).validate_model_integrity(model_id)[0]

@@ -722,6 +722,7 @@ def _offline_plan(
     raise MissingModelError(
         f"{spec.id} is not complete on disk and offline mode is on{where}:\n  " + "\n  ".join(problems),
         hint=hint + ".",
+        api_hint=OFFLINE_API_HINT,
     )
 
 
@@ -742,6 +743,10 @@ def _hf_snapshots(repo_id: str) -> list[tuple[str, int]]:
                 out.append((entry.name, files))
     return out
 
+
+OFFLINE_API_HINT = (
+    "Download it online: ModelManager.from_config(offline=False), with HF_HUB_OFFLINE unset (or 0)."
+)
 
 # --------------------------------------------------------------------------- run
 
@@ -834,6 +839,7 @@ def _run_model(
                     f"{model.spec.id}: offline, and no good copy of {', '.join(f.remote.path for f in wanted)} "
                     "is on this machine (the copies found failed their hash check, or went away).",
                     hint=f"Connect and run `HF_HUB_OFFLINE=0 {options.command([model.spec.id])}` to fetch them.",
+                    api_hint=OFFLINE_API_HINT,
                 )
             jobs = []
         else:  # the endpoint that answered the metadata is tried first for the files too

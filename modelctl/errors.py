@@ -25,11 +25,22 @@ class ModelctlError(Exception):
 
     exit_code: ExitCode = ExitCode.FAILURE
     default_hint = "Run with MODELCTL_DEBUG=1 for a traceback."
+    # The next step in the Python API's terms (a function or argument to change), where it differs
+    # from the CLI's hint; the API (api.py) raises the error with it as its hint.
+    api_hint: str | None = None
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, api_hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint if hint is not None else self.default_hint
+        if api_hint is not None:
+            self.api_hint = api_hint
+
+    def in_api_terms(self) -> ModelctlError:
+        """Self, with the API's hint as its hint when it has one (api.py raises errors so)."""
+        if self.api_hint is not None and self.hint != self.api_hint:
+            self.hint = self.api_hint
+        return self
 
     def reworded(self, message: str) -> ModelctlError:
         """The same error (class, exit code, hint, attributes) with another message; raise it `from` self.
@@ -91,8 +102,15 @@ class DownloadError(ModelctlError):
 
     default_hint = "Check the network and HF_ENDPOINT, then run the same command again: it resumes."
 
-    def __init__(self, message: str, hint: str | None = None, *, is_retryable: bool = False) -> None:
-        super().__init__(message, hint)
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        is_retryable: bool = False,
+        api_hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint, api_hint=api_hint)
         self.is_retryable = is_retryable
 
 

@@ -202,3 +202,24 @@ def test_from_config_settings_reach_the_downloads(
     assert {f.endpoint for f in report.models[0].files} == {f"127.0.0.1:{hub.port}"}
     offline = ModelManager.from_config(offline=True)
     assert offline.download(["tiny"]).bytes_fetched == 0
+
+
+def test_api_errors_name_the_next_step_in_api_terms(
+    hub: HubServer, registry: Callable[..., Path], tmp_path: Path
+) -> None:
+    registry(TINY)
+    offline = ModelManager.from_config(offline=True)
+    for call in (lambda: offline.ensure_model("tiny"), lambda: offline.download(["tiny"])):
+        with pytest.raises(MissingModelError) as raised:
+            call()
+        assert "offline" in raised.value.message.lower(), raised.value.message
+        assert raised.value.hint == (
+            "Download it online: ModelManager.from_config(offline=False), with HF_HUB_OFFLINE unset (or 0)."
+        )
+    assert hub.requests == []
+    pin = "md5:" + "0" * 32  # a pin the Hub's bytes cannot match: no repair helps
+    registry(TINY + f"    checksums: {{config.json: '{pin}'}}\n")
+    with pytest.raises(BadChecksumError) as broken:
+        ModelManager.from_config().ensure_model("tiny")
+    assert broken.value.hint.startswith("Call ModelManager.verify(['tiny'], use_cache=False)")
+    assert "modelctl " not in broken.value.hint and "--" not in broken.value.hint

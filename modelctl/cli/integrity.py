@@ -170,6 +170,12 @@ def lock_command(
             "--check", help="Only compare the registry with its lock (offline); exit 1 if they differ."
         ),
     ] = False,
+    missing_ok: Annotated[
+        bool,
+        typer.Option(
+            "--missing-ok", help="With --check: no lock yet is not a difference (a project's first CI run)."
+        ),
+    ] = False,
     endpoint: EndpointOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -186,7 +192,11 @@ def lock_command(
     fmt = output_format(as_json=as_json, quiet=as_json)  # lock --json: no progress lines either
     ws = workspace(ctx, config)
     if check:
-        differences = lock_differences(ws.registry, read_lock(ws.registry))
+        lock = read_lock(ws.registry)
+        if lock is None and missing_ok:  # a first run: the lock is written and committed later
+            output.render_lock_missing(ws.registry.path, ws.registry.lock_path, fmt)
+            return
+        differences = lock_differences(ws.registry, lock)
         output.render_lock_check(ws.registry.path, ws.registry.lock_path, differences, fmt)
         if differences:
             raise typer.Exit(1)

@@ -48,7 +48,12 @@ ConfigOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only each model's path.")]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="Print only each model's path (a terminal still shows progress bars)."
+    ),
+]
 SizeOpt = Annotated[
     str | None,
     typer.Option(

@@ -193,6 +193,15 @@ def render_lock_check(registry: Path, lock: Path, differences: list[str], fmt: F
     )
 
 
+def render_lock_missing(registry: Path, lock: Path, fmt: Format) -> None:
+    """lock --check --missing-ok with no lock yet: nothing to compare, said so."""
+    _render(
+        fmt,
+        lambda: contract.lock_check_json(registry, lock, []),
+        lambda: status(f"No {lock.name} yet: nothing to check (run `modelctl lock` and commit {lock.name})."),
+    )
+
+
 def render_doctor(report: DoctorReport, fmt: Format) -> None:
     _render(fmt, lambda: contract.doctor_json(report), lambda: tables.render_doctor(report))
 

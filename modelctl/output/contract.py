@@ -348,6 +348,7 @@ def lock_check_json(registry: Path, lock: Path, differences: list[str]) -> dict[
     return {
         "registry": str(registry),
         "lock": str(lock),
+        "lock_exists": lock.exists(),
         "in_sync": not differences,
         "differences": differences,
     }

@@ -155,8 +155,9 @@ class PlainEvents(QuietEvents):
 class RichEvents(PlainEvents):
     """Animated progress on a terminal: overall bytes plus one bar per file in flight."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bars_only: bool = False) -> None:
         super().__init__()
+        self._bars_only = bars_only  # --quiet on a terminal: the bars, erased at the end; no lines
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -173,7 +174,7 @@ class RichEvents(PlainEvents):
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             console=err(),
-            transient=False,
+            transient=bars_only,
         )
         self._tasks: dict[str, Any] = {}
         self._overall: Any = None
@@ -188,7 +189,8 @@ class RichEvents(PlainEvents):
         self.progress.stop()
 
     def _line(self, text: str) -> None:
-        self.progress.console.print(visible(text, keep_newlines=False), markup=False, highlight=False)
+        if not self._bars_only:
+            self.progress.console.print(visible(text, keep_newlines=False), markup=False, highlight=False)
 
     def model_start(self, plan: ModelPlan) -> None:
         super().model_start(plan)
@@ -239,12 +241,20 @@ class RichEvents(PlainEvents):
 
 @contextmanager
 def download_events(fmt: Format) -> Iterator[DownloadEvents]:
-    """Rich progress on a terminal, plain lines otherwise, nothing with --quiet."""
+    """Rich progress on a terminal, plain lines otherwise; with --quiet, only bars on a terminal.
+
+    --quiet keeps stdout to the paths; on a terminal's stderr it still draws the bars (a 14 GB
+    model in silence looks hung), erased when done. Piped, --quiet and --json report nothing.
+    """
     from modelctl.logs import mute_unless_configured
 
     mute_unless_configured()  # the events say each retry; the log says it only where -v/--log-file ask
     if fmt.is_quiet:
-        yield QuietEvents()
+        if fmt.is_json or not stderr().isatty():
+            yield QuietEvents()
+            return
+        with RichEvents(bars_only=True) as events:
+            yield events
     elif stderr().isatty() and fmt.is_human:
         with RichEvents() as events:
             yield events
