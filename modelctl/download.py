@@ -414,6 +414,7 @@ def _target(
                 raise DownloadError(
                     f"The {to} root {root.path} is not writable.",
                     hint="Choose another root with --to, or fix the folder's permissions.",
+                    api_hint="Pass cache_dir= to ModelManager.from_config, or fix the folder's permissions.",
                 )
         else:
             root = Root("custom", Path(to).expanduser().absolute())
@@ -445,6 +446,7 @@ def _target(
     raise DownloadError(
         f"No storage root is writable for {spec.id} (tried {tried}).",
         hint="Set MODELCTL_HOME to a writable folder, or pass --to PATH.",
+        api_hint="Set MODELCTL_HOME to a writable folder, or pass cache_dir= to ModelManager.from_config.",
     )
 
 
@@ -570,6 +572,7 @@ def wanted_files(spec: ModelSpec, snapshot: Snapshot, options: DownloadOptions) 
         raise MissingModelError(
             f"No file of {spec.repo_id}@{snapshot.revision} matches {listed}.",
             hint=f"Check `files:` of {spec.id} in the registry and --include/--exclude.",
+            api_hint=f"Check `files:` of {spec.id} in the registry.",
         )
     return tuple(out)
 

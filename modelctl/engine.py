@@ -552,6 +552,7 @@ class Engine:
             raise DownloadError(
                 f"{job.rel_path}: access denied by {host_of(url)} (HTTP {status}).",
                 hint="Pass --token hf_... (or set HF_TOKEN) with access to this repo.",
+                api_hint="Pass token='hf_...' to ModelManager.from_config (or set HF_TOKEN) with access to this repo.",
             )
         if status == 416:  # our range does not fit the file the server has: start over
             with self.lock:
@@ -734,6 +735,7 @@ class Engine:
                         f"{job.rel_path}: {reason}; gave up after {f.failures} attempts "
                         f"({f.held()} of {job.size} bytes kept for the next run).",
                         hint="Run the same command again to resume, or raise --retries / --timeout.",
+                        api_hint="Call it again to resume, or raise retries= / timeout= of ModelManager.from_config.",
                     ),
                 )
                 return

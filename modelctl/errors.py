@@ -26,15 +26,15 @@ class ModelctlError(Exception):
     exit_code: ExitCode = ExitCode.FAILURE
     default_hint = "Run with MODELCTL_DEBUG=1 for a traceback."
     # The next step in the Python API's terms (a function or argument to change), where it differs
-    # from the CLI's hint; the API (api.py) raises the error with it as its hint.
-    api_hint: str | None = None
+    # from the CLI's hint; the API (api.py) raises the error with it as its hint. A class's
+    # default_api_hint goes with its default_hint.
+    default_api_hint: str | None = None
 
     def __init__(self, message: str, hint: str | None = None, *, api_hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint if hint is not None else self.default_hint
-        if api_hint is not None:
-            self.api_hint = api_hint
+        self.api_hint = api_hint if api_hint is not None or hint is not None else self.default_api_hint
 
     def in_api_terms(self) -> ModelctlError:
         """Self, with the API's hint as its hint when it has one (api.py raises errors so)."""
@@ -81,6 +81,7 @@ class UsageError(ModelctlError):
 
     exit_code = ExitCode.USAGE
     default_hint = "Run the command with --help to see the choices."
+    default_api_hint = "Check the arguments against the function's docstring."
 
 
 class MissingModelError(ModelctlError):
@@ -88,6 +89,7 @@ class MissingModelError(ModelctlError):
 
     exit_code = ExitCode.NOT_FOUND
     default_hint = "Run `modelctl list` to see the models in the registry."
+    default_api_hint = "ModelManager.from_config().config.models lists the registry's models."
 
 
 class BadChecksumError(ModelctlError):
@@ -95,6 +97,7 @@ class BadChecksumError(ModelctlError):
 
     exit_code = ExitCode.INTEGRITY
     default_hint = "Run `modelctl ensure MODEL` to repair the files that failed."
+    default_api_hint = "Call ModelManager.ensure_model(model_id) to repair the files that failed."
 
 
 class DownloadError(ModelctlError):
@@ -136,6 +139,9 @@ class NotEnoughSpaceError(ModelctlError):
 
     exit_code = ExitCode.NO_SPACE
     default_hint = "Free space on the target disk, or choose another root with --to."
+    default_api_hint = (
+        "Free space on the target disk, or download elsewhere: ModelManager.from_config(cache_dir=...)."
+    )
 
 
 def disk_error(err: OSError, what: str) -> ModelctlError:

@@ -124,6 +124,7 @@ def hub_access(
             raise ConfigurationError(
                 f"Endpoint {endpoint!r} is not an http(s) URL.",
                 hint="Pass --endpoint https://host[:port] or set HF_ENDPOINT to one.",
+                api_hint="Pass endpoint='https://host[:port]' to ModelManager.from_config, or set HF_ENDPOINT.",
             )
     if token is None:
         token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or _stored_token()
@@ -410,6 +411,9 @@ def translate_errors(
         from huggingface_hub import errors as hf
 
     token_hint = "" if has_token else f", or run `{command} --token hf_...` if it is private"
+    api_token_hint = (
+        "" if has_token else ", or pass token='hf_...' to ModelManager.from_config if it is private"
+    )
     if is_token_withheld:  # a registry mirror without `token: true`
         token_hint = (
             f"; the token is not sent to {endpoint}: give it `token: true` under `endpoints:` if it should be"
@@ -428,16 +432,20 @@ def translate_errors(
             f"{repo_id} is gated: your token has no access to it (HTTP {_status(err)}).",
             hint=f"Accept the terms on the repo's page, then run `{command} --token hf_...` "
             "or `hf auth login`.",
+            api_hint="Accept the terms on the repo's page, then pass token='hf_...' to "
+            "ModelManager.from_config (or set HF_TOKEN, or `hf auth login`).",
         ) from err
     except hf.RepositoryNotFoundError as err:
         raise MissingModelError(
             f"Repository {repo_id} was not found at {endpoint} (HTTP {_status(err)}).",
             hint=f"Check repo_id in the registry{token_hint}.",
+            api_hint=None if is_token_withheld else f"Check repo_id in the registry{api_token_hint}.",
         ) from err
     except hf.RevisionNotFoundError as err:
         raise MissingModelError(
             f"Revision '{revision}' of {repo_id} was not found at {endpoint}.",
             hint="Check `revision:` in the registry, or pass --revision with a branch, tag or commit.",
+            api_hint="Check `revision:` of the model in the registry (a branch, tag or commit).",
         ) from err
     except hf.RemoteEntryNotFoundError as err:
         raise MissingModelError(f"{repo_id}@{revision}: {err}") from err
@@ -445,6 +453,7 @@ def translate_errors(
         raise DownloadError(
             f"huggingface_hub is in offline mode and cannot reach {endpoint}.",
             hint=f"Run `HF_HUB_OFFLINE=0 {command}`.",
+            api_hint="Unset HF_HUB_OFFLINE (or set it to 0) before huggingface_hub is imported.",
         ) from err
     except hf.HfHubHTTPError as err:
         status = _status(err)
@@ -453,6 +462,9 @@ def translate_errors(
                 f"{repo_id}@{revision} was not found at {endpoint} (HTTP 404): "
                 "the repository or that revision is not there.",
                 hint=f"Check `repo_id:` and `revision:` of the model in the registry{token_hint}.",
+                api_hint=None
+                if is_token_withheld
+                else f"Check `repo_id:` and `revision:` of the model in the registry{api_token_hint}.",
             ) from err
         raise DownloadError(
             f"The Hub at {endpoint} answered HTTP {status} for {repo_id}@{revision}.",
@@ -470,10 +482,14 @@ def translate_errors(
                 f"{_describe(err)}",
                 hint="Check the endpoint's spelling (--endpoint, HF_ENDPOINT or `endpoints:` in the "
                 "registry) and the machine's DNS.",
+                api_hint="Check the endpoint's spelling (endpoint= of ModelManager.from_config, HF_ENDPOINT "
+                "or `endpoints:` in the registry) and the machine's DNS.",
             ) from err
         raise DownloadError(
             f"Cannot reach the Hub at {endpoint} for {repo_id}: {_describe(err)}",
             hint=f"Check the network and HF_ENDPOINT; to use only what is on disk run `{command} --offline`.",
+            api_hint="Check the network and HF_ENDPOINT; to use only what is on disk pass offline=True "
+            "to ModelManager.from_config.",
             is_retryable=True,
         ) from err
 

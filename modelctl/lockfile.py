@@ -182,5 +182,7 @@ def locked_for(lock: LockFile | None, spec: ModelSpec) -> LockedModel | None:
             f"{lock.path} is stale for {spec.id}: it locks {entry.repo_id}@{entry.revision}, "
             f"the registry now asks for {spec.repo_id}@{spec.revision}.",
             hint=f"Run `modelctl lock {spec.id}` and commit {lock.path.name}.",
+            api_hint=f"The lock is written by the command line: run `modelctl lock {spec.id}` in the "
+            f"project and commit {lock.path.name}.",
         )
     return entry

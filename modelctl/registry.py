@@ -193,6 +193,7 @@ class Registry(NamedTuple):
         raise MissingModelError(
             f"Unknown model id '{model_id}' in {self.path}.{suggestion}",
             hint="Run `modelctl list` to see every model id in the registry.",
+            api_hint="ModelManager.config.models lists every model of the registry.",
         )
 
     def _by_repo_id(self, repo_id: str) -> ModelSpec:
@@ -312,6 +313,7 @@ def _existing(source: RegistrySource) -> RegistrySource:
         raise ConfigurationError(
             f"Registry file {source.path} (from {source.reason}) does not exist or is not a file.",
             hint="Check the path, or run without --config/MODELCTL_CONFIG to use ./models.yaml.",
+            api_hint="Check the path given (or MODELCTL_CONFIG); without one, ./models.yaml or a parent's is used.",
         )
     return source
 

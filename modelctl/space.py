@@ -48,4 +48,5 @@ def check_space(needs: Iterable[tuple[str, Path, int]]) -> None:
             f"Not enough disk space for the download plan (plus {HEADROOM // 2**20} MiB headroom):\n"
             + "\n".join([header, *rows]),
             hint="Free space there, or download to another disk with --to PATH.",
+            api_hint="Free space there, or download to another disk: ModelManager.from_config(cache_dir=...).",
         )

@@ -490,6 +490,7 @@ def _acquire(folder: Path, timeout: float, on_wait: Callable[[int | None], None]
             raise DownloadError(
                 f"{folder} is locked by {holder}, still busy after waiting {timeout:g} s.",
                 hint="Let the other modelctl finish, or raise --lock-timeout (MODELCTL_LOCK_TIMEOUT).",
+                api_hint="Let the other modelctl finish, or raise MODELCTL_LOCK_TIMEOUT (seconds).",
             ) from None
         except FileNotFoundError:
             continue

@@ -223,3 +223,16 @@ def test_api_errors_name_the_next_step_in_api_terms(
         ModelManager.from_config().ensure_model("tiny")
     assert broken.value.hint.startswith("Call ModelManager.verify(['tiny'], use_cache=False)")
     assert "modelctl " not in broken.value.hint and "--" not in broken.value.hint
+
+
+def test_a_hub_that_cannot_be_reached_is_named_in_each_ones_terms(
+    registry: Callable[..., Path], cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry(TINY)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(modelctl.DownloadError) as raised:
+        ModelManager.from_config(retries=1).ensure_model("tiny")
+    assert "pass offline=True to ModelManager.from_config" in raised.value.hint
+    assert "--" not in raised.value.hint and "modelctl " not in raised.value.hint
+    result = cli("download", "tiny", "--retries", "1")  # the command line keeps its own words
+    assert result.exit_code == 1 and "modelctl download tiny --offline" in " ".join(result.stderr.split())
