@@ -37,10 +37,17 @@ from modelctl.download import (
 )
 from modelctl.ensure import EnsureReport
 from modelctl.ensure import ensure_models as _ensure
-from modelctl.errors import BadChecksumError, MissingModelError, ModelctlError
+from modelctl.errors import BadChecksumError, ConfigurationError, MissingModelError, ModelctlError
 from modelctl.lockfile import locked_for
 from modelctl.record import read_record
-from modelctl.registry import ModelSpec, Registry, RegistrySource, StorageConfig, bundled_registry
+from modelctl.registry import (
+    VERIFY_LEVELS,
+    ModelSpec,
+    Registry,
+    RegistrySource,
+    StorageConfig,
+    bundled_registry,
+)
 from modelctl.settings import DownloadOptions, download_options
 from modelctl.storage import folder_names, resolve_roots
 from modelctl.verify import BAD, Finding, VerifyReport, verify_models
@@ -340,6 +347,11 @@ def verify_model(
     folder's own record (every file it lists that is on disk or was verified there).
     verify_model(model_id, level, config_path=None): a model of the registry (its copy in use).
     """
+    if verify_level is not None and verify_level not in VERIFY_LEVELS:
+        raise ConfigurationError(
+            f"verify_level {verify_level!r} is not one of {', '.join(VERIFY_LEVELS)}.",
+            hint="verify_model(path, 'sha256') hashes every file; 'size' checks sizes only.",
+        )
     folder = Path(model)
     if isinstance(model, str) and not folder.is_dir():
         manager = ModelManager.from_config(config_path)

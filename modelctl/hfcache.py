@@ -4,8 +4,10 @@ transformers' `from_pretrained(repo_id)` and `hf` look for a repo in the cache a
 lays it out (`models--org--name/blobs/<etag>`, `snapshots/<commit>/<path>` → a relative symlink
 to the blob, `refs/<revision>` holding the commit). huggingface_hub has no call that files bytes
 fetched elsewhere into that layout, so it is written here: each blob is cloned, hard-linked or
-copied from modelctl's copy (reuse.place), under a temp name then renamed, so a reader never sees
-half a blob; a blob already there with the right size is kept.
+copied from modelctl's verified copy (reuse.place), under a temp name then renamed, so a reader
+never sees half a blob. A blob already there is kept only when it is that very file (a hard link
+to it); any other (written by hf, or a copy that may have changed since) is replaced, so what
+transformers reads is always the verified bytes.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def export_snapshot(
         etag = remote.sha256 or remote.blob_id  # hf names an LFS blob by its sha256, others by the git oid
         blob = repo / "blobs" / etag
         blob.parent.mkdir(parents=True, exist_ok=True)
-        if not (blob.is_file() and blob.stat().st_size == remote.size):
+        if not _same_file(blob, folder / remote.path):  # a blob we did not place is not trusted
             temp = blob.with_name(etag + _TEMP_SUFFIX)
             temp.unlink(missing_ok=True)
             place(folder / remote.path, temp)
@@ -58,3 +60,10 @@ def export_snapshot(
             temp_ref.write_text(commit)
             os.replace(temp_ref, ref)
     return snapshot
+
+
+def _same_file(blob: Path, source: Path) -> bool:
+    try:
+        return os.path.samefile(blob, source)
+    except OSError:
+        return False

@@ -55,16 +55,7 @@ def robust_model_download(
     only what is on disk (also when HF_HUB_OFFLINE is set). ModelDownloadError when it cannot be had.
     """
     auto = _auto_class(model_type)
-    fetch_pretrained(
-        model_name,
-        weights=model_type != "tokenizer",
-        max_retries=max_retries,
-        timeout=timeout,
-        allow_offline=allow_offline,
-        token=token,
-        revision=kwargs.get("revision"),
-        cache_dir=kwargs.get("cache_dir"),
-    )
+    _fetch_for(model_name, model_type != "tokenizer", max_retries, timeout, allow_offline, token, kwargs)
     return _from_pretrained(auto, model_name, token, kwargs)
 
 
@@ -84,16 +75,7 @@ def load_model_and_tokenizer(
             hint="Pass model_type='auto' or 'causal_lm', or call robust_model_download(..., model_type='tokenizer').",
         )
     auto, tokenizer_class = _auto_class(model_type), _auto_class("tokenizer")
-    fetch_pretrained(
-        model_name,
-        weights=True,
-        max_retries=max_retries,
-        timeout=timeout,
-        allow_offline=allow_offline,
-        token=token,
-        revision=kwargs.get("revision"),
-        cache_dir=kwargs.get("cache_dir"),
-    )
+    _fetch_for(model_name, True, max_retries, timeout, allow_offline, token, kwargs)
     shared: dict[str, Any] = {k: kwargs[k] for k in ("revision", "cache_dir") if k in kwargs}
     return _from_pretrained(auto, model_name, token, kwargs), _from_pretrained(
         tokenizer_class, model_name, token, shared
@@ -108,6 +90,28 @@ def is_model_cached(
 
 
 _check_cached_model = is_model_cached  # the name seed 004's guide shows
+
+
+def _fetch_for(
+    model_name: str,
+    weights: bool,
+    max_retries: int,
+    timeout: float,
+    allow_offline: bool,
+    token: str | None,
+    kwargs: dict[str, Any],
+) -> Path:
+    """fetch_pretrained with the from_pretrained kwargs that say which revision and cache."""
+    return fetch_pretrained(
+        model_name,
+        weights=weights,
+        max_retries=max_retries,
+        timeout=timeout,
+        allow_offline=allow_offline,
+        token=token,
+        revision=kwargs.get("revision"),
+        cache_dir=kwargs.get("cache_dir"),
+    )
 
 
 def fetch_pretrained(

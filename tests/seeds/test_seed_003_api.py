@@ -58,7 +58,14 @@ def test_the_seeds_programmatic_usage_runs_as_written(
 
 
 def test_the_seeds_functions_on_a_hand_made_spec(project: Path, hub: HubServer) -> None:
-    from modelctl import ModelSpec, download_model, get_model_path, is_cached, verify_model
+    from modelctl import (
+        ConfigurationError,
+        ModelSpec,
+        download_model,
+        get_model_path,
+        is_cached,
+        verify_model,
+    )
 
     spec = ModelSpec(id="my-model", repo_id="org/tiny", revision="main", files=["config.json"])
     cache_dir = project / "models"
@@ -74,6 +81,8 @@ def test_the_seeds_functions_on_a_hand_made_spec(project: Path, hub: HubServer) 
     assert verify_model(str(cache_dir / "my-model"), "sha256") is False
     (cache_dir / "my-model" / "config.json").unlink()  # verified there once, now gone: missing
     assert verify_model(cache_dir / "my-model", "none") is False
+    with pytest.raises(ConfigurationError, match=r"verify_level 'full' is not one of none, size, sha256"):
+        verify_model(cache_dir / "my-model", "full")
 
 
 def test_the_seeds_exceptions_by_name() -> None:

@@ -148,3 +148,31 @@ def test_without_transformers_the_error_names_the_extra(
         robust_model_download("microsoft/deberta-v3-base", model_type="tokenizer")
     assert raised.value.hint == 'Install the extra: pip install "modelctl[transformers]".'
     assert hub.requests == []
+
+
+def test_a_bad_blob_already_in_the_hf_cache_is_replaced_by_verified_bytes(
+    deberta: Repo, hub: HubServer, tmp_path: Path
+) -> None:
+    from huggingface_hub import try_to_load_from_cache
+
+    from modelctl import robust_model_download
+
+    repo = tmp_path / "hf-cache" / "models--microsoft--deberta-v3-base"
+    good = deberta.files["tokenizer.json"]
+    bad = bytes([good[0] ^ 1]) + good[1:]  # same size, one bit off: what a size check would keep
+    blob = repo / "blobs" / deberta.etag("tokenizer.json")
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(bad)
+    link = repo / "snapshots" / deberta.commit / "tokenizer.json"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(deberta.commit)
+
+    tokenizer = robust_model_download("microsoft/deberta-v3-base", model_type="tokenizer")
+    assert tokenizer("hello world")["input_ids"] == [1, 2]
+    found = try_to_load_from_cache("microsoft/deberta-v3-base", "tokenizer.json", cache_dir=repo.parent)
+    assert isinstance(found, str) and Path(found).read_bytes() == good
+    assert "tokenizer.json" in [
+        r.path.rsplit("/", 1)[-1] for r in hub.file_gets()
+    ]  # the bad blob was not reused
