@@ -109,7 +109,7 @@ def add_model(
         _write(path, original)
         raise ConfigurationError(
             f"{path} did not load after adding {chosen}, so its original text was restored: {err.message}",
-            hint="Add the entry by hand; the README's 'Registry' section lists every key.",
+            hint="Add the entry by hand; docs/registry.md lists every key.",
         ) from err
     return AddResult(reloaded._replace(source=registry.source), added, snapshot.commit, selected)
 

@@ -73,7 +73,7 @@ ModelManagerError = ModelctlError
 class ConfigurationError(ModelctlError):
     """The registry (models.yaml) or a setting is invalid."""
 
-    default_hint = "Fix the registry file named above; the README's 'Registry' section lists every key."
+    default_hint = "Fix the registry file named above; docs/registry.md lists every key."
 
 
 class UsageError(ModelctlError):

@@ -16,7 +16,7 @@ from modelctl.registry import TRUE_WORDS, revision_problem
 from modelctl.retry import DEFAULT_ATTEMPTS, DEFAULT_LOCK_TIMEOUT, DEFAULT_TIMEOUT, RetryPolicy
 
 # Connections a download run opens at once, shared by its files (engine.py). Chosen by
-# bench/download (README's Performance): with nginx capping each connection at 25 MB/s, 16 fetched
+# bench/download (docs/performance.md): with nginx capping each connection at 25 MB/s, 16 fetched
 # the 3 x 512 MiB model 1.08x as fast as aria2c -x8 -j4 (which opened 25), 8 only 0.65x; on
 # loopback 16 cost no more than 8. aria2c allows up to 16 per server.
 DEFAULT_CONNECTIONS = 16

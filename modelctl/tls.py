@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from modelctl.errors import CertificateError, ConfigurationError, DownloadError, in_chain
 
 TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
-README_SECTION = "README's 'HTTPS, company CAs and proxies'"
+HTTPS_DOCS = "docs/https.md (HTTPS, company CAs and proxies)"
 
 # OpenSSL's X509_V_ERR_* codes (ssl.SSLCertVerificationError.verify_code) that have a clearer name
 _EXPIRED = {9: "certificate not valid yet", 10: "certificate expired"}
@@ -90,7 +90,7 @@ def _context(settings: tuple[tuple[str, str], ...]) -> ssl.SSLContext:
         raise ConfigurationError(
             f"Cannot load the CA certificates of {_named(settings)}: {reason}.",
             hint="Point it at a PEM file of CA certificates (or, for SSL_CERT_DIR, a directory "
-            f"prepared with `openssl rehash`), or unset it to use the system's CA store; see {README_SECTION}.",
+            f"prepared with `openssl rehash`), or unset it to use the system's CA store; see {HTTPS_DOCS}.",
         ) from err
     if capath and not cafile and not context.get_ca_certs() and not _has_hashed_names(capath):
         raise ConfigurationError(
@@ -158,7 +158,7 @@ def certificate_error(err: BaseException, url: str) -> CertificateError:
         f"checked against {describe_trust()}.",
         hint="If a company proxy or a private CA signs it, point REQUESTS_CA_BUNDLE (or CURL_CA_BUNDLE, "
         "SSL_CERT_FILE, SSL_CERT_DIR) at that CA's PEM file, e.g. "
-        f"`REQUESTS_CA_BUNDLE=/path/to/company-ca.pem modelctl ...`; see {README_SECTION}. "
+        f"`REQUESTS_CA_BUNDLE=/path/to/company-ca.pem modelctl ...`; see {HTTPS_DOCS}. "
         "modelctl never skips the check.",
         host=host,
         reason="not_trusted",
