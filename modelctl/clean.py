@@ -20,6 +20,7 @@ from modelctl.registry import ModelSpec
 from modelctl.storage import (
     OWNER_NAME,
     PARTIALS_DIR,
+    QUARANTINE_DIR,
     Location,
     folder_lock,
     folder_names,
@@ -28,8 +29,6 @@ from modelctl.storage import (
     partial_path,
 )
 from modelctl.workspace import Workspace
-
-QUARANTINE = "quarantine"
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +209,7 @@ def _incomplete(spec: ModelSpec, loc: Location) -> list[Removal]:
         for item in sorted(partials.iterdir()):
             rel = of.get(item.name.split(".", 1)[0])
             out.append(_removal(spec, loc, item, f"partial download of {rel}" if rel else "partial download"))
-    quarantine = meta / QUARANTINE
+    quarantine = meta / QUARANTINE_DIR
     if quarantine.is_dir() and not quarantine.is_symlink():
         out += [_removal(spec, loc, item, "quarantined by ensure") for item in sorted(quarantine.iterdir())]
     if (meta / OWNER_NAME).is_file():

@@ -41,7 +41,14 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from modelctl.errors import BadChecksumError, DownloadError, MissingModelError, ModelctlError, disk_error
+from modelctl.errors import (
+    BadChecksumError,
+    DownloadError,
+    MissingModelError,
+    ModelctlError,
+    describe_error,
+    disk_error,
+)
 from modelctl.hashing import GIT_SHA1, Hasher
 from modelctl.retry import MIN_SPEED, RETRYABLE_STATUSES, Retry, RetryPolicy
 from modelctl.settings import DEFAULT_CONNECTIONS, DEFAULT_SPLIT_SIZE, MIN_SPLIT_SIZE
@@ -51,15 +58,14 @@ from modelctl.transfer import (
     FileJob,
     FileResult,
     TransferEvents,
-    _connect,
-    _describe,
-    _retry_after,
-    _safe,
-    _start_writeback,
+    connect,
     content_range,
     host_of,
     proxy_refused,
     resumable_sidecar,
+    retry_after,
+    safe_url,
+    start_writeback,
 )
 
 SIDECAR_VERSION = 2  # 1: one stream, the partial's size is what it holds; 2: the range log says
@@ -206,7 +212,7 @@ class _File:
         self.etag = etag
         meta = {
             "version": SIDECAR_VERSION,
-            "url": _safe(url),  # signed CDN URLs carry credentials in the query
+            "url": safe_url(url),  # signed CDN URLs carry credentials in the query
             "path": self.job.rel_path,
             "commit": self.job.commit,
             "size": self.job.size,
@@ -246,7 +252,7 @@ class _Connections:
 
     def get(self, url: str) -> tuple[http.client.HTTPConnection, str, bool]:
         """(connection, request target, whether it served a request before) for url."""
-        conn, target = _connect(url, self.timeout)
+        conn, target = connect(url, self.timeout)
         parts = urlsplit(url)
         key = (parts.scheme, parts.netloc, conn.host, conn.port)
         kept = self.open.get(key)
@@ -359,7 +365,9 @@ class Engine:
             log.exception("transfer worker failed")
             with self.lock:
                 for f in list(self.active):
-                    self._fail(f, DownloadError(f"{f.job.rel_path}: internal error: {_describe(err)}"))
+                    self._fail(
+                        f, DownloadError(f"{f.job.rel_path}: internal error: {describe_error(err, 200)}")
+                    )
                 self.waiting.clear()
                 self._check_finished()
         finally:
@@ -441,7 +449,7 @@ class Engine:
             "fetch %s (%d bytes) from %s%s",
             job.rel_path,
             job.size,
-            _safe(job.urls[f.url_index]),
+            safe_url(job.urls[f.url_index]),
             f", resuming with {f.resumed_from} bytes" if f.resumed_from else "",
         )
         self.events.file_start(job, f.resumed_from)
@@ -506,7 +514,7 @@ class Engine:
                 if reused and not fresh:
                     fresh = True
                     continue
-                raise Retry(f"request failed: {_describe(err)}") from None
+                raise Retry(f"request failed: {describe_error(err, 200)}") from None
             status = resp.status
             if status in _REDIRECTS:
                 location = resp.getheader("location")
@@ -534,16 +542,18 @@ class Engine:
                     resp.close()  # its file object holds the socket open past conn.close()
                     pool.drop(conn)
             return
-        raise DownloadError(f"{job.rel_path}: more than {MAX_REDIRECTS} redirects from {_safe(job.urls[0])}.")
+        raise DownloadError(
+            f"{job.rel_path}: more than {MAX_REDIRECTS} redirects from {safe_url(job.urls[0])}."
+        )
 
     def _receive(self, f: _File, r: _Range, resp: http.client.HTTPResponse, url: str, buf: bytearray) -> None:
         job = f.job
         status = resp.status
         if status in RETRYABLE_STATUSES:
-            raise Retry(f"HTTP {status}", _retry_after(resp.getheader("retry-after")))
+            raise Retry(f"HTTP {status}", retry_after(resp.getheader("retry-after")))
         if status == 404:
             raise MissingModelError(
-                f"{job.rel_path} was not found at {_safe(url)} (HTTP 404).",
+                f"{job.rel_path} was not found at {safe_url(url)} (HTTP 404).",
                 hint="The repo changed since it was listed; run the command again.",
             )
         if status == 407:
@@ -591,7 +601,7 @@ class Engine:
                 f.begin(url, etag)
             until = job.size
         else:
-            raise DownloadError(f"{job.rel_path}: unexpected HTTP {status} from {_safe(url)}.")
+            raise DownloadError(f"{job.rel_path}: unexpected HTTP {status} from {safe_url(url)}.")
 
         length = resp.getheader("content-length")
         start = r.start
@@ -638,7 +648,9 @@ class Engine:
                     raise Retry(
                         f"stalled: no data for the read timeout at {pos} of {job.size} bytes"
                     ) from None
-                raise Retry(f"connection lost at {pos} of {job.size} bytes ({_describe(err)})") from None
+                raise Retry(
+                    f"connection lost at {pos} of {job.size} bytes ({describe_error(err, 200)})"
+                ) from None
             if not n:
                 if flow.too_slow:
                     raise Retry(f"{flow.too_slow} at {pos} of {job.size} bytes")
@@ -774,7 +786,7 @@ class Engine:
         except BaseException as err:  # a bug here must fail the file, not hang the run
             log.exception("hashing %s failed", f.job.rel_path)
             with self.lock:
-                self._fail(f, DownloadError(f"{f.job.rel_path}: internal error: {_describe(err)}"))
+                self._fail(f, DownloadError(f"{f.job.rel_path}: internal error: {describe_error(err, 200)}"))
 
     def _hash_prefix(self, f: _File) -> None:
         job = f.job
@@ -803,7 +815,7 @@ class Engine:
                 hasher.update(view[:n])
                 hashed += n
                 if hashed - flushed >= WRITEBACK:
-                    _start_writeback(fd, flushed, hashed - flushed)
+                    start_writeback(fd, flushed, hashed - flushed)
                     flushed = hashed
             if hashed == job.size and f.generation == generation:
                 self._finish(f, generation, hasher)

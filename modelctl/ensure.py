@@ -30,11 +30,9 @@ from modelctl.record import META_DIR, read_record
 from modelctl.registry import ModelSpec
 from modelctl.reuse import Candidate, reuse_files
 from modelctl.settings import DownloadOptions
-from modelctl.storage import Location, folder_lock, forget_partials, locate
+from modelctl.storage import QUARANTINE_DIR, Location, folder_lock, forget_partials, locate
 from modelctl.verify import ModelVerdict, VerifyReport, verify_models
 from modelctl.workspace import Workspace
-
-QUARANTINE = "quarantine"
 
 log = logging.getLogger(__name__)
 
@@ -307,13 +305,13 @@ def _quarantine(verdict: ModelVerdict, stamp: str) -> _Aside:
     """
     assert verdict.location is not None
     model_folder = verdict.location.path
-    aside = model_folder / META_DIR / QUARANTINE / stamp
+    aside = model_folder / META_DIR / QUARANTINE_DIR / stamp
     pairs = []
     for rel in verdict.repairable:
         source = model_folder / rel
         if not source.is_file() or source.is_symlink():
             continue
-        _forget_older_copies(model_folder / META_DIR / QUARANTINE, rel)
+        _forget_older_copies(model_folder / META_DIR / QUARANTINE_DIR, rel)
         target = aside / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, target)
@@ -363,7 +361,7 @@ def _tidy(report: VerifyReport) -> None:
         loc = verdict.location
         if loc is None or loc.scan is None or not _is_writable(loc):
             continue
-        if not loc.scan.partials and not (loc.path / META_DIR / QUARANTINE).exists():
+        if not loc.scan.partials and not (loc.path / META_DIR / QUARANTINE_DIR).exists():
             continue
         try:
             with folder_lock(loc.path, 0.0, lambda pid: None):
@@ -376,6 +374,6 @@ def _tidy(report: VerifyReport) -> None:
 def _forget_quarantine(verdict: ModelVerdict) -> None:
     """The model verifies: what earlier, killed repairs left aside is no longer needed (lock held)."""
     if verdict.location is not None:
-        quarantine = verdict.location.path / META_DIR / QUARANTINE
+        quarantine = verdict.location.path / META_DIR / QUARANTINE_DIR
         if quarantine.is_dir() and not quarantine.is_symlink():
             shutil.rmtree(quarantine, ignore_errors=True)

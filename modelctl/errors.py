@@ -198,3 +198,8 @@ def in_chain(err: BaseException, kind: type[E]) -> E | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def describe_error(err: BaseException, limit: int = 300) -> str:
+    """An exception as one line for a message: its text (or class name), first line, cut at limit."""
+    return (str(err).strip() or type(err).__name__).splitlines()[0][:limit]

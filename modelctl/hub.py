@@ -25,7 +25,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
-from modelctl.errors import ConfigurationError, DownloadError, MissingModelError, ModelctlError, in_chain
+from modelctl.errors import (
+    ConfigurationError,
+    DownloadError,
+    MissingModelError,
+    ModelctlError,
+    describe_error,
+    in_chain,
+)
 from modelctl.record import RepoFile, Snapshot
 from modelctl.retry import MIN_SPEED, RETRYABLE_STATUSES
 
@@ -479,14 +486,14 @@ def translate_errors(
         if _is_unresolved(err):  # retrying a name that does not resolve only adds minutes
             raise DownloadError(
                 f"The Hub's host {urlsplit(endpoint).hostname} ({endpoint}) does not resolve: "
-                f"{_describe(err)}",
+                f"{describe_error(err)}",
                 hint="Check the endpoint's spelling (--endpoint, HF_ENDPOINT or `endpoints:` in the "
                 "registry) and the machine's DNS.",
                 api_hint="Check the endpoint's spelling (endpoint= of ModelManager.from_config, HF_ENDPOINT "
                 "or `endpoints:` in the registry) and the machine's DNS.",
             ) from err
         raise DownloadError(
-            f"Cannot reach the Hub at {endpoint} for {repo_id}: {_describe(err)}",
+            f"Cannot reach the Hub at {endpoint} for {repo_id}: {describe_error(err)}",
             hint=f"Check the network and HF_ENDPOINT; to use only what is on disk run `{command} --offline`.",
             api_hint="Check the network and HF_ENDPOINT; to use only what is on disk pass offline=True "
             "to ModelManager.from_config.",
@@ -497,11 +504,6 @@ def translate_errors(
 def _status(err: Any) -> str:
     response = getattr(err, "response", None)
     return str(getattr(response, "status_code", "?"))
-
-
-def _describe(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0][:300]
 
 
 def retry_reason(err: Exception) -> str | None:

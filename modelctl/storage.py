@@ -40,6 +40,7 @@ WRITABLE_ROOTS = tuple(name for name in ROOT_NAMES if name not in READ_ONLY_ROOT
 # A download in progress: bytes in `.modelctl/partials/<key>.partial`, described by `<key>.json`,
 # where no repo path can land (a repo may well hold `x.partial`) and whatever a file's name length.
 PARTIALS_DIR = "partials"
+QUARANTINE_DIR = "quarantine"  # .modelctl/quarantine: bad files ensure moved aside, kept until repaired
 PARTIAL_SUFFIX = ".partial"
 SIDECAR_SUFFIX = ".json"
 # Which byte ranges of the partial are written: (start, end) pairs of little-endian uint64, one

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
-from modelctl.errors import DownloadError, MissingModelError
+from modelctl.errors import DownloadError, MissingModelError, describe_error
 from modelctl.retry import RETRYABLE_STATUSES, Retry, RetryPolicy, retry_call
 from modelctl.storage import partial_path, ranges_path, read_ranges, sidecar_path
 
@@ -96,7 +96,7 @@ def _sync_file_range() -> Any:
         return None
 
 
-def _start_writeback(fd: int, offset: int, length: int) -> None:
+def start_writeback(fd: int, offset: int, length: int) -> None:
     """Ask the kernel to start writing this range now (SYNC_FILE_RANGE_WRITE does not wait).
 
     Without it a VM with GBs of dirty-page headroom writes nothing until the fsync before publish,
@@ -144,11 +144,11 @@ def resumable_bytes(folder: Path, rel: str, size: int, sha256: str | None, blob_
         return None
 
 
-def _connect(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+def connect(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
     """A connection for url, through the environment's proxy (HTTP(S)_PROXY, NO_PROXY) if one applies."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise DownloadError(f"Refusing to fetch {_safe(url)}: only http and https are supported.")
+        raise DownloadError(f"Refusing to fetch {safe_url(url)}: only http and https are supported.")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host, port = parts.hostname or "", parts.port
     proxy = urllib.request.getproxies().get(parts.scheme)
@@ -213,7 +213,7 @@ def proxy_refused(url: str) -> DownloadError:
     via = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     given = ", and rejected the ones given" if via.username is not None else ""
     return DownloadError(
-        f"The proxy {host_of(proxy) if '://' in proxy else proxy} refused the request for {_safe(url)}: "
+        f"The proxy {host_of(proxy) if '://' in proxy else proxy} refused the request for {safe_url(url)}: "
         f"it wants credentials (HTTP 407 Proxy Authentication Required){given}.",
         hint="Put the proxy's user and password in its URL: HTTP_PROXY=http://USER:PASSWORD@host:port "
         "(percent-encode special characters), or add the host to NO_PROXY if it needs no proxy.",
@@ -235,40 +235,40 @@ def content_length(url: str, policy: RetryPolicy) -> int:
     def attempt(number: int, target: int) -> int:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
-            conn, path = _connect(current, policy.timeout)
+            conn, path = connect(current, policy.timeout)
             try:
                 try:
                     conn.request("HEAD", path, headers=plain_headers(current))
                     resp = conn.getresponse()
                 except (OSError, http.client.HTTPException) as err:
-                    raise Retry(f"HEAD {_safe(current)} failed: {_describe(err)}") from None
+                    raise Retry(f"HEAD {safe_url(current)} failed: {describe_error(err, 200)}") from None
                 status = resp.status
                 if status in (301, 302, 303, 307, 308) and resp.getheader("location"):
                     current = urljoin(current, resp.getheader("location") or "")
                     continue
                 if status in RETRYABLE_STATUSES:
-                    raise Retry(f"HTTP {status}", _retry_after(resp.getheader("retry-after")))
+                    raise Retry(f"HTTP {status}", retry_after(resp.getheader("retry-after")))
                 if status == 404:
                     raise MissingModelError(
-                        f"{_safe(url)} was not found (HTTP 404).",
+                        f"{safe_url(url)} was not found (HTTP 404).",
                         hint="Check the `url:` of the model in the registry.",
                     )
                 length = resp.getheader("content-length") or ""
                 if status != 200 or not length.isdigit():
                     raise DownloadError(
-                        f"Cannot tell the size of {_safe(url)} (HTTP {status}, no Content-Length).",
+                        f"Cannot tell the size of {safe_url(url)} (HTTP {status}, no Content-Length).",
                         hint="Give the file's size in bytes as `size:` in the registry.",
                     )
                 return int(length)
             finally:
                 conn.close()
-        raise DownloadError(f"More than {MAX_REDIRECTS} redirects from {_safe(url)}.")
+        raise DownloadError(f"More than {MAX_REDIRECTS} redirects from {safe_url(url)}.")
 
     try:
         return retry_call(attempt, policy)
     except Retry as err:
         raise DownloadError(
-            f"Cannot tell the size of {_safe(url)}: {err.reason}.",
+            f"Cannot tell the size of {safe_url(url)}: {err.reason}.",
             hint="Check the URL and the network, or give the file's size as `size:` in the registry.",
         ) from None
 
@@ -286,7 +286,7 @@ def content_range(value: str | None) -> tuple[int | None, int | None, int | None
     )
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after(value: str | None) -> float | None:
     """Retry-After as seconds or an HTTP date; None if absent or unreadable."""
     if not value:
         return None
@@ -305,11 +305,7 @@ def host_of(url: str) -> str:
     return urlsplit(url).netloc.rpartition("@")[2]
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
     """A URL fit for messages: no query string (signed URLs carry credentials there), no userinfo."""
     parts = urlsplit(url.split("?", 1)[0])
     return parts._replace(netloc=host_of(url)).geturl() if "@" in parts.netloc else parts.geturl()
-
-
-def _describe(err: BaseException) -> str:
-    return (str(err).strip() or type(err).__name__).splitlines()[0][:200]

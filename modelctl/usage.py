@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl.clean import QUARANTINE
 from modelctl.record import META_DIR, RepoFile, read_record
 from modelctl.registry import ModelSpec
-from modelctl.storage import PARTIALS_DIR, Location, Root, RootState, scan_folder
+from modelctl.storage import PARTIALS_DIR, QUARANTINE_DIR, Location, Root, RootState, scan_folder
 from modelctl.workspace import ModelState, Workspace, lock_in_force, model_state
 
 IN_USE, SHADOWED, UNNAMED = "in use", "shadowed", "unnamed"
@@ -190,7 +189,7 @@ def _folder_use(
         revision=record.revision if record else None,
         bytes=scan_folder(folder, root.path).bytes,
         partial_bytes=tree_bytes(meta / PARTIALS_DIR) if not meta.is_symlink() else 0,
-        quarantine_bytes=tree_bytes(meta / QUARANTINE) if not meta.is_symlink() else 0,
+        quarantine_bytes=tree_bytes(meta / QUARANTINE_DIR) if not meta.is_symlink() else 0,
         disk_bytes=tree_bytes(folder),
         linked_bytes=_linked_bytes(folder, record.files if record else ()),
     )

@@ -10,7 +10,7 @@ import pytest
 from modelctl.download import DOWNLOAD, KEEP, RESUME, LocalState, decide
 from modelctl.record import RepoFile
 from modelctl.retry import backoff_delay
-from modelctl.transfer import _retry_after, content_range
+from modelctl.transfer import content_range, retry_after
 
 REMOTE = RepoFile("model.safetensors", 1000, "a" * 64, "b" * 40)
 
@@ -43,12 +43,12 @@ def test_content_range() -> None:
 
 
 def test_retry_after_seconds_and_dates() -> None:
-    assert _retry_after("7") == 7.0
-    assert _retry_after(None) is None
-    assert _retry_after("soon") is None
+    assert retry_after("7") == 7.0
+    assert retry_after(None) is None
+    assert retry_after("soon") is None
     later = email.utils.formatdate(time.time() + 30, usegmt=True)
-    assert 25 <= (_retry_after(later) or 0) <= 31
-    assert _retry_after(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
+    assert 25 <= (retry_after(later) or 0) <= 31
+    assert retry_after(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:
