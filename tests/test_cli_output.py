@@ -1,4 +1,4 @@
-"""Rough edges users of hf, pooch and ollama notice, each checked through the CLI."""
+"""What the commands print: the registry note, summaries, --version, help, JSON errors (through the CLI)."""
 
 from __future__ import annotations
 
