@@ -12,7 +12,7 @@ from pathlib import Path
 
 from modelctl.errors import ModelctlError
 from modelctl.record import META_DIR
-from modelctl.storage import OWNER_NAME, Root, RootState, locate, lock_owner
+from modelctl.storage import OWNER_NAME, PROJECT_ROOTS, Root, RootState, locate, lock_owner
 from modelctl.workspace import Workspace, open_workspace
 
 OK, NOTE, PROBLEM = "ok", "note", "problem"
@@ -256,7 +256,7 @@ def _git_checks(workspace: Workspace) -> list[Check]:
         return []
     out = []
     for state in workspace.roots:
-        if state.root.name not in ("project", "legacy"):
+        if state.root.name not in PROJECT_ROOTS:
             continue
         path = state.root.path
         anchor = next((p for p in (path, *path.parents) if p.is_dir()), None)

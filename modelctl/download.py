@@ -471,7 +471,7 @@ def _folder_in(spec: ModelSpec, root: Root, pinned: str | None) -> Path | None:
     """The folder a download of spec goes to under root: the layout's first that holds nothing
     else (no record, or this model's) and, when models.lock pins a commit, not another commit."""
     names = folder_names(spec, root, commit=pinned)
-    for name in names[:2] if pinned and root.name == "user" else names[:1]:  # never the 0.1 layout's
+    for name in names[:2] if pinned and root.is_machines else names[:1]:  # never the 0.1 layout's
         folder = root.path / name
         record = read_record(folder)
         if identity(record, spec.repo_id, spec.revision) in (OWN, UNRECORDED) and not is_pinned_elsewhere(

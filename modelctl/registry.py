@@ -38,11 +38,9 @@ _FOLDER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._ +-]*$")
 
 _TOP_KEYS = ("storage", "verify", "models", "endpoints", "cache_dir", "download")
 _DOWNLOAD_KEYS = ("connections", "to")
-_DOWNLOAD_ROOTS = ("user", "project", "legacy")  # `download: to:`: the roots a download may go to
 _ENDPOINT_KEYS = ("url", "token")
 _URL_RE = re.compile(r"^https?://[^/\s]+(/\S*)?$")
 HF_HOST = "huggingface.co"
-_STORAGE_KEYS = ("user", "shared", "project", "legacy")
 _MODEL_KEYS = (
     "id",
     "repo_id",
@@ -103,6 +101,29 @@ class Endpoint(NamedTuple):
     is_token_sent: bool
 
 
+class RootKind(NamedTuple):
+    """One kind of storage root: everything that differs between them, in one row of ROOT_KINDS."""
+
+    name: str  # the key under `storage:`, `--to`/`--root` value, `root` in --json
+    variable: str | None  # the environment variable that sets its path (wins over the registry)
+    default: str | None  # its folder beside the registry when `storage:` does not say
+    is_writable: bool  # False: searched and verified like the others, never written (a fleet's share)
+    is_machines: bool  # the machine's, shared by every project: folders named from the repo
+    # (`org--name`), `clean` and `du --unnamed` leave it alone unless `--root` names it
+
+
+# The roots in precedence order. A new kind of root is a new row.
+ROOT_KINDS = (
+    RootKind("user", "MODELCTL_HOME", None, is_writable=True, is_machines=True),
+    RootKind("shared", None, None, is_writable=False, is_machines=False),
+    RootKind("project", None, "models", is_writable=True, is_machines=False),
+    RootKind("legacy", None, "checkpoints", is_writable=True, is_machines=False),
+)
+ROOT_KIND = {kind.name: kind for kind in ROOT_KINDS}
+_STORAGE_KEYS = tuple(kind.name for kind in ROOT_KINDS)
+_DOWNLOAD_ROOTS = tuple(kind.name for kind in ROOT_KINDS if kind.is_writable)  # `download: to:`
+
+
 class StorageConfig(NamedTuple):
     """Storage roots as the registry sets them (absolute paths; user=None → platform default)."""
 
@@ -111,16 +132,26 @@ class StorageConfig(NamedTuple):
     legacy: Path
     shared: Path | None = None  # a read-only store (a fleet's NFS share): searched, never written
 
-    def user_path(self, environ: Mapping[str, str] | None = None) -> Path:
-        """The user root: MODELCTL_HOME > storage.user in the registry > the platform's user data dir."""
+    def path_of(self, name: str, environ: Mapping[str, str] | None = None) -> Path | None:
+        """The path of the root of that kind: its variable (MODELCTL_HOME) > `storage:` in the
+        registry > the platform's user data dir for the user root; None for a shared store the
+        registry does not configure. (StorageConfig's fields are named as ROOT_KINDS' rows.)"""
+        kind = ROOT_KIND[name]
         env = os.environ if environ is None else environ
-        if env.get("MODELCTL_HOME"):
-            return Path(env["MODELCTL_HOME"]).expanduser().absolute()
-        if self.user is not None:
-            return self.user
+        if kind.variable and env.get(kind.variable):
+            return Path(env[kind.variable]).expanduser().absolute()
+        configured: Path | None = getattr(self, name)
+        if configured is not None or not kind.is_machines:
+            return configured
         import platformdirs  # imported here: resolving it is only needed when no path is given
 
         return Path(platformdirs.user_data_dir("modelctl", appauthor=False))
+
+    def user_path(self, environ: Mapping[str, str] | None = None) -> Path:
+        """The user root (see path_of)."""
+        path = self.path_of("user", environ)
+        assert path is not None  # the machine's root always has one
+        return path
 
 
 class RegistrySource(NamedTuple):
@@ -149,11 +180,9 @@ class Registry(NamedTuple):
     def cache_dir(self) -> Path:
         """Where new downloads go: the root `download: to:` names (`cache_dir:` sets the project
         root and names it), else the user root, the first writable one (seed 003's `cache_dir`)."""
-        if self.download_to == "project":
-            return self.storage.project
-        if self.download_to == "legacy":
-            return self.storage.legacy
-        return self.storage.user_path()
+        path = self.storage.path_of(self.download_to or ROOT_KINDS[0].name)
+        assert path is not None  # `download: to:` names a writable root, which always has a path
+        return path
 
     @property
     def path(self) -> Path:
@@ -636,8 +665,8 @@ def _parse_storage(problems: _Problems, data: Mapping[str, Any], base: Path) -> 
         values["project"] = _absolute(Path(text), base) if text else None
     return StorageConfig(
         user=values.get("user"),
-        project=values.get("project") or base / "models",
-        legacy=values.get("legacy") or base / "checkpoints",
+        project=values.get("project") or base / str(ROOT_KIND["project"].default),
+        legacy=values.get("legacy") or base / str(ROOT_KIND["legacy"].default),
         shared=values.get("shared"),
     )
 

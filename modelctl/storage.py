@@ -27,16 +27,17 @@ from modelctl.record import (
     is_glob,
     trusted_record,
 )
-from modelctl.registry import ModelSpec, StorageConfig
+from modelctl.registry import ROOT_KIND, ROOT_KINDS, ModelSpec, RootKind, StorageConfig
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock
 
 _log = logging.getLogger(__name__)
 
-ROOT_NAMES = ("user", "shared", "project", "legacy")
-READ_ONLY_ROOTS = ("shared",)  # searched and verified like the others, never written
-WRITABLE_ROOTS = tuple(name for name in ROOT_NAMES if name not in READ_ONLY_ROOTS)
+ROOT_NAMES = tuple(kind.name for kind in ROOT_KINDS)
+READ_ONLY_ROOTS = tuple(kind.name for kind in ROOT_KINDS if not kind.is_writable)
+WRITABLE_ROOTS = tuple(kind.name for kind in ROOT_KINDS if kind.is_writable)
+PROJECT_ROOTS = tuple(kind.name for kind in ROOT_KINDS if kind.is_writable and not kind.is_machines)
 # A download in progress: bytes in `.modelctl/partials/<key>.partial`, described by `<key>.json`,
 # where no repo path can land (a repo may well hold `x.partial`) and whatever a file's name length.
 PARTIALS_DIR = "partials"
@@ -50,14 +51,24 @@ RANGE_RECORD = "<QQ"  # struct format of one record of that log
 
 
 class Root(NamedTuple):
-    """A storage root: its name (user, shared, project, legacy) and absolute path."""
+    """A storage root: its name (a ROOT_KINDS row, or "custom" for `--to PATH`) and absolute path."""
 
     name: str
     path: Path
 
     @property
+    def kind(self) -> RootKind | None:
+        return ROOT_KIND.get(self.name)
+
+    @property
     def is_read_only(self) -> bool:
         return self.name in READ_ONLY_ROOTS
+
+    @property
+    def is_machines(self) -> bool:
+        """The machine's root, shared by every project (folders named from the repo)."""
+        kind = self.kind
+        return kind is not None and kind.is_machines
 
 
 class RootState(NamedTuple):
@@ -131,14 +142,9 @@ def hf_cache_path(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def resolve_roots(storage: StorageConfig, environ: Mapping[str, str] | None = None) -> tuple[Root, ...]:
-    """The roots in precedence order: user, shared (when configured), project, legacy."""
-    shared = (Root("shared", storage.shared),) if storage.shared is not None else ()
-    return (
-        Root("user", storage.user_path(environ)),
-        *shared,
-        Root("project", storage.project),
-        Root("legacy", storage.legacy),
-    )
+    """The roots in ROOT_KINDS order (user, shared when configured, project, legacy)."""
+    paths = ((kind.name, storage.path_of(kind.name, environ)) for kind in ROOT_KINDS)
+    return tuple(Root(name, path) for name, path in paths if path is not None)
 
 
 def probe_root(root: Root) -> RootState:
@@ -196,7 +202,7 @@ def folder_names(
     when the branch's `org--name` holds another commit: two projects on one machine that lock
     different commits of one branch never rewrite each other's folder.
     """
-    if root.name != "user":
+    if not root.is_machines:
         return (spec.folder_name,)
     if spec.urls:  # not a Hub repo: named by the id, under a prefix no `org--name` folder has
         return (f"urls--{spec.id}",)
@@ -209,7 +215,7 @@ def folder_names(
 def is_pinned_elsewhere(root: Root, record: Record | None, commit: str | None) -> bool:
     """A user-root folder holding another commit than the one models.lock pins: another project's
     copy of the branch, never this model's (its pinned commit has its own folder)."""
-    return commit is not None and root.name == "user" and record is not None and record.commit != commit
+    return commit is not None and root.is_machines and record is not None and record.commit != commit
 
 
 def locate(

@@ -17,14 +17,22 @@ from pathlib import Path
 
 from modelctl.record import META_DIR, RepoFile, read_record
 from modelctl.registry import ModelSpec
-from modelctl.storage import PARTIALS_DIR, QUARANTINE_DIR, Location, Root, RootState, scan_folder
+from modelctl.storage import (
+    PARTIALS_DIR,
+    PROJECT_ROOTS,
+    QUARANTINE_DIR,
+    Location,
+    Root,
+    RootState,
+    scan_folder,
+)
 from modelctl.workspace import ModelState, Workspace, lock_in_force, model_state
 
 IN_USE, SHADOWED, UNNAMED = "in use", "shadowed", "unnamed"
 # `clean --shadowed` and `clean --unnamed` act on the roots a project owns; the user root is shared
 # by every project on the machine (one project's unnamed folder is another's model), so there only
 # when it is named with `--root user`. The shared root is read-only: never.
-OWNED_ROOTS = ("project", "legacy")
+OWNED_ROOTS = PROJECT_ROOTS  # what `clean` and `du --unnamed` look in unless --root names another
 
 
 @dataclass(frozen=True)

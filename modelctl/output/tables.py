@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelctl.output import contract
 from modelctl.output.console import err, escape, mb_per_s, out, registry_note, visible, warn
+from modelctl.storage import READ_ONLY_ROOTS  # the CLI has imported storage already (cli/options.py)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -265,7 +266,7 @@ def _shadowed_downloads(report: DownloadReport) -> list[str]:
             f"the {other.root.name} root is read-only"
             if other.root.is_read_only
             else f"to use this copy, remove that one with `modelctl clean {m.spec.id} --root {other.root.name}`"
-            + (" (other projects may use it)" if other.root.name == "user" else "")
+            + (" (other projects may use it)" if other.root.is_machines else "")
         )
         notes.append(
             f"{m.spec.id}: the copy in {m.folder} ({m.root.name} root) is shadowed by {other.path} "
@@ -465,7 +466,9 @@ def render_disk_use(report: DiskUse) -> None:
         if not root["exists"] or root["problem"]:
             console.print(escape(f"{where}: {root['problem'] or 'not created yet'}"))
             continue
-        read_only = " (read-only: never cleaned)" if not root["writable"] and root["name"] == "shared" else ""
+        read_only = (
+            " (read-only: never cleaned)" if not root["writable"] and root["name"] in READ_ONLY_ROOTS else ""
+        )
         console.print(
             f"[bold]{escape(where)}[/]{read_only}: {len(folders)} folder{'' if len(folders) == 1 else 's'}, "
             f"{human_bytes(root['disk_bytes'])}"
