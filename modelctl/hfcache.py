@@ -13,11 +13,17 @@ transformers reads is always the verified bytes.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from modelctl.errors import DownloadError
 from modelctl.record import RepoFile
 from modelctl.reuse import place
+
+_BLOB_NAME = re.compile(
+    r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$"
+)  # a git oid or a sha256: nothing else names a blob
 
 _TEMP_SUFFIX = ".modelctl-tmp"  # not hf's `.incomplete`, which it would try to resume
 
@@ -37,6 +43,10 @@ def export_snapshot(
     snapshot = repo / "snapshots" / commit
     for remote in files:
         etag = remote.sha256 or remote.blob_id  # hf names an LFS blob by its sha256, others by the git oid
+        if not _BLOB_NAME.match(etag):  # verified bytes have one; a listing may say anything
+            raise DownloadError(
+                f"{repo_id}/{remote.path}: the Hub's id {etag[:80]!r} cannot name a cache blob."
+            )
         blob = repo / "blobs" / etag
         blob.parent.mkdir(parents=True, exist_ok=True)
         if not _same_file(blob, folder / remote.path):  # a blob we did not place is not trusted
@@ -54,6 +64,8 @@ def export_snapshot(
             os.replace(temp_link, link)
     if revision != commit:
         ref = repo / "refs" / revision
+        if ".." in revision.split("/") or revision.startswith("/"):  # git refuses such names too
+            raise DownloadError(f"{repo_id}: revision {revision!r} cannot name a ref in the HF cache.")
         ref.parent.mkdir(parents=True, exist_ok=True)
         if not (ref.is_file() and ref.read_text().strip() == commit):
             temp_ref = ref.with_name(ref.name + _TEMP_SUFFIX)

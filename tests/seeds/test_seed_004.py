@@ -176,3 +176,18 @@ def test_a_bad_blob_already_in_the_hf_cache_is_replaced_by_verified_bytes(
     assert "tokenizer.json" in [
         r.path.rsplit("/", 1)[-1] for r in hub.file_gets()
     ]  # the bad blob was not reused
+
+
+def test_a_revision_that_would_leave_the_cache_is_refused(
+    deberta: Repo, hub: HubServer, tmp_path: Path
+) -> None:
+    from modelctl import ConfigurationError, ModelDownloadError, robust_model_download
+
+    with pytest.raises((ConfigurationError, ModelDownloadError)):
+        robust_model_download(
+            "microsoft/deberta-v3-base", model_type="tokenizer", revision="../../../outside"
+        )
+    assert not (tmp_path / "outside").exists() and not (tmp_path / "hf-cache" / "outside").exists()
+    with pytest.raises(ConfigurationError, match=r"not a Hub repo id"):
+        robust_model_download("../etc/passwd", model_type="tokenizer")
+    assert hub.file_gets() == []
