@@ -41,7 +41,7 @@ class Expectation:
     path: str
     size: int | None = None
     sha256: str | None = None
-    git_sha1: str | None = None  # git blob id of the content (non-LFS files)
+    blob_id: str | None = None  # git blob id of the content (non-LFS files)
     pins: tuple[tuple[str, str], ...] = ()  # (algo, hex) from the registry's checksums
 
 
@@ -115,9 +115,7 @@ def expectations(
 def _with_pins(spec: ModelSpec, out: dict[str, Expectation]) -> dict[str, Expectation]:
     for name, pin in spec.checksums.items():
         base = out.get(name, Expectation(name))
-        out[name] = Expectation(
-            base.path, base.size, base.sha256, base.git_sha1, ((pin.algo, pin.hexdigest),)
-        )
+        out[name] = Expectation(base.path, base.size, base.sha256, base.blob_id, ((pin.algo, pin.hexdigest),))
     return out
 
 
@@ -289,7 +287,7 @@ class _Checker:
             self.findings.append(Finding(exp.path, "size", BAD, f"{st.st_size} bytes, expected {exp.size}"))
             return
         problem = check_file(path)
-        has_hub_hash = self.level == "sha256" and bool(exp.sha256 or exp.git_sha1)
+        has_hub_hash = self.level == "sha256" and bool(exp.sha256 or exp.blob_id)
         if problem and not has_hub_hash:
             self.findings.append(Finding(exp.path, "format", BAD, problem))
             return
@@ -297,7 +295,7 @@ class _Checker:
         if self.level == "sha256":
             if exp.sha256:
                 algos.add("sha256")
-            if exp.git_sha1:
+            if exp.blob_id:
                 algos.add("git-sha1")
         algos.update(algo for algo, _ in exp.pins)  # pins are checked at every level but none
         if self.level == "none":
@@ -358,11 +356,11 @@ class _Checker:
             if job.error:
                 self.findings.append(Finding(exp.path, "readable", BAD, job.error))
                 continue
-            wanted = [("sha256", exp.sha256), ("git-sha1", exp.git_sha1), *exp.pins]
+            wanted = [("sha256", exp.sha256), ("git-sha1", exp.blob_id), *exp.pins]
             if job.format_problem:
                 # The Hub's own bytes are the Hub's file, whatever our format check thinks of them:
                 # a warning, never a repair that would fetch the same bytes again and again.
-                algo, hexdigest = ("sha256", exp.sha256) if exp.sha256 else ("git-sha1", exp.git_sha1)
+                algo, hexdigest = ("sha256", exp.sha256) if exp.sha256 else ("git-sha1", exp.blob_id)
                 hub_file = job.digests.get(algo) == hexdigest
                 self.findings.append(
                     Finding(
