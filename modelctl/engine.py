@@ -37,7 +37,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -243,16 +243,22 @@ def _gaps(done: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int]]:
     return out
 
 
+# What makes a connection for a URL: (connection, request target). transfer.connect is the real
+# one (proxies, TLS); a test may hand the engine another (a scripted server, a loopback socket).
+Connector = Callable[[str, float], tuple[http.client.HTTPConnection, str]]
+
+
 class _Connections:
     """One worker's open connections, one per scheme, host and proxy: kept alive between requests."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, connector: Connector = connect) -> None:
         self.timeout = timeout
+        self.connector = connector
         self.open: dict[tuple[str, str, str, int | None], http.client.HTTPConnection] = {}
 
     def get(self, url: str) -> tuple[http.client.HTTPConnection, str, bool]:
         """(connection, request target, whether it served a request before) for url."""
-        conn, target = connect(url, self.timeout)
+        conn, target = self.connector(url, self.timeout)
         parts = urlsplit(url)
         key = (parts.scheme, parts.netloc, conn.host, conn.port)
         kept = self.open.get(key)
@@ -286,8 +292,10 @@ class Engine:
         max_files: int = DEFAULT_CONNECTIONS,
         split_size: int = DEFAULT_SPLIT_SIZE,
         stop: threading.Event | None = None,
+        connector: Connector = connect,
     ) -> None:
         self.policy = policy
+        self.connector = connector
         self.events = events
         self.connections = max(1, connections)
         self.max_files = max(1, max_files)
@@ -356,7 +364,7 @@ class Engine:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _worker(self) -> None:
-        pool = _Connections(self.policy.timeout)
+        pool = _Connections(self.policy.timeout, self.connector)
         buf = bytearray(PIECE)
         try:
             while (work := self._take()) is not None:

@@ -311,3 +311,53 @@ def test_an_endpoint_a_file_had_to_leave_is_tried_last_by_the_next_files(
         assert {f["endpoint"] for f in data["models"][0]["files"]} == {f"127.0.0.1:{hub.port}"}
         assert len(failing.file_gets()) == 1  # the first file left it; the others never went there
         assert_complete(tmp_path / "home" / "org--tiny", hub.repos["org/tiny"].files)
+
+
+def test_the_engine_takes_its_connections_from_the_connector_it_is_given(
+    hub: HubServer, tmp_path: Path
+) -> None:
+    """The transport seam: a URL on a host that does not exist, served through a connector that
+    opens every connection to the fixture Hub; the engine's ranges, hashing and publish unchanged."""
+    import hashlib
+    import http.client
+    from urllib.parse import urlsplit
+
+    from modelctl.download import NullEvents
+    from modelctl.engine import fetch_files
+    from modelctl.retry import RetryPolicy
+    from modelctl.transfer import FileJob
+
+    asked: list[str] = []
+
+    def to_the_fixture_hub(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+        asked.append(urlsplit(url).netloc)
+        parts = urlsplit(url)
+        return http.client.HTTPConnection("127.0.0.1", hub.port, timeout=timeout), parts.path
+
+    repo = hub.repos["org/tiny"]
+    data = repo.files[BIG]
+    folder = tmp_path / "model"
+    (folder / BIG).parent.mkdir(parents=True)  # the planner makes a file's folders before the engine runs
+    job = FileJob(
+        urls=(f"http://models.invalid/org/tiny/resolve/{repo.commit}/{BIG}",),
+        folder=folder,
+        dest=folder / BIG,
+        rel_path=BIG,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        blob_id=repo.entry(BIG)["oid"],
+        commit=repo.commit,
+        headers=lambda url: {},
+    )
+    engine = fetch_files(
+        [job],
+        RetryPolicy(attempts=2),
+        NullEvents(),
+        connections=4,
+        split_size=512 << 10,
+        connector=to_the_fixture_hub,
+    )
+    assert {p: e.message for p, e in engine.errors.items()} == {}
+    assert (folder / BIG).read_bytes() == data
+    assert set(asked) == {"models.invalid"} and len(asked) >= 2  # every request went through it
+    assert len(spans(hub)) >= 2  # split into ranges, as over any connection
