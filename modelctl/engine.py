@@ -50,7 +50,7 @@ from modelctl.errors import (
     disk_error,
 )
 from modelctl.hashing import GIT_SHA1, Hasher
-from modelctl.retry import MIN_SPEED, RETRYABLE_STATUSES, Retry, RetryPolicy
+from modelctl.retry import MIN_SPEED, RETRYABLE_STATUSES, Retry, RetryPolicy, next_try
 from modelctl.settings import DEFAULT_CONNECTIONS, DEFAULT_SPLIT_SIZE, MIN_SPLIT_SIZE
 from modelctl.storage import RANGE_RECORD, merge_ranges, partial_path, ranges_path, read_ranges, sidecar_path
 from modelctl.transfer import (
@@ -748,7 +748,8 @@ class Engine:
                 return
             f.failures += 1
             reason = err.reason
-            if f.failures >= self.policy.attempts:
+            then = next_try(self.policy, f.failures, err.delay, max(f.url_index, 0), len(job.urls))
+            if then is None:
                 self._fail(
                     f,
                     DownloadError(
@@ -759,12 +760,11 @@ class Engine:
                     ),
                 )
                 return
-            delay = self.policy.delay(f.failures, err.delay)
+            delay = then.delay
             if len(job.urls) > 1:
                 self.left.add(host_of(job.urls[f.url_index]))
-                f.url_index = (f.url_index + 1) % len(job.urls)
+                f.url_index = then.target
                 f.resolved = None
-                delay = delay if f.url_index == 0 else 0.0
                 reason += f"; trying {host_of(job.urls[f.url_index])}"
             f.not_before = now + delay
             attempt = f.failures

@@ -1,8 +1,10 @@
-"""Retries: how hard to try (RetryPolicy) and the one loop that tries again (`retry_call`).
+"""Retries: how hard to try (RetryPolicy), the one rule for what follows a failure (`next_try`),
+and the loop that tries again (`retry_call`).
 
-File transfers (transfer.py), the Hub's metadata (download.py) and a service's model loaders
-(loader.py) all retry through `retry_call`, so what a retry is (backoff, Retry-After, fail-over,
-Ctrl-C during the wait, giving up) is decided here once. Kept free of HTTP and of logging:
+The Hub's metadata (download.py), HEAD requests (transfer.py) and a service's model loaders
+(loader.py) retry through `retry_call`; the download engine, which schedules many ranges at once,
+asks `next_try` itself. So what a retry is (backoff, Retry-After, fail-over along endpoints,
+giving up) is decided here once. Kept free of HTTP and of logging:
 `modelctl list` imports it (through the CLI's help texts), and must stay quick to start.
 """
 
@@ -66,6 +68,32 @@ def backoff_delay(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF
     return float(min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
 
 
+class NextTry(NamedTuple):
+    """Where and when the next attempt goes: wait `delay` seconds, then try `target`."""
+
+    delay: float
+    target: int
+
+
+def next_try(
+    policy: RetryPolicy, failures: int, asked: float | None, target: int, targets: int = 1
+) -> NextTry | None:
+    """The one rule for what follows a failure, for metadata (retry_call) and file bytes (engine).
+
+    failures: attempts failed so far, the last one on `target` of `targets` places (a file's
+    endpoints, in order); asked: the wait the failure asked for (Retry-After), else backoff.
+    None when the attempts are used up. Another place is tried at once; the wait is paid only on
+    wrapping around to the first: another endpoint is as likely to answer now as later.
+    """
+    if failures >= policy.attempts:
+        return None
+    delay = policy.delay(failures, asked)
+    if targets > 1:
+        target = (target + 1) % targets
+        delay = delay if target == 0 else 0.0
+    return NextTry(delay, target)
+
+
 class Retry(Exception):
     """Raised by an attempt: a failure worth another attempt.
 
@@ -123,12 +151,10 @@ def retry_call(
             if failure.is_extra:
                 delay = min(failure.delay or 0.0, policy.retry_after_max)
             else:
-                if number >= policy.attempts:
+                then = next_try(policy, number, failure.delay, target, targets)
+                if then is None:
                     raise
-                delay = policy.delay(number, failure.delay)
-                if targets > 1:
-                    target = (target + 1) % targets
-                    delay = delay if target == 0 else 0.0
+                delay, target = then
                 if on_retry is not None:
                     on_retry(number, delay, failure.reason, target)
         if stop is None:
