@@ -50,7 +50,7 @@ from modelctl.errors import (
     disk_error,
 )
 from modelctl.hashing import GIT_SHA1, Hasher
-from modelctl.retry import MIN_SPEED, RETRYABLE_STATUSES, Retry, RetryPolicy, next_try
+from modelctl.retry import MIN_SPEED, RETRYABLE_STATUSES, Retry, RetryPolicy, next_try, retry_after
 from modelctl.settings import DEFAULT_CONNECTIONS, DEFAULT_SPLIT_SIZE, MIN_SPLIT_SIZE
 from modelctl.storage import RANGE_RECORD, merge_ranges, partial_path, ranges_path, read_ranges, sidecar_path
 from modelctl.transfer import (
@@ -63,7 +63,6 @@ from modelctl.transfer import (
     host_of,
     proxy_refused,
     resumable_sidecar,
-    retry_after,
     safe_url,
     start_writeback,
 )

@@ -112,9 +112,11 @@ class DownloadError(ModelctlError):
         *,
         is_retryable: bool = False,
         api_hint: str | None = None,
+        retry_delay: float | None = None,
     ) -> None:
         super().__init__(message, hint, api_hint=api_hint)
         self.is_retryable = is_retryable
+        self.retry_delay = retry_delay  # the wait the server asked for (Retry-After), if any
 
 
 class CertificateError(DownloadError):

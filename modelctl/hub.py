@@ -34,7 +34,7 @@ from modelctl.errors import (
     in_chain,
 )
 from modelctl.record import RepoFile, Snapshot
-from modelctl.retry import MIN_SPEED, RETRYABLE_STATUSES
+from modelctl.retry import MIN_SPEED, RETRYABLE_STATUSES, retry_after
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 MAX_REDIRECTS = 5
@@ -473,10 +473,12 @@ def translate_errors(
                 if is_token_withheld
                 else f"Check `repo_id:` and `revision:` of the model in the registry{api_token_hint}.",
             ) from err
+        response = getattr(err, "response", None)
         raise DownloadError(
             f"The Hub at {endpoint} answered HTTP {status} for {repo_id}@{revision}.",
             hint="Try again later; if it persists, check HF_ENDPOINT and your token.",
             is_retryable=status.isdigit() and int(status) in RETRYABLE_STATUSES,
+            retry_delay=retry_after(response.headers.get("retry-after")) if response is not None else None,
         ) from err
     except Exception as err:
         # Connection refused, DNS, TLS, timeouts: huggingface_hub lets its HTTP client's errors

@@ -68,6 +68,25 @@ def backoff_delay(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF
     return float(min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
 
 
+def retry_after(value: str | None) -> float | None:
+    """A Retry-After header's wait: seconds or an HTTP date; None if absent or unreadable.
+
+    The one parser, for metadata and file bytes alike (policy.delay caps what it asks for).
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    import email.utils  # here: the CLI imports this module for its defaults at every start
+
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
 class NextTry(NamedTuple):
     """Where and when the next attempt goes: wait `delay` seconds, then try `target`."""
 
@@ -145,7 +164,7 @@ def retry_call(
             if isinstance(err, Retry):
                 failure = err
             elif retry_on is not None and (reason := retry_on(err)) is not None:
-                failure = Retry(reason)
+                failure = Retry(reason, getattr(err, "retry_delay", None))  # a server's Retry-After
             else:
                 raise
             if failure.is_extra:

@@ -13,7 +13,6 @@ buffer streamed 500-750 MB/s on loopback here against 210-280 MB/s for httpx's i
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import http.client
 import json
@@ -21,7 +20,6 @@ import logging
 import os
 import ssl
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 from modelctl.errors import DownloadError, MissingModelError, describe_error
-from modelctl.retry import RETRYABLE_STATUSES, Retry, RetryPolicy, retry_call
+from modelctl.retry import RETRYABLE_STATUSES, Retry, RetryPolicy, retry_after, retry_call
 from modelctl.storage import partial_path, ranges_path, read_ranges, sidecar_path
 
 MAX_REDIRECTS = 10
@@ -284,20 +282,6 @@ def content_range(value: str | None) -> tuple[int | None, int | None, int | None
         int(last) if last.isdigit() else None,
         int(total) if total.isdigit() else None,
     )
-
-
-def retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds or an HTTP date; None if absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def host_of(url: str) -> str:

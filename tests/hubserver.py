@@ -157,6 +157,7 @@ class HubServer:
         self.delay = delay  # seconds to sleep after each chunk (slow server)
         self.support_range = True
         self.api_failures = 0  # answer the next N API (metadata) requests with HTTP 500
+        self.api_retry_after: str | None = None  # ...then with 503 and this Retry-After instead
         self.tree_status: int | None = None  # answer every tree request with this (plain, no X-Error-Code)
         self.tree_stall = 0.0  # seconds to sleep before answering a tree request
         self.tree_trickle_after: int | None = None  # tree answers send this many bytes, then trickle
@@ -336,6 +337,9 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 with hub._lock:
                     failing = hub.api_failures > 0
                     hub.api_failures -= 1 if failing else 0
+                if failing and hub.api_retry_after is not None:
+                    self._send(req, 503, b"busy", {"Retry-After": hub.api_retry_after})
+                    return
                 if failing:
                     self._send(req, 500, b"internal error")
                     return

@@ -115,6 +115,14 @@ def test_04b_metadata_500_is_retried(hub: HubServer, tiny: Path, project: Path) 
     assert_complete(tiny, files_of(hub))
 
 
+def test_04c_metadata_503_waits_as_its_retry_after_says(hub: HubServer, tiny: Path, project: Path) -> None:
+    hub.api_failures, hub.api_retry_after = 1, "2"
+    result = run(project, "download", "tiny")
+    assert result.returncode == 0, result.stderr
+    assert "retry org/tiny metadata (attempt 2) in 2.0 s: " in result.stderr  # the server's wait, not backoff
+    assert_complete(tiny, files_of(hub))
+
+
 @pytest.mark.parametrize(
     ("fault", "code"),
     [
