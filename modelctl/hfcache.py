@@ -17,7 +17,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from modelctl.errors import DownloadError
+from modelctl.errors import BadChecksumError, DownloadError
+from modelctl.hashing import GIT_SHA1, hash_file
 from modelctl.record import RepoFile
 from modelctl.reuse import place
 
@@ -79,3 +80,26 @@ def _same_file(blob: Path, source: Path) -> bool:
         return os.path.samefile(blob, source)
     except OSError:
         return False
+
+
+def check_snapshot(snapshot: Path, repo_id: str) -> None:
+    """BadChecksumError unless every file of an HF snapshot hashes to its blob's name.
+
+    huggingface_hub names a blob by its content (sha256 for LFS files, the git blob id for the
+    others), so a snapshot modelctl did not write can still be verified offline, file by file.
+    """
+    for link in sorted(p for p in snapshot.rglob("*") if not p.is_dir()):
+        name = Path(os.path.realpath(link)).name
+        algo = "sha256" if len(name) == 64 else GIT_SHA1
+        if not _BLOB_NAME.match(name):
+            raise BadChecksumError(
+                f"{repo_id}: {link.relative_to(snapshot)} in the HF cache is not a named blob."
+            )
+        digest = hash_file(link, (algo,))[0][algo]
+        if digest != name:
+            raise BadChecksumError(
+                f"{repo_id}: {link.relative_to(snapshot)} in the HF cache is damaged: its blob "
+                f"{name[:12]}… hashes to {digest[:12]}….",
+                hint=f"Fetch it again online: `hf download {repo_id} --force-download`, or let modelctl "
+                "download it (allow_offline=False).",
+            )

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from modelctl.errors import ConfigurationError, DownloadError, ModelctlError
+from modelctl.errors import BadChecksumError, ConfigurationError, DownloadError, ModelctlError
 from modelctl.registry import TRUE_WORDS, ModelSpec, repo_id_problem, revision_problem
 
 # model_type → the transformers Auto class that loads it (seed 004's three).
@@ -139,7 +139,17 @@ def fetch_pretrained(
         return _fetch(model_name, revision, weights, options, cache)
     except ModelctlError as err:
         cached = _cached_snapshot(model_name, revision, cache) if offline else None
-        if cached is not None:  # hf or transformers put it there: transformers reads it as it is
+        if cached is not None:  # hf or transformers put it there, with no record of ours
+            from modelctl.hfcache import check_snapshot
+
+            try:
+                check_snapshot(
+                    cached, model_name
+                )  # each blob must hash to its name, or nothing is handed out
+            except BadChecksumError as bad:
+                raise _troubleshooting(
+                    model_name, revision, bad, offline=True, attempts=max_retries, cache=cache
+                ) from bad
             return cached
         raise _troubleshooting(
             model_name, revision, err, offline=offline, attempts=max_retries, cache=cache

@@ -191,3 +191,30 @@ def test_a_revision_that_would_leave_the_cache_is_refused(
     with pytest.raises(ConfigurationError, match=r"not a Hub repo id"):
         robust_model_download("../etc/passwd", model_type="tokenizer")
     assert hub.file_gets() == []
+
+
+def test_offline_an_hf_cache_snapshot_is_checked_before_it_is_handed_out(
+    deberta: Repo, hub: HubServer, tmp_path: Path
+) -> None:
+    """A snapshot `hf` wrote (no modelctl copy): each blob must hash to its name."""
+    from modelctl import ModelDownloadError, robust_model_download
+
+    repo = tmp_path / "hf-cache" / "models--microsoft--deberta-v3-base"
+    snapshot = repo / "snapshots" / deberta.commit
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(deberta.commit)
+    for name in ("tokenizer.json", "tokenizer_config.json", "config.json"):
+        blob = repo / "blobs" / deberta.etag(name)
+        blob.write_bytes(deberta.files[name])
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
+    good = robust_model_download("microsoft/deberta-v3-base", model_type="tokenizer", allow_offline=True)
+    assert good("hello world")["input_ids"] == [1, 2] and hub.requests == []  # hf's snapshot, checked
+    blob = repo / "blobs" / deberta.etag("tokenizer.json")
+    data = bytearray(blob.read_bytes())
+    data[-2] ^= 1  # bit rot in hf's copy
+    blob.write_bytes(bytes(data))
+    with pytest.raises(ModelDownloadError, match=r"tokenizer\.json in the HF cache is damaged"):
+        robust_model_download("microsoft/deberta-v3-base", model_type="tokenizer", allow_offline=True)
+    assert hub.requests == []
