@@ -19,8 +19,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from modelctl.api import spec_manager
 from modelctl.errors import BadChecksumError, ConfigurationError, DownloadError, ModelctlError
+from modelctl.hfcache import check_snapshot, export_snapshot, repo_folder
+from modelctl.record import read_record
 from modelctl.registry import TRUE_WORDS, ModelSpec, repo_id_problem, revision_problem
+from modelctl.settings import download_options
+from modelctl.storage import hf_cache_path
 
 # model_type → the transformers Auto class that loads it (seed 004's three).
 AUTO_CLASSES = {"auto": "AutoModel", "causal_lm": "AutoModelForCausalLM", "tokenizer": "AutoTokenizer"}
@@ -132,16 +137,12 @@ def fetch_pretrained(
     revision = revision or "main"
     cache = _cache(cache_dir)
     offline = allow_offline or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in TRUE_WORDS
-    from modelctl.settings import download_options
-
     options = download_options(retries=max_retries, timeout=float(timeout), offline=offline, token=token)
     try:
         return _fetch(model_name, revision, weights, options, cache)
     except ModelctlError as err:
         cached = _cached_snapshot(model_name, revision, cache) if offline else None
         if cached is not None:  # hf or transformers put it there, with no record of ours
-            from modelctl.hfcache import check_snapshot
-
             try:
                 check_snapshot(
                     cached, model_name
@@ -157,10 +158,6 @@ def fetch_pretrained(
 
 
 def _fetch(model_name: str, revision: str, weights: bool, options: Any, cache: Path) -> Path:
-    from modelctl.api import spec_manager
-    from modelctl.hfcache import export_snapshot
-    from modelctl.record import read_record
-
     groups = WEIGHT_FILES if weights else ((),)
     for index, weight_files in enumerate(groups):
         spec = ModelSpec(
@@ -221,14 +218,10 @@ def _from_pretrained(auto: Any, model_name: str, token: str | None, kwargs: dict
 
 
 def _cache(cache_dir: str | os.PathLike[str] | None) -> Path:
-    from modelctl.storage import hf_cache_path
-
     return Path(cache_dir).expanduser() if cache_dir is not None else hf_cache_path()
 
 
 def _cached_snapshot(model_name: str, revision: str, cache: Path) -> Path | None:
-    from modelctl.hfcache import repo_folder
-
     repo = repo_folder(cache, model_name)
     ref = repo / "refs" / revision
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "modelctl"
 # Function-level imports of modelctl modules today (each defers a cost `modelctl --help` and
 # `modelctl list` must not pay, or breaks a cycle); issue 21 brings it to 15. It may only shrink.
-FUNCTION_LEVEL_BUDGET = 82  # counted per name imported
+FUNCTION_LEVEL_BUDGET = 76  # counted per name imported
 
 
 def _modules() -> dict[str, Path]:
