@@ -20,17 +20,8 @@ BIG = "weights/big.bin"
 FAST = {"MODELCTL_PROGRESS_INTERVAL": "0.2"}
 TICK = re.compile(r"^  weights/big\.bin: [\d,]+ of 3,145,728 bytes \(\d+%\), \d+ [kM]?B/s$", re.M)
 
-SAME_REPO_TWICE = """\
-models:
-  - id: tiny
-    repo_id: org/tiny
-  - id: tiny-again
-    repo_id: org/tiny
-    revision: v2
-"""
 
-
-# --------------------------------------------------------------------------- 2: progress that means something
+# --------------------------------------------------------------------------- progress that means something
 
 
 def test_rate_is_left_out_when_too_short_and_has_a_unit_that_fits() -> None:
@@ -73,7 +64,7 @@ def test_no_bar_on_a_terminal_when_nothing_is_to_fetch(downloaded: Path, project
     assert "tiny (total)" not in result.stdout and "0/?" not in result.stdout
 
 
-# --------------------------------------------------------------------------- 3: piped output shows a long file moving
+# --------------------------------------------------------------------------- piped output shows a long file moving
 
 
 def test_piped_download_prints_progress_lines_at_an_interval(
@@ -111,7 +102,7 @@ def test_progress_interval_defaults_and_reads_the_environment(monkeypatch: pytes
         assert progress_interval() == PROGRESS_INTERVAL
 
 
-# --------------------------------------------------------------------------- 7: the library does not print
+# --------------------------------------------------------------------------- the library does not print
 
 
 def test_importing_modelctl_keeps_its_warnings_off_stderr(project: Path) -> None:

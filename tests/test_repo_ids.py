@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 from modelctl.registry import load_registry
 from tests.conftest import TINY, Run
 from tests.hubserver import HubServer
-
-BIG = "weights/big.bin"
-FAST = {"MODELCTL_PROGRESS_INTERVAL": "0.2"}
-TICK = re.compile(r"^  weights/big\.bin: [\d,]+ of 3,145,728 bytes \(\d+%\), \d+ [kM]?B/s$", re.M)
 
 SAME_REPO_TWICE = """\
 models:
@@ -22,9 +17,6 @@ models:
     repo_id: org/tiny
     revision: v2
 """
-
-
-# --------------------------------------------------------------------------- 8: a repo_id where an id is asked
 
 
 def test_a_repo_id_naming_one_entry_is_that_model(registry: Callable[..., Path]) -> None:
