@@ -7,6 +7,7 @@ Imports under `if TYPE_CHECKING:` are annotations, not run, and do not count.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "modelctl"
@@ -127,3 +128,12 @@ def test_the_walk_finds_a_cycle_and_a_private_import(tmp_path: Path) -> None:
     source.write_text("def f():\n    from modelctl.transfer import _connect\n")
     found = _imports("modelctl.m", source, {"modelctl.transfer": source, "modelctl.m": source})
     assert found == [("modelctl.transfer", "_connect", True)]
+
+
+def test_the_architecture_page_names_every_module() -> None:
+    """docs/architecture.md's layer table lists each module once: a new module updates the page."""
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = [line for line in page.splitlines() if line.startswith("| ") and line[2:3].isdigit()]
+    named = [name for line in table for name in re.findall(r"`([a-z_.]+)`", line.split("|")[2])]
+    modules = sorted(name.removeprefix("modelctl.") for name in _modules() if name != "modelctl")
+    assert sorted(named) == modules
