@@ -268,6 +268,7 @@ class ModelLoader:
         load = config.loader_func
         kwargs = dict(config.loader_kwargs or {})
         attempts = max(1, config.retry_count)
+        policy = RetryPolicy(attempts=attempts, backoff_base=self.backoff_base, jitter=False)
         try:
             target = self._prepare(entry, use_cache=True)
             is_damaged = False  # the last load looked like corruption: verify and repair before the next
@@ -284,7 +285,7 @@ class ModelLoader:
                     raise  # Ctrl-C stops the program, not one load
                 except Exception as err:  # a user's loader may raise anything; it is recorded
                     entry.error = f"{type(err).__name__}: {err}"
-                    delay = self.backoff_base * 2 ** (entry.attempts + entry.rechecks - 1)  # 0.5, 1, 2 s
+                    delay = policy.delay(entry.attempts + entry.rechecks)  # 0.5, 1, 2 s: no jitter
                     if (
                         self._looks_corrupt(entry, err)
                         and config.model is not None
@@ -307,7 +308,6 @@ class ModelLoader:
                     raise _Stopped from err
 
             # Attempts count across load_all_models() calls: a model that used them up gets one more.
-            policy = RetryPolicy(attempts=attempts, backoff_base=self.backoff_base)
             entry.value = retry_call(attempt, policy, first=entry.attempts + 1)
             entry.status, entry.error = LOADED, None
         except (Retry, _Stopped):  # out of attempts, or told to stop: entry.error says why

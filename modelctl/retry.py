@@ -48,24 +48,34 @@ class RetryPolicy(NamedTuple):
     backoff_base: float = BACKOFF_BASE
     backoff_max: float = BACKOFF_MAX
     retry_after_max: float = 300.0
+    jitter: bool = True  # False: the exact doubling (a loader in one process, as seed 002 waits)
 
     def delay(self, attempt: int, asked: float | None = None) -> float:
         """Seconds to wait after failed `attempt`: what the failure asked for, else backoff; capped.
 
         The cap keeps a server's Retry-After of hours from hanging a run that could fail now.
         """
-        wait = asked if asked is not None else backoff_delay(attempt, self.backoff_base, self.backoff_max)
+        wait = (
+            asked
+            if asked is not None
+            else backoff_delay(attempt, self.backoff_base, self.backoff_max, jitter=self.jitter)
+        )
         return min(wait, self.retry_after_max)
 
 
-def backoff_delay(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX) -> float:
-    """Exponential backoff with jitter: ~base·2^(attempt-1), capped, times a factor in [0.5, 1).
+def backoff_delay(
+    attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX, *, jitter: bool = True
+) -> float:
+    """Exponential backoff: base·2^(attempt-1), capped, times a factor in [0.5, 1) with jitter.
 
     The jitter keeps parallel downloads that failed together from retrying together.
     """
+    wait = min(cap, base * 2 ** (attempt - 1))
+    if not jitter:
+        return float(wait)
     import random  # here: the CLI imports this module for its defaults at every start
 
-    return float(min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+    return float(wait * random.uniform(0.5, 1.0))
 
 
 def retry_after(value: str | None) -> float | None:
