@@ -55,7 +55,7 @@ class ModelctlError(Exception):
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C's KeyboardInterrupt is.
+    """Ctrl-C, SIGTERM or SIGHUP, raised in the main thread by the `modelctl` command (__main__.py).
 
     So every path that keeps partial files and records verified ones on Ctrl-C does the same on
     `kill`, a closed terminal or a container stopping; the exit code is 128 + the signal.

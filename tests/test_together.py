@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -280,6 +281,28 @@ def test_sigterm_and_sighup_record_what_was_verified_and_say_so(
     assert states["config.json"] == "verified" and states[BIG] == "pending"
     assert run(project, "download", "tiny").returncode == 0
     assert_complete(tiny, files_of(hub))
+
+
+def test_ctrl_c_inside_an_exec_string_still_exits_130_under_python_m(tmp_path: Path) -> None:
+    # CPython remembers a bare KeyboardInterrupt leaving exec()/eval() of a string (dataclasses and
+    # namedtuple do that while modules are imported) and, under `python -m`, ends the process by
+    # SIGINT (-2) whatever handled it; CI met it 1 run in 25. Our handler raises a subclass.
+    child = tmp_path / "child"
+    child.mkdir()
+    (child / "__main__.py").write_text(
+        "import os, signal\n"
+        "from modelctl.__main__ import install_signal_handlers\n"
+        "install_signal_handlers()\n"
+        "try:\n"
+        "    exec('os.kill(os.getpid(), signal.SIGINT)\\nfor _ in range(10**6): pass')\n"
+        "except KeyboardInterrupt as err:\n"
+        "    print(type(err).__name__)\n"
+        "    raise SystemExit(130)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "child"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert (proc.returncode, proc.stdout) == (130, "Interrupted\n"), proc.stderr
 
 
 def test_ctrl_c_while_starting_exits_130_without_a_traceback(
