@@ -15,7 +15,7 @@ import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
-from modelctl.hashing import Hasher, HashTask, hash_files
+from modelctl.core.hashing import Hasher, HashTask, hash_files
 
 
 def sha256_file(path: str) -> str:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from _data import write_random
 
-import modelctl.storage as storage_module
-from modelctl.record import Record, RepoFile, write_record
+import modelctl.store.storage as storage_module
+from modelctl.core.record import Record, RepoFile, write_record
 
 CACHE = Path(os.environ.get("MODELCTL_BENCH_DATA", "/tmp/modelctl-bench-verify"))
 ONE_CORE = """

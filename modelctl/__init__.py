@@ -9,7 +9,8 @@ does not pay for the download and verification machinery.
 import logging
 from typing import TYPE_CHECKING, Any
 
-from modelctl.errors import (
+from modelctl.core import __version__
+from modelctl.core.errors import (
     BadChecksumError,
     ConfigurationError,
     DownloadError,
@@ -18,8 +19,6 @@ from modelctl.errors import (
     ModelManagerError,
     NotEnoughSpaceError,
 )
-
-__version__ = "0.1.0"
 
 # A library does not print: without this, logging's last-resort handler writes our warnings to
 # stderr. An application that configures logging still gets them (the logger propagates).
@@ -34,8 +33,8 @@ _LAZY = {
     "verify_model": "modelctl.api",
     "validate_model_path": "modelctl.api",
     "ensure_model_available": "modelctl.api",
-    "ModelSpec": "modelctl.registry",
-    "ModelsConfig": "modelctl.registry",
+    "ModelSpec": "modelctl.core.registry",
+    "ModelsConfig": "modelctl.core.registry",
     "ModelLoader": "modelctl.loader",
     "ModelConfig": "modelctl.loader",
     "ModelLoadError": "modelctl.loader",
@@ -57,6 +56,7 @@ if TYPE_CHECKING:
         validate_model_path,
         verify_model,
     )
+    from modelctl.core.registry import ModelsConfig, ModelSpec
     from modelctl.loader import CORRUPTION_PATTERNS, ModelConfig, ModelLoader, ModelLoadError
     from modelctl.pretrained import (
         ModelDownloadError,
@@ -64,7 +64,6 @@ if TYPE_CHECKING:
         load_model_and_tokenizer,
         robust_model_download,
     )
-    from modelctl.registry import ModelsConfig, ModelSpec
 
 
 def __getattr__(name: str) -> Any:

@@ -15,7 +15,7 @@ import signal
 import sys
 from types import FrameType
 
-from modelctl.errors import Interrupted
+from modelctl.core.errors import Interrupted
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:

@@ -26,7 +26,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, Union
 
-from modelctl.download import (
+from modelctl.core.errors import BadChecksumError, ConfigurationError, MissingModelError, ModelctlError
+from modelctl.core.lockfile import locked_for
+from modelctl.core.record import read_record
+from modelctl.core.registry import (
+    VERIFY_LEVELS,
+    ModelSpec,
+    Registry,
+    RegistrySource,
+    StorageConfig,
+    bundled_registry,
+)
+from modelctl.core.settings import DownloadOptions, download_options
+from modelctl.fetch.download import (
     OFFLINE_API_HINT,
     DownloadEvents,
     DownloadReport,
@@ -35,23 +47,11 @@ from modelctl.download import (
     plan_downloads,
     run_downloads,
 )
-from modelctl.ensure import EnsureReport
-from modelctl.ensure import ensure_models as _ensure
-from modelctl.errors import BadChecksumError, ConfigurationError, MissingModelError, ModelctlError
-from modelctl.lockfile import locked_for
-from modelctl.record import read_record
-from modelctl.registry import (
-    VERIFY_LEVELS,
-    ModelSpec,
-    Registry,
-    RegistrySource,
-    StorageConfig,
-    bundled_registry,
-)
-from modelctl.settings import DownloadOptions, download_options
-from modelctl.storage import folder_names, resolve_roots
-from modelctl.verify import BAD, Finding, VerifyReport, verify_models
-from modelctl.workspace import (
+from modelctl.ops.ensure import EnsureReport
+from modelctl.ops.ensure import ensure_models as _ensure
+from modelctl.store.storage import folder_names, resolve_roots
+from modelctl.store.verify import BAD, Finding, VerifyReport, verify_models
+from modelctl.store.workspace import (
     PRESENT,
     ModelState,
     Workspace,

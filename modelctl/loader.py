@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelctl.errors import BadChecksumError, ConfigurationError, MissingModelError, ModelctlError
-from modelctl.hashing import ALGORITHMS, hash_file, parse_checksum
-from modelctl.retry import BACKOFF_BASE, Retry, RetryPolicy, retry_call
+from modelctl.core.errors import BadChecksumError, ConfigurationError, MissingModelError, ModelctlError
+from modelctl.core.hashing import ALGORITHMS, hash_file, parse_checksum
+from modelctl.core.retry import BACKOFF_BASE, Retry, RetryPolicy, retry_call
 
 # Substrings (lower case) of loader errors that mean "the file is damaged", not "the code is wrong",
 # as the real readers word them. Extend per model with ModelConfig(corruption_patterns=[...]) or

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from modelctl.api import spec_manager
-from modelctl.errors import BadChecksumError, ConfigurationError, DownloadError, ModelctlError
-from modelctl.hfcache import check_snapshot, export_snapshot, repo_folder
-from modelctl.record import read_record
-from modelctl.registry import TRUE_WORDS, ModelSpec, repo_id_problem, revision_problem
-from modelctl.settings import download_options
-from modelctl.storage import hf_cache_path
+from modelctl.core.errors import BadChecksumError, ConfigurationError, DownloadError, ModelctlError
+from modelctl.core.record import read_record
+from modelctl.core.registry import TRUE_WORDS, ModelSpec, repo_id_problem, revision_problem
+from modelctl.core.settings import download_options
+from modelctl.store.hfcache import check_snapshot, export_snapshot, repo_folder
+from modelctl.store.storage import hf_cache_path
 
 # model_type → the transformers Auto class that loads it (seed 004's three).
 AUTO_CLASSES = {"auto": "AutoModel", "causal_lm": "AutoModelForCausalLM", "tokenizer": "AutoTokenizer"}

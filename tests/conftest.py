@@ -75,13 +75,13 @@ def put_files(folder: Path, files: dict[str, bytes]) -> None:
 
 def partial_of(folder: Path, rel: str) -> Path:
     """Where modelctl keeps the bytes of `rel` while it downloads (under .modelctl/partials/)."""
-    from modelctl.storage import partial_path
+    from modelctl.store.storage import partial_path
 
     return partial_path(folder, rel)
 
 
 def sidecar_of(folder: Path, rel: str) -> Path:
-    from modelctl.storage import sidecar_path
+    from modelctl.store.storage import sidecar_path
 
     return sidecar_path(folder, rel)
 
@@ -108,7 +108,7 @@ def put_model(
 
     `listing` is the commit's every file (default: `files`); listed files not in `files` are absent.
     """
-    from modelctl.record import Record, RepoFile, checked_now, write_record
+    from modelctl.core.record import Record, RepoFile, checked_now, write_record
     from tests.hubserver import LFS_SUFFIXES, git_blob_sha1
 
     put_files(folder, files)

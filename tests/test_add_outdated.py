@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.registry import load_registry
+from modelctl.core.registry import load_registry
 from tests.conftest import TINY, Run
 from tests.hubserver import HubServer, Repo, model_files
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelctl.record import read_record
+from modelctl.core.record import read_record
 from tests.conftest import TINY, Run, put_files, put_model, put_partial, sidecar_of
 from tests.hubserver import HubServer
 

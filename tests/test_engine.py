@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.storage import ranges_path, read_ranges
+from modelctl.store.storage import ranges_path, read_ranges
 from tests.conftest import TINY, Run, partial_of
 from tests.hubserver import Fault, Hold, HubServer, Repo, model_files
 from tests.process import assert_complete, run, start, wait_for
@@ -322,10 +322,10 @@ def test_the_engine_takes_its_connections_from_the_connector_it_is_given(
     import http.client
     from urllib.parse import urlsplit
 
-    from modelctl.download import NullEvents
-    from modelctl.engine import fetch_files
-    from modelctl.retry import RetryPolicy
-    from modelctl.transfer import FileJob
+    from modelctl.core.retry import RetryPolicy
+    from modelctl.fetch.download import NullEvents
+    from modelctl.net.engine import fetch_files
+    from modelctl.net.transfer import FileJob
 
     asked: list[str] = []
 

@@ -11,7 +11,7 @@ import pytest
 from gguf.quants import quantize
 from safetensors.numpy import save_file
 
-from modelctl.formats import check_file
+from modelctl.core.formats import check_file
 from tests.hubserver import gguf_bytes, safetensors_bytes
 
 

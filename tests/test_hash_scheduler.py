@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.hashing import (
+from modelctl.core.hashing import (
     CHUNK,
     GIT_SHA1,
     MAX_OPEN,

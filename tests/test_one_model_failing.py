@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from modelctl import MissingModelError, ModelManager, ensure_models
-from modelctl.download import ModelFailure, failure_error
-from modelctl.errors import BadChecksumError, DownloadError
-from modelctl.registry import ModelSpec
+from modelctl.core.errors import BadChecksumError, DownloadError
+from modelctl.core.registry import ModelSpec
+from modelctl.fetch.download import ModelFailure, failure_error
 from tests.conftest import TINY, Run
 from tests.hubserver import Fault, HubServer, Repo
 
@@ -152,9 +152,9 @@ def test_failure_error_ranks_like_a_models_files() -> None:
 
 
 def test_plan_sets_aside_the_model_it_cannot_plan(hub: HubServer, registry: Callable[..., Path]) -> None:
-    from modelctl.download import NullEvents, plan_downloads
-    from modelctl.settings import download_options
-    from modelctl.workspace import open_workspace
+    from modelctl.core.settings import download_options
+    from modelctl.fetch.download import NullEvents, plan_downloads
+    from modelctl.store.workspace import open_workspace
 
     registry(TINY + GONE)
     plan = plan_downloads(open_workspace(None), download_options(everything=True), NullEvents())

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from modelctl.download import DOWNLOAD, KEEP, RESUME, LocalState, decide
-from modelctl.record import RepoFile
-from modelctl.retry import backoff_delay
-from modelctl.transfer import content_range, retry_after
+from modelctl.core.record import RepoFile
+from modelctl.core.retry import backoff_delay
+from modelctl.fetch.download import DOWNLOAD, KEEP, RESUME, LocalState, decide
+from modelctl.net.transfer import content_range, retry_after
 
 REMOTE = RepoFile("model.safetensors", 1000, "a" * 64, "b" * 40)
 

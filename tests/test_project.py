@@ -127,7 +127,7 @@ def test_log_file_records_actions_retries_and_hashes_never_the_token(
     assert f"published model.safetensors: sha256:{sha} verified" in text
     assert text.splitlines()[0][:4].isdigit()  # timestamped
     assert "hf_logsecret_abcdef" not in text + result.stderr
-    assert "DEBUG modelctl.download: tiny: download config.json (missing)" in result.stderr  # -v
+    assert "DEBUG modelctl.fetch.download: tiny: download config.json (missing)" in result.stderr  # -v
     cli("--log-file", str(log), "verify")
     assert log.read_text().startswith(text)  # appended
 

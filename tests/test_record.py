@@ -137,7 +137,7 @@ def test_ensure_replaces_only_files_the_record_names(cli: Run, hub: HubServer, d
 
 
 def test_a_check_without_the_files_own_hash_proves_nothing() -> None:
-    from modelctl.record import Checked, RepoFile
+    from modelctl.core.record import Checked, RepoFile
 
     md5_only = Checked(1, 5, 0, "now", {"md5": "5d41402abc4b2a76b9719d911017c592"})
     entry = RepoFile("w.bin", 5, "a" * 64, "b" * 40, md5_only)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.errors import ConfigurationError, ExitCode, MissingModelError
-from modelctl.registry import (
+from modelctl.core.errors import ConfigurationError, ExitCode, MissingModelError
+from modelctl.core.registry import (
     Checksum,
     bundled_registry,
     find_registry,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from modelctl.registry import load_registry
+from modelctl.core.registry import load_registry
 from tests.conftest import TINY, Run
 from tests.hubserver import HubServer
 

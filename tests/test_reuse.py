@@ -344,7 +344,7 @@ def test_force_fetches_even_what_the_hf_cache_holds(
 
 
 def test_hf_cache_location_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from modelctl.storage import hf_cache_path
+    from modelctl.store.storage import hf_cache_path
 
     env = {"HF_HOME": str(tmp_path / "h"), "XDG_CACHE_HOME": str(tmp_path / "x")}
     assert hf_cache_path({**env, "HF_HUB_CACHE": str(tmp_path / "c")}) == tmp_path / "c"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.registry import StorageConfig
-from modelctl.storage import resolve_roots
-from modelctl.workspace import MISSING, PARTIAL, PRESENT, UNVERIFIED, list_models, open_workspace
+from modelctl.core.registry import StorageConfig
+from modelctl.store.storage import resolve_roots
+from modelctl.store.workspace import MISSING, PARTIAL, PRESENT, UNVERIFIED, list_models, open_workspace
 from tests.conftest import TWO_MODELS, put_files, put_model, put_partial, write
 
 GOOD = {"config.json": b"{}", "model.safetensors": b"x" * 10}
@@ -154,7 +154,7 @@ def test_unreadable_root_is_skipped_with_warning(project: Path, roots: dict[str,
     put_files(roots["project"] / "tiny", GOOD)
     put_files(roots["legacy"] / "tiny", GOOD)
     code = (
-        "import json; from modelctl.workspace import list_models, open_workspace; "
+        "import json; from modelctl.store.workspace import list_models, open_workspace; "
         "r = list_models(open_workspace()); "
         "print(json.dumps([r.models[0].found.root.name, list(r.warnings)]))"
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from modelctl import tls
+from modelctl.net import tls
 from tests.conftest import TINY, Run, partial_of
 from tests.hubserver import Fault, HubServer, Repo, model_files
 from tests.process import assert_complete, run, start, wait_for
@@ -378,7 +378,7 @@ def test_kill_9_over_tls_then_rerun_fetches_only_the_missing_ranges(
     https_hub: HubServer, tiny: Path, pki: Pki, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The real executable over HTTPS, 4 connections splitting the 3 MiB file, killed mid-way."""
-    from modelctl.storage import ranges_path, read_ranges
+    from modelctl.store.storage import ranges_path, read_ranges
 
     trust(monkeypatch, pki)
     monkeypatch.setenv("MODELCTL_SPLIT_SIZE", "1M")

@@ -214,7 +214,7 @@ def test_checksum_pins_are_checked(cli: Run, registry: Callable[..., Path], proj
 def test_many_files_of_varied_sizes_hash_as_hashlib(
     cli: Run, registry: Callable[..., Path], project: Path
 ) -> None:
-    from modelctl.hashing import CHUNK, PIECE
+    from modelctl.core.hashing import CHUNK, PIECE
 
     rng = random.Random(7)
     sizes = (0, 1, 4095, CHUNK - 1, CHUNK + 1, PIECE, PIECE + 3, 2 * PIECE + CHUNK + 5)
@@ -239,7 +239,7 @@ def test_many_files_of_varied_sizes_hash_as_hashlib(
 
 
 def test_checksum_matches_hashlib_and_names_an_unreadable_file(cli: Run, project: Path) -> None:
-    from modelctl.hashing import PIECE
+    from modelctl.core.hashing import PIECE
 
     rng = random.Random(3)
     data = {project / f"f{size}": rng.randbytes(size) for size in (0, 10, PIECE + 1, 2 * PIECE + 7)}

@@ -13,10 +13,11 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from modelctl import __version__, output
+from modelctl import output
 from modelctl.cli import disk, fetching, integrity, listing, project, registry_cmds
 from modelctl.cli.options import ConfigOpt
-from modelctl.errors import ModelctlError
+from modelctl.core import __version__
+from modelctl.core.errors import ModelctlError
 
 
 class ModelctlGroup(TyperGroup):
@@ -107,7 +108,7 @@ def root(
     if verbose or log_file is not None:
         import sys
 
-        from modelctl.logs import configure
+        from modelctl.core.logs import configure
 
         configure(verbose=verbose, log_file=log_file, stream=sys.stderr)
 

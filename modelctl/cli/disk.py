@@ -8,7 +8,7 @@ from modelctl.cli.options import ConfigOpt, JsonOpt, output_format, workspace
 
 def du_command(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Show disk use per root: every model folder, whose it is, and how to clean it."""
-    from modelctl.usage import disk_use
+    from modelctl.store.usage import disk_use
 
     fmt = output_format(as_json=as_json)
     report = disk_use(workspace(ctx, config))

@@ -26,8 +26,8 @@ from modelctl.cli.options import (
     own_workspace,
 )
 from modelctl.output import Format
-from modelctl.storage import WRITABLE_ROOTS
-from modelctl.workspace import Workspace
+from modelctl.store.storage import WRITABLE_ROOTS
+from modelctl.store.workspace import Workspace
 
 
 def _announced_workspace(ctx: typer.Context, config: Path | None, fmt: Format, command: str) -> Workspace:
@@ -81,8 +81,8 @@ def download_command(
     config: ConfigOpt = None,
 ) -> None:
     """Download models: resume partial files, verify every byte, publish only good files."""
-    from modelctl.download import plan_downloads, run_downloads
-    from modelctl.settings import download_options
+    from modelctl.core.settings import download_options
+    from modelctl.fetch.download import plan_downloads, run_downloads
 
     fmt = output_format(as_json=as_json, quiet=quiet)
     options = download_options(
@@ -140,8 +140,8 @@ def ensure_command(
 
     With no MODEL, --size or --all: every required model, and the optional ones already on disk.
     """
-    from modelctl.ensure import ensure_models, ensure_selection
-    from modelctl.settings import download_options
+    from modelctl.core.settings import download_options
+    from modelctl.ops.ensure import ensure_models, ensure_selection
 
     fmt = output_format(as_json=as_json, quiet=quiet)
     options = download_options(

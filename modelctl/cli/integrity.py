@@ -18,10 +18,10 @@ from modelctl.cli.options import (
     own_workspace,
     workspace,
 )
-from modelctl.errors import UsageError
-from modelctl.hashing import ALGORITHMS
+from modelctl.core.errors import UsageError
+from modelctl.core.hashing import ALGORITHMS
 from modelctl.output import Format
-from modelctl.storage import WRITABLE_ROOTS
+from modelctl.store.storage import WRITABLE_ROOTS
 
 LevelOpt = Annotated[
     str | None,
@@ -45,7 +45,7 @@ def verify_command(
     config: ConfigOpt = None,
 ) -> None:
     """Check models on disk: presence, sizes, hashes, safetensors/GGUF/JSON structure, leftovers."""
-    from modelctl.verify import LEVELS, verify_models
+    from modelctl.store.verify import LEVELS, verify_models
 
     fmt = output_format(as_json=as_json)
     if level is not None and level not in LEVELS:
@@ -101,8 +101,8 @@ def clean_command(
     """Remove partials, corrupted files, whole models or stray copies, inside the storage roots only."""
     import sys
 
-    from modelctl.clean import clean_selection, plan_clean, run_clean
-    from modelctl.storage import ROOT_NAMES
+    from modelctl.ops.clean import clean_selection, plan_clean, run_clean
+    from modelctl.store.storage import ROOT_NAMES
 
     fmt = output_format(as_json=as_json)
     if root is not None and root not in ROOT_NAMES:
@@ -153,7 +153,7 @@ def checksum_command(
     algo: Annotated[str, typer.Option(help=" | ".join(ALGORITHMS) + ".")] = "sha256",
 ) -> None:
     """Print `algo:hex  path` lines, ready to paste into a model's `checksums:` pins."""
-    from modelctl.verify import checksum_files
+    from modelctl.store.verify import checksum_files
 
     if algo not in ALGORITHMS:
         raise typer.BadParameter(f"choose one of {', '.join(ALGORITHMS)}", param_hint="--algo")
@@ -185,9 +185,9 @@ def lock_command(
 
     models.yaml's lock is models.lock; models.minimal.yaml's is models.minimal.lock.
     """
-    from modelctl.lockfile import lock_differences, read_lock
-    from modelctl.locking import lock_models
-    from modelctl.settings import download_options
+    from modelctl.core.lockfile import lock_differences, read_lock
+    from modelctl.core.settings import download_options
+    from modelctl.ops.locking import lock_models
 
     fmt = output_format(as_json=as_json, quiet=as_json)  # lock --json: no progress lines either
     ws = workspace(ctx, config)

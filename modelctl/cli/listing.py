@@ -4,7 +4,7 @@ import typer
 
 from modelctl import output
 from modelctl.cli.options import ConfigOpt, JsonOpt, ModelsArg, SizeOpt, output_format, workspace
-from modelctl.workspace import list_models
+from modelctl.store.workspace import list_models
 
 
 def list_command(

@@ -16,8 +16,8 @@ def path_command(
     config: ConfigOpt = None,
 ) -> None:
     """Print the verified local folder of a model (exit 4 if absent, 3 if it fails verify)."""
-    from modelctl.errors import BadChecksumError, MissingModelError
-    from modelctl.verify import verify_models
+    from modelctl.core.errors import BadChecksumError, MissingModelError
+    from modelctl.store.verify import verify_models
 
     ws = workspace(ctx, config)
     verdict = verify_models(ws, [ws.registry.get(model)], explicit=True).models[0]
@@ -35,7 +35,7 @@ def path_command(
 
 def cache_key_command(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """Print a stable short hash of the registry and models.lock, for CI cache keys."""
-    from modelctl.project import cache_key
+    from modelctl.ops.project import cache_key
 
     output.plain_line(cache_key(workspace(ctx, config).registry))
 
@@ -44,8 +44,8 @@ def init_command(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing models.yaml.")] = False,
 ) -> None:
     """Write a commented starter models.yaml here, and .gitignore lines for the model folders."""
-    from modelctl.project import init_project
-    from modelctl.registry import current_dir
+    from modelctl.core.registry import current_dir
+    from modelctl.ops.project import init_project
 
     result = init_project(current_dir(), force=force)
     output.render_init(result)
@@ -53,7 +53,7 @@ def init_command(
 
 def doctor_command(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Check Python, packages, registry, storage roots, Hub settings, leftovers and .gitignore."""
-    from modelctl.doctor import run_doctor
+    from modelctl.ops.doctor import run_doctor
 
     fmt = output_format(as_json=as_json)
     report = run_doctor(config if config is not None else (ctx.obj or {}).get("config"))

@@ -52,8 +52,8 @@ def add_command(
     config: ConfigOpt = None,
 ) -> None:
     """Check a Hub repo and add it to models.yaml, keeping the file's comments and order."""
-    from modelctl.add import add_model
-    from modelctl.settings import download_options
+    from modelctl.core.settings import download_options
+    from modelctl.ops.add import add_model
 
     fmt = output_format(as_json=as_json, quiet=as_json)  # --json: no progress lines either
     options = download_options(endpoints=tuple(endpoint or ()), token=token)
@@ -72,7 +72,7 @@ def add_command(
         if not download:
             output.render_add(added, None, fmt)
             return
-        from modelctl.download import plan_downloads, run_downloads
+        from modelctl.fetch.download import plan_downloads, run_downloads
 
         if fmt.is_human:
             output.render_add(added, None, fmt, is_downloading=True)
@@ -95,8 +95,8 @@ def outdated_command(
     config: ConfigOpt = None,
 ) -> None:
     """Show which models' locked or downloaded commit is behind their revision on the Hub (exit 1)."""
-    from modelctl.outdated import check_outdated
-    from modelctl.settings import download_options
+    from modelctl.core.settings import download_options
+    from modelctl.ops.outdated import check_outdated
 
     fmt = output_format(as_json=as_json, quiet=as_json)
     options = download_options(endpoints=tuple(endpoint or ()), token=token)

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelctl.errors import ModelctlError
+from modelctl.core.errors import ModelctlError
 from modelctl.output import contract, tables
 from modelctl.output.console import (
     checksum_line,
@@ -31,17 +31,17 @@ from modelctl.output.console import (
 from modelctl.output.tables import render_init
 
 if TYPE_CHECKING:
-    from modelctl.add import AddResult
-    from modelctl.clean import CleanPlan, CleanResult
-    from modelctl.doctor import DoctorReport
-    from modelctl.download import DownloadEvents, DownloadPlan, DownloadReport
-    from modelctl.ensure import EnsureReport
-    from modelctl.lockfile import LockFile
-    from modelctl.outdated import OutdatedReport
-    from modelctl.registry import RegistrySource
-    from modelctl.usage import DiskUse
-    from modelctl.verify import VerifyReport
-    from modelctl.workspace import ListReport
+    from modelctl.core.lockfile import LockFile
+    from modelctl.core.registry import RegistrySource
+    from modelctl.fetch.download import DownloadEvents, DownloadPlan, DownloadReport
+    from modelctl.ops.add import AddResult
+    from modelctl.ops.clean import CleanPlan, CleanResult
+    from modelctl.ops.doctor import DoctorReport
+    from modelctl.ops.ensure import EnsureReport
+    from modelctl.ops.outdated import OutdatedReport
+    from modelctl.store.usage import DiskUse
+    from modelctl.store.verify import VerifyReport
+    from modelctl.store.workspace import ListReport
 
 __all__ = [
     "Format",

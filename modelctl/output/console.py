@@ -13,13 +13,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
-from modelctl.errors import ModelctlError
-from modelctl.logs import redact
+from modelctl.core.errors import ModelctlError
+from modelctl.core.logs import redact
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from modelctl.registry import RegistrySource
+    from modelctl.core.registry import RegistrySource
 
 # Rich is imported inside the functions that draw: `--json` output never pays the ~25 ms that
 # rich.console and rich.table cost at start-up (bench/startup).

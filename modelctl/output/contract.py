@@ -10,19 +10,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from modelctl.add import AddResult
-    from modelctl.clean import CleanPlan, CleanResult
-    from modelctl.doctor import DoctorReport
-    from modelctl.download import DownloadPlan, DownloadReport
-    from modelctl.ensure import EnsureReport
-    from modelctl.errors import ModelctlError
-    from modelctl.lockfile import LockFile
-    from modelctl.outdated import OutdatedReport
-    from modelctl.registry import ModelSpec, RegistrySource
-    from modelctl.storage import Location, RootState
-    from modelctl.usage import DiskUse
-    from modelctl.verify import ModelVerdict, VerifyReport
-    from modelctl.workspace import ListReport, ModelState, Workspace
+    from modelctl.core.errors import ModelctlError
+    from modelctl.core.lockfile import LockFile
+    from modelctl.core.registry import ModelSpec, RegistrySource
+    from modelctl.fetch.download import DownloadPlan, DownloadReport
+    from modelctl.ops.add import AddResult
+    from modelctl.ops.clean import CleanPlan, CleanResult
+    from modelctl.ops.doctor import DoctorReport
+    from modelctl.ops.ensure import EnsureReport
+    from modelctl.ops.outdated import OutdatedReport
+    from modelctl.store.storage import Location, RootState
+    from modelctl.store.usage import DiskUse
+    from modelctl.store.verify import ModelVerdict, VerifyReport
+    from modelctl.store.workspace import ListReport, ModelState, Workspace
 
 
 # --------------------------------------------------------------------------- parts
@@ -71,7 +71,7 @@ def location_json(loc: Location) -> dict[str, Any]:
 
 def partial_bytes(state: ModelState) -> int:
     """Bytes of the model's partial downloads (`.modelctl/partials/`): on disk, though not yet its files."""
-    from modelctl.storage import held_bytes, partial_downloads
+    from modelctl.store.storage import held_bytes, partial_downloads
 
     found = state.found
     if found is None or not state.partials:
@@ -107,7 +107,7 @@ def state_json(state: ModelState) -> dict[str, Any]:
 
 
 def manifest_json(state: ModelState) -> dict[str, Any] | None:
-    from modelctl.record import record_json
+    from modelctl.core.record import record_json
 
     return None if state.record is None else record_json(state.record)
 

@@ -14,15 +14,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from modelctl.download import NullEvents
+from modelctl.fetch.download import NullEvents
 from modelctl.output.console import err, mb_per_s, stderr, visible
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from modelctl.download import DownloadEvents, ModelPlan
+    from modelctl.core.record import FileResult
+    from modelctl.fetch.download import DownloadEvents, ModelPlan
+    from modelctl.net.transfer import FileJob
     from modelctl.output import Format
-    from modelctl.transfer import FileJob, FileResult
 
 
 PROGRESS_INTERVAL = 10.0  # seconds between plain progress lines of one file in flight
@@ -246,7 +247,7 @@ def download_events(fmt: Format) -> Iterator[DownloadEvents]:
     --quiet keeps stdout to the paths; on a terminal's stderr it still draws the bars (a 14 GB
     model in silence looks hung), erased when done. Piped, --quiet and --json report nothing.
     """
-    from modelctl.logs import mute_unless_configured
+    from modelctl.core.logs import mute_unless_configured
 
     mute_unless_configured()  # the events say each retry; the log says it only where -v/--log-file ask
     if fmt.is_quiet:

@@ -11,22 +11,22 @@ from typing import TYPE_CHECKING, Any
 
 from modelctl.output import contract
 from modelctl.output.console import err, escape, mb_per_s, out, registry_note, visible, warn
-from modelctl.storage import READ_ONLY_ROOTS  # the CLI has imported storage already (cli/options.py)
+from modelctl.store.storage import READ_ONLY_ROOTS  # the CLI has imported storage already (cli/options.py)
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from modelctl.add import AddResult
-    from modelctl.clean import CleanPlan, CleanResult
-    from modelctl.doctor import DoctorReport
-    from modelctl.download import DownloadPlan, DownloadReport
-    from modelctl.ensure import EnsureReport
-    from modelctl.lockfile import LockFile
-    from modelctl.outdated import OutdatedReport
-    from modelctl.project import InitResult
-    from modelctl.usage import DiskUse
-    from modelctl.verify import ModelVerdict, VerifyReport
-    from modelctl.workspace import ListReport, ModelState
+    from modelctl.core.lockfile import LockFile
+    from modelctl.fetch.download import DownloadPlan, DownloadReport
+    from modelctl.ops.add import AddResult
+    from modelctl.ops.clean import CleanPlan, CleanResult
+    from modelctl.ops.doctor import DoctorReport
+    from modelctl.ops.ensure import EnsureReport
+    from modelctl.ops.outdated import OutdatedReport
+    from modelctl.ops.project import InitResult
+    from modelctl.store.usage import DiskUse
+    from modelctl.store.verify import ModelVerdict, VerifyReport
+    from modelctl.store.workspace import ListReport, ModelState
 
 # Rich is imported inside the functions that draw (see console.py).
 
@@ -251,8 +251,8 @@ def render_download(report: DownloadReport) -> None:
 def _shadowed_downloads(report: DownloadReport) -> list[str]:
     """A copy downloaded (say `--to project`) that another root's copy hides: `path` and the API
     would go on using the other one, so say so, and what to do."""
-    from modelctl.storage import ROOT_NAMES
-    from modelctl.usage import shadowing_copy
+    from modelctl.store.storage import ROOT_NAMES
+    from modelctl.store.usage import shadowing_copy
 
     notes = []
     workspace = report.plan.workspace

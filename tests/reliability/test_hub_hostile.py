@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.errors import ConfigurationError
-from modelctl.registry import Endpoint, load_registry
+from modelctl.core.errors import ConfigurationError
+from modelctl.core.registry import Endpoint, load_registry
 from tests.conftest import TINY, Run, write
 from tests.hubserver import Fault, HubServer, Repo, Request, model_files
 

@@ -42,7 +42,7 @@ def user_folder(tmp_path: Path, repo_id: str = "org/tiny", revision: str = "main
 
 def partial_of(folder: Path, rel: str = BIG) -> Path:
     """Where the bytes of `rel` collect while it downloads (the one place to change if it moves)."""
-    from modelctl.storage import partial_path
+    from modelctl.store.storage import partial_path
 
     return partial_path(folder, rel)
 

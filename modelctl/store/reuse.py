@@ -28,10 +28,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl.hashing import GIT_SHA1, Hasher, HashTask, hash_files
-from modelctl.record import META_DIR, Checked, RepoFile, read_record, trusted_record
-from modelctl.storage import PARTIALS_DIR, READ_ONLY_ROOTS, forget_partials, partial_path
-from modelctl.transfer import FileResult
+from modelctl.core.hashing import GIT_SHA1, Hasher, HashTask, hash_files
+from modelctl.core.record import META_DIR, Checked, FileResult, RepoFile, read_record, trusted_record
+from modelctl.store.storage import PARTIALS_DIR, READ_ONLY_ROOTS, forget_partials, partial_path
 
 REUSE = "reuse"
 HF_CACHE = "the HF cache"

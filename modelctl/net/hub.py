@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
-from modelctl.errors import (
+from modelctl.core.errors import (
     ConfigurationError,
     DownloadError,
     MissingModelError,
@@ -33,8 +33,8 @@ from modelctl.errors import (
     describe_error,
     in_chain,
 )
-from modelctl.record import RepoFile, Snapshot
-from modelctl.retry import MIN_SPEED, RETRYABLE_STATUSES, retry_after
+from modelctl.core.record import RepoFile, Snapshot
+from modelctl.core.retry import MIN_SPEED, RETRYABLE_STATUSES, retry_after
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 MAX_REDIRECTS = 5
@@ -318,7 +318,7 @@ def _session() -> Any:
     with _quiet_import():
         from huggingface_hub import get_session
 
-    from modelctl import tls
+    from modelctl.net import tls
 
     global _client
     base = get_session()
@@ -346,7 +346,7 @@ _PROXY_VARIABLES = tuple(
 
 def _connection_error(err: Exception, url: str) -> ModelctlError | None:
     """A certificate failure or a proxy asking for credentials, as ours; None for any other error."""
-    from modelctl import tls
+    from modelctl.net import tls
 
     if tls.find_certificate_error(err) is not None:
         return tls.certificate_error(err, url)
@@ -393,7 +393,7 @@ def _site(url: str) -> str:
 
 
 def _redact(url: str) -> str:
-    from modelctl.logs import redact
+    from modelctl.core.logs import redact
 
     return redact(url.split("?")[0])
 

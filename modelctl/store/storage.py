@@ -17,7 +17,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from modelctl.record import (
+from modelctl.core.record import (
     FOREIGN_META_DIRS,
     META_DIR,
     OWN,
@@ -27,7 +27,7 @@ from modelctl.record import (
     is_glob,
     trusted_record,
 )
-from modelctl.registry import ROOT_KIND, ROOT_KINDS, ModelSpec, RootKind, StorageConfig
+from modelctl.core.registry import ROOT_KIND, ROOT_KINDS, ModelSpec, RootKind, StorageConfig
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock
@@ -479,7 +479,7 @@ def folder_lock(folder: Path, timeout: float, on_wait: Callable[[int | None], No
 def _acquire(folder: Path, timeout: float, on_wait: Callable[[int | None], None]) -> BaseFileLock:
     from filelock import FileLock, Timeout
 
-    from modelctl.errors import DownloadError
+    from modelctl.core.errors import DownloadError
 
     meta = folder / META_DIR
     for _ in range(3):  # `clean` may remove .modelctl/ (the lock file with it) while we wait

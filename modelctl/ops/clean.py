@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl.errors import DownloadError, UsageError
-from modelctl.record import META_DIR
-from modelctl.registry import ModelSpec
-from modelctl.storage import (
+from modelctl.core.errors import DownloadError, UsageError
+from modelctl.core.record import META_DIR
+from modelctl.core.registry import ModelSpec
+from modelctl.store.storage import (
     OWNER_NAME,
     PARTIALS_DIR,
     QUARANTINE_DIR,
@@ -28,7 +28,7 @@ from modelctl.storage import (
     partial_downloads,
     partial_path,
 )
-from modelctl.workspace import Workspace
+from modelctl.store.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def plan_clean(
     bad_by_model: dict[str, tuple[str, ...]] = {}
     in_use: dict[str, Path] = {}
     if corrupted:
-        from modelctl.verify import verify_models
+        from modelctl.store.verify import verify_models
 
         report = verify_models(workspace, specs, use_cache=use_cache)
         bad_by_model = {v.spec.id: v.repairable for v in report.models}
@@ -155,7 +155,7 @@ def _whole_reason(workspace: Workspace, spec: ModelSpec, loc: Location, what: st
 
 def _shadowed(workspace: Workspace, specs: Sequence[ModelSpec], root: str | None) -> list[Removal]:
     """Whole folders of the models' copies that another root's copy hides (never a copy in use)."""
-    from modelctl.usage import OWNED_ROOTS, model_states
+    from modelctl.store.usage import OWNED_ROOTS, model_states
 
     roots = (root,) if root is not None else OWNED_ROOTS
     every = model_states(workspace, workspace.registry.models)
@@ -175,7 +175,7 @@ def _shadowed(workspace: Workspace, specs: Sequence[ModelSpec], root: str | None
 
 def _unnamed(workspace: Workspace, root: str | None) -> list[Removal]:
     """Whole folders that no registry model names, with what their record says they hold."""
-    from modelctl.usage import unnamed_folders
+    from modelctl.store.usage import unnamed_folders
 
     out = []
     for f in unnamed_folders(workspace, root):
@@ -224,7 +224,7 @@ def _corrupted(spec: ModelSpec, loc: Location, bad: Sequence[str]) -> list[Remov
 
 
 def _size(path: Path) -> int:
-    from modelctl.usage import tree_bytes
+    from modelctl.store.usage import tree_bytes
 
     return tree_bytes(path)
 

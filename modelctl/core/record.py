@@ -19,6 +19,7 @@ import functools
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -325,7 +326,7 @@ def write_record(folder: Path, record: Record) -> None:
     """Write the record at once (atomic.replace_text): old or new, never half; OSError on failure."""
     import json
 
-    from modelctl.atomic import replace_text
+    from modelctl.core.atomic import replace_text
 
     target = record_path(folder)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -374,3 +375,20 @@ def identity(record: Record | None, repo_id: str, revision: str) -> str:
 
 
 OWN, UNRECORDED, OTHER_REPO, OTHER_REVISION = "own", "unverified", "other repo", "other revision"
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What a run did with one file: fetched by the engine (whole or resumed), or kept as it was."""
+
+    path: str
+    size: int
+    sha256: str | None
+    bytes_fetched: int  # bytes received over the network, all attempts together
+    resumed_from: int  # bytes of an earlier run kept in the file (0 when it had to start over)
+    attempts: int = 0
+    endpoint: str | None = None  # host that served the last bytes (None: kept)
+    action: str = "download"  # keep | download | resume | reuse
+    source: str | None = None  # reuse: the file whose bytes were linked or copied
+    # The published inode as it was hashed (fstat of the open file): what its record check is of.
+    stat: os.stat_result | None = field(default=None, compare=False, repr=False)

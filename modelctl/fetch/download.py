@@ -17,9 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from modelctl import reuse
-from modelctl.engine import Engine
-from modelctl.errors import (
+from modelctl.core.errors import (
     BadChecksumError,
     DownloadError,
     MissingModelError,
@@ -28,14 +26,14 @@ from modelctl.errors import (
     UsageError,
     disk_error,
 )
-from modelctl.hashing import GIT_SHA1, hash_file
-from modelctl.hub import HubAccess, fetch_snapshot, hub_access, retry_reason
-from modelctl.lockfile import LockedModel, LockFile, locked_for, read_lock
-from modelctl.record import (
+from modelctl.core.hashing import GIT_SHA1, hash_file
+from modelctl.core.lockfile import LockedModel, LockFile, locked_for, read_lock
+from modelctl.core.record import (
     META_DIR,
     OWN,
     UNRECORDED,
     Checked,
+    FileResult,
     Record,
     RepoFile,
     Snapshot,
@@ -49,11 +47,21 @@ from modelctl.record import (
     with_checks,
     write_record,
 )
-from modelctl.registry import ModelSpec
-from modelctl.retry import RetryPolicy, retry_call
-from modelctl.settings import DEFAULT_CONNECTIONS, DownloadOptions
-from modelctl.space import check_space
-from modelctl.storage import (
+from modelctl.core.registry import ModelSpec
+from modelctl.core.retry import RetryPolicy, retry_call
+from modelctl.core.settings import DEFAULT_CONNECTIONS, DownloadOptions
+from modelctl.net.engine import Engine
+from modelctl.net.hub import HubAccess, fetch_snapshot, hub_access, retry_reason
+from modelctl.net.transfer import (
+    FileJob,
+    TransferEvents,
+    content_length,
+    plain_headers,
+    resumable_bytes,
+)
+from modelctl.store import reuse
+from modelctl.store.space import check_space
+from modelctl.store.storage import (
     PARTIAL_SUFFIX,
     PARTIALS_DIR,
     ROOT_NAMES,
@@ -67,15 +75,7 @@ from modelctl.storage import (
     ranges_path,
     sidecar_path,
 )
-from modelctl.transfer import (
-    FileJob,
-    FileResult,
-    TransferEvents,
-    content_length,
-    plain_headers,
-    resumable_bytes,
-)
-from modelctl.workspace import PRESENT, ModelState, Workspace, model_state
+from modelctl.store.workspace import PRESENT, ModelState, Workspace, model_state
 
 KEEP, DOWNLOAD, RESUME = "keep", "download", "resume"
 REUSE = reuse.REUSE  # linked or copied from a file already on the machine, then verified
@@ -600,7 +600,7 @@ def _survey(
 
 def reuse_sources(workspace: Workspace, spec: ModelSpec, folder: Path) -> reuse.Sources:
     """Where the model's bytes may already be: the other roots' folders and the HF cache."""
-    from modelctl.storage import hf_cache_path
+    from modelctl.store.storage import hf_cache_path
 
     roots = [(s.root.name, s.root.path) for s in workspace.roots if s.is_usable]
     same_model = [
@@ -671,7 +671,7 @@ def _offline_plan(
     hashes: HashMemo,
 ) -> ModelPlan:
     """Offline: the model must already be complete on disk and verify (by its record or models.lock)."""
-    from modelctl.verify import verify_models
+    from modelctl.store.verify import verify_models
 
     verdict = verify_models(workspace, [spec], explicit=True).models[0]
     found = verdict.location
@@ -731,7 +731,7 @@ def _offline_plan(
 
 def _hf_snapshots(repo_id: str) -> list[tuple[str, int]]:
     """(commit, files) of each snapshot the Hugging Face cache holds for repo_id, newest first."""
-    from modelctl.storage import hf_cache_path
+    from modelctl.store.storage import hf_cache_path
 
     snapshots = hf_cache_path() / ("models--" + repo_id.replace("/", "--")) / "snapshots"
     out = []

@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from modelctl.errors import (
+from modelctl.core.errors import (
     BadChecksumError,
     DownloadError,
     MissingModelError,
@@ -49,14 +49,13 @@ from modelctl.errors import (
     describe_error,
     disk_error,
 )
-from modelctl.hashing import GIT_SHA1, Hasher
-from modelctl.retry import MIN_SPEED, RETRYABLE_STATUSES, Retry, RetryPolicy, next_try, retry_after
-from modelctl.settings import DEFAULT_CONNECTIONS, DEFAULT_SPLIT_SIZE, MIN_SPLIT_SIZE
-from modelctl.storage import RANGE_RECORD, merge_ranges, partial_path, ranges_path, read_ranges, sidecar_path
-from modelctl.transfer import (
+from modelctl.core.hashing import GIT_SHA1, Hasher
+from modelctl.core.record import FileResult
+from modelctl.core.retry import MIN_SPEED, RETRYABLE_STATUSES, Retry, RetryPolicy, next_try, retry_after
+from modelctl.core.settings import DEFAULT_CONNECTIONS, DEFAULT_SPLIT_SIZE, MIN_SPLIT_SIZE
+from modelctl.net.transfer import (
     MAX_REDIRECTS,
     FileJob,
-    FileResult,
     TransferEvents,
     connect,
     content_range,
@@ -65,6 +64,14 @@ from modelctl.transfer import (
     resumable_sidecar,
     safe_url,
     start_writeback,
+)
+from modelctl.store.storage import (
+    RANGE_RECORD,
+    merge_ranges,
+    partial_path,
+    ranges_path,
+    read_ranges,
+    sidecar_path,
 )
 
 SIDECAR_VERSION = 2  # 1: one stream, the partial's size is what it holds; 2: the range log says

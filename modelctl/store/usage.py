@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl.record import META_DIR, RepoFile, read_record
-from modelctl.registry import ModelSpec
-from modelctl.storage import (
+from modelctl.core.record import META_DIR, RepoFile, read_record
+from modelctl.core.registry import ModelSpec
+from modelctl.store.storage import (
     PARTIALS_DIR,
     PROJECT_ROOTS,
     QUARANTINE_DIR,
@@ -26,7 +26,7 @@ from modelctl.storage import (
     RootState,
     scan_folder,
 )
-from modelctl.workspace import ModelState, Workspace, lock_in_force, model_state
+from modelctl.store.workspace import ModelState, Workspace, lock_in_force, model_state
 
 IN_USE, SHADOWED, UNNAMED = "in use", "shadowed", "unnamed"
 # `clean --shadowed` and `clean --unnamed` act on the roots a project owns; the user root is shared
@@ -143,7 +143,7 @@ def shadowing_copy(workspace: Workspace, spec: ModelSpec, folder: Path) -> Locat
 
     The roots are looked at again: a download may have created the root it wrote into.
     """
-    from modelctl.storage import probe_root
+    from modelctl.store.storage import probe_root
 
     roots = tuple(probe_root(s.root) for s in workspace.roots)
     state = model_states(workspace._replace(roots=roots), [spec])[0]

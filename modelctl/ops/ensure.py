@@ -17,7 +17,11 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-from modelctl.download import (
+from modelctl.core.errors import ModelctlError
+from modelctl.core.record import META_DIR, read_record
+from modelctl.core.registry import ModelSpec
+from modelctl.core.settings import DownloadOptions
+from modelctl.fetch.download import (
     DownloadEvents,
     DownloadReport,
     ModelFailure,
@@ -25,14 +29,10 @@ from modelctl.download import (
     record_results,
     run_downloads,
 )
-from modelctl.errors import ModelctlError
-from modelctl.record import META_DIR, read_record
-from modelctl.registry import ModelSpec
-from modelctl.reuse import Candidate, reuse_files
-from modelctl.settings import DownloadOptions
-from modelctl.storage import QUARANTINE_DIR, Location, folder_lock, forget_partials, locate
-from modelctl.verify import ModelVerdict, VerifyReport, verify_models
-from modelctl.workspace import Workspace
+from modelctl.store.reuse import Candidate, reuse_files
+from modelctl.store.storage import QUARANTINE_DIR, Location, folder_lock, forget_partials, locate
+from modelctl.store.verify import ModelVerdict, VerifyReport, verify_models
+from modelctl.store.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ _FOLDER_LOCKS_GUARD = threading.Lock()
 def _one_thread_at_a_time(workspace: Workspace, specs: Sequence[ModelSpec]) -> Iterator[None]:
     """Hold this process's lock on every folder the models may live in; a later thread waits, then
     finds the model repaired. Taken in sorted order, so overlapping selections cannot deadlock."""
-    from modelctl.storage import folder_names
+    from modelctl.store.storage import folder_names
 
     keys = sorted(
         {
@@ -285,7 +285,7 @@ def _repair_linked_copies(
 
 def _refresh(workspace: Workspace) -> Workspace:
     """Roots may have been created by a download: look at them again."""
-    from modelctl.storage import probe_root
+    from modelctl.store.storage import probe_root
 
     return Workspace(workspace.registry, tuple(probe_root(s.root) for s in workspace.roots))
 

@@ -1,7 +1,7 @@
 """HTTP for file transfers: what a file job is, connections (proxies), partial-file sidecars.
 
 engine.py fetches the bytes (ranges over several connections, resume, hashing, atomic publish);
-this module holds what it and the planner share: FileJob and FileResult, the connection to a
+this module holds what it and the planner share: FileJob, the connection to a
 URL through the environment's proxy, and which partial downloads can be resumed.
 
 Written on http.client rather than huggingface_hub's download functions because those check only
@@ -17,7 +17,6 @@ import functools
 import http.client
 import json
 import logging
-import os
 import ssl
 import sys
 import urllib.request
@@ -27,9 +26,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
-from modelctl.errors import DownloadError, MissingModelError, describe_error
-from modelctl.retry import RETRYABLE_STATUSES, Retry, RetryPolicy, retry_after, retry_call
-from modelctl.storage import partial_path, ranges_path, read_ranges, sidecar_path
+from modelctl.core.errors import DownloadError, MissingModelError, describe_error
+from modelctl.core.record import FileResult
+from modelctl.core.retry import RETRYABLE_STATUSES, Retry, RetryPolicy, retry_after, retry_call
+from modelctl.store.storage import partial_path, ranges_path, read_ranges, sidecar_path
 
 MAX_REDIRECTS = 10
 
@@ -49,23 +49,6 @@ class FileJob:
     blob_id: str  # git blob sha1 (of the content for non-LFS files: the check; of the pointer for LFS)
     commit: str
     headers: Callable[[str], dict[str, str]] = field(compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class FileResult:
-    """What a run did with one file: fetched by the engine (whole or resumed), or kept as it was."""
-
-    path: str
-    size: int
-    sha256: str | None
-    bytes_fetched: int  # bytes received over the network, all attempts together
-    resumed_from: int  # bytes of an earlier run kept in the file (0 when it had to start over)
-    attempts: int = 0
-    endpoint: str | None = None  # host that served the last bytes (None: kept)
-    action: str = "download"  # keep | download | resume | reuse
-    source: str | None = None  # reuse: the file whose bytes were linked or copied
-    # The published inode as it was hashed (fstat of the open file): what its record check is of.
-    stat: os.stat_result | None = field(default=None, compare=False, repr=False)
 
 
 class TransferEvents(Protocol):
@@ -159,7 +142,7 @@ def connect(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
     if parts.scheme == "https":
         # tls: the CAs of REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE / SSL_CERT_FILE / SSL_CERT_DIR, and
         # certificate errors and a proxy's 407 raised as ours at connect (not retried as OSErrors)
-        from modelctl import tls
+        from modelctl.net import tls
 
         context: ssl.SSLContext = tls.ssl_context()
         if via is None:

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import yaml
 
-from modelctl.atomic import replace_text
-from modelctl.download import DownloadEvents, check_listing, hub_access_for
-from modelctl.errors import ConfigurationError, MissingModelError, UsageError, write_error
-from modelctl.hub import fetch_snapshot, retry_reason
-from modelctl.record import RepoFile, Snapshot
-from modelctl.registry import ModelSpec, Registry, load_registry, parse_registry
-from modelctl.retry import retry_call
-from modelctl.settings import DownloadOptions
-from modelctl.workspace import Workspace
+from modelctl.core.atomic import replace_text
+from modelctl.core.errors import ConfigurationError, MissingModelError, UsageError, write_error
+from modelctl.core.record import RepoFile, Snapshot
+from modelctl.core.registry import ModelSpec, Registry, load_registry, parse_registry
+from modelctl.core.retry import retry_call
+from modelctl.core.settings import DownloadOptions
+from modelctl.fetch.download import DownloadEvents, check_listing, hub_access_for
+from modelctl.net.hub import fetch_snapshot, retry_reason
+from modelctl.store.workspace import Workspace
 
 _PLAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from modelctl.errors import ConfigurationError, MissingModelError, UsageError
-from modelctl.hashing import ALGORITHMS, Checksum, parse_checksum
+from modelctl.core.errors import ConfigurationError, MissingModelError, UsageError
+from modelctl.core.hashing import ALGORITHMS, Checksum, parse_checksum
 
 REGISTRY_NAME = "models.yaml"
 MINIMAL_NAME = "models.minimal.yaml"
@@ -273,7 +273,7 @@ ModelsConfig = Registry  # seed 003's name for the loaded registry (`.models`, `
 
 def bundled_registry() -> Path:
     """The default registry shipped inside the package."""
-    return Path(__file__).parent / "data" / REGISTRY_NAME
+    return Path(__file__).parents[1] / "data" / REGISTRY_NAME
 
 
 def find_registry(

@@ -32,7 +32,7 @@ import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from modelctl.errors import CertificateError, ConfigurationError, DownloadError, in_chain
+from modelctl.core.errors import CertificateError, ConfigurationError, DownloadError, in_chain
 
 TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 HTTPS_DOCS = "docs/https.md (HTTPS, company CAs and proxies)"

@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from modelctl.record import BAD, VERIFIED, Record, RepoFile, is_glob
-from modelctl.registry import ModelSpec, Registry, load_registry
-from modelctl.storage import (
+from modelctl.core.record import BAD, VERIFIED, Record, RepoFile, is_glob
+from modelctl.core.registry import ModelSpec, Registry, load_registry
+from modelctl.store.storage import (
     LocalFile,
     Location,
     RootState,
@@ -27,7 +27,7 @@ from modelctl.storage import (
 )
 
 if TYPE_CHECKING:
-    from modelctl.lockfile import LockedModel, LockFile
+    from modelctl.core.lockfile import LockedModel, LockFile
 
 MISSING, PRESENT, PARTIAL, UNVERIFIED = "missing", "present", "partial", "unverified"
 
@@ -272,7 +272,7 @@ def lock_in_force(registry: Registry) -> LockFile | None:
     imported only when the file exists)."""
     if registry.source.is_bundled or not registry.lock_path.exists():
         return None
-    from modelctl.lockfile import read_lock
+    from modelctl.core.lockfile import read_lock
 
     return read_lock(registry)
 

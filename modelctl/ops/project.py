@@ -7,9 +7,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl.atomic import replace_text
-from modelctl.errors import ConfigurationError, write_error
-from modelctl.registry import REGISTRY_NAME, Registry
+from modelctl.core.atomic import replace_text
+from modelctl.core.errors import ConfigurationError, write_error
+from modelctl.core.registry import REGISTRY_NAME, Registry
 
 STARTER = """\
 # modelctl registry: the models this project uses.

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from modelctl.errors import ModelctlError
-from modelctl.record import META_DIR
-from modelctl.storage import OWNER_NAME, PROJECT_ROOTS, Root, RootState, locate, lock_owner
-from modelctl.workspace import Workspace, open_workspace
+from modelctl.core.errors import ModelctlError
+from modelctl.core.record import META_DIR
+from modelctl.store.storage import OWNER_NAME, PROJECT_ROOTS, Root, RootState, locate, lock_owner
+from modelctl.store.workspace import Workspace, open_workspace
 
 OK, NOTE, PROBLEM = "ok", "note", "problem"
 PACKAGES = ("modelctl", "typer", "rich", "huggingface_hub", "pyyaml", "platformdirs", "filelock")
@@ -107,7 +107,7 @@ def _root_check(state: RootState) -> Check:
 
 
 def _hub_checks() -> list[Check]:
-    from modelctl.hub import DEFAULT_ENDPOINT, hub_access
+    from modelctl.net.hub import DEFAULT_ENDPOINT, hub_access
 
     endpoint = os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
     out = [
@@ -145,7 +145,7 @@ def _hub_checks() -> list[Check]:
 
 def _model_checks(workspace: Workspace) -> list[Check]:
     """Each model on disk judged by its record (no hashing): complete, or what is wrong and the fix."""
-    from modelctl.workspace import MISSING, PRESENT, lock_in_force, model_state
+    from modelctl.store.workspace import MISSING, PRESENT, lock_in_force, model_state
 
     try:
         lock = lock_in_force(workspace.registry)
@@ -187,7 +187,7 @@ def _model_checks(workspace: Workspace) -> list[Check]:
 
 
 def _leftover_checks(workspace: Workspace) -> list[Check]:
-    from modelctl.usage import model_states
+    from modelctl.store.usage import model_states
 
     out = []
     try:

@@ -12,13 +12,13 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from modelctl.download import DownloadEvents, hub_access_for, resolve_snapshot
-from modelctl.errors import UsageError
-from modelctl.lockfile import locked_for, read_lock
-from modelctl.record import RepoFile
-from modelctl.registry import ModelSpec
-from modelctl.settings import DownloadOptions
-from modelctl.workspace import Workspace, model_state
+from modelctl.core.errors import UsageError
+from modelctl.core.lockfile import locked_for, read_lock
+from modelctl.core.record import RepoFile
+from modelctl.core.registry import ModelSpec
+from modelctl.core.settings import DownloadOptions
+from modelctl.fetch.download import DownloadEvents, hub_access_for, resolve_snapshot
+from modelctl.store.workspace import Workspace, model_state
 
 CURRENT, BEHIND, NOT_DOWNLOADED, UNRECORDED = "current", "behind", "not downloaded", "unrecorded"
 ADDED, CHANGED, REMOVED = "added", "changed", "removed"

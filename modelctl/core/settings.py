@@ -11,9 +11,9 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from modelctl.errors import ConfigurationError, UsageError
-from modelctl.registry import TRUE_WORDS, revision_problem
-from modelctl.retry import DEFAULT_ATTEMPTS, DEFAULT_LOCK_TIMEOUT, DEFAULT_TIMEOUT, RetryPolicy
+from modelctl.core.errors import ConfigurationError, UsageError
+from modelctl.core.registry import TRUE_WORDS, revision_problem
+from modelctl.core.retry import DEFAULT_ATTEMPTS, DEFAULT_LOCK_TIMEOUT, DEFAULT_TIMEOUT, RetryPolicy
 
 # Connections a download run opens at once, shared by its files (engine.py). Chosen by
 # bench/download (docs/performance.md): with nginx capping each connection at 25 MB/s, 16 fetched

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from modelctl.download import (
+from modelctl.core.errors import ModelctlError
+from modelctl.core.lockfile import LockedModel, LockFile, write_lock
+from modelctl.core.registry import ModelSpec
+from modelctl.core.settings import DownloadOptions
+from modelctl.fetch.download import (
     DownloadEvents,
     ModelFailure,
     failure_error,
@@ -17,11 +21,7 @@ from modelctl.download import (
     resolve_snapshot,
     wanted_files,
 )
-from modelctl.errors import ModelctlError
-from modelctl.lockfile import LockedModel, LockFile, write_lock
-from modelctl.registry import ModelSpec
-from modelctl.settings import DownloadOptions
-from modelctl.workspace import Workspace
+from modelctl.store.workspace import Workspace
 
 
 def lock_models(

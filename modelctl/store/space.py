@@ -6,7 +6,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from modelctl.errors import NotEnoughSpaceError
+from modelctl.core.errors import NotEnoughSpaceError
 
 HEADROOM = 64 * 1024 * 1024  # bytes kept free beyond the plan on every target filesystem
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelctl.atomic import replace_text
-from modelctl.errors import ConfigurationError, write_error
-from modelctl.record import RepoFile, Snapshot, is_safe_relative
-from modelctl.registry import ModelSpec, Registry
+from modelctl.core import __version__
+from modelctl.core.atomic import replace_text
+from modelctl.core.errors import ConfigurationError, write_error
+from modelctl.core.record import RepoFile, Snapshot, is_safe_relative
+from modelctl.core.registry import ModelSpec, Registry
 
 LOCK_VERSION = 1
 
@@ -73,8 +74,6 @@ def read_lock(registry: Registry) -> LockFile | None:
             hint="Restore it from version control, or run `modelctl lock` to write it anew.",
         ) from None
     if isinstance(version, int) and version > LOCK_VERSION:
-        from modelctl import __version__
-
         raise ConfigurationError(
             f"{path} is version {version}, written by a newer modelctl; this modelctl ({__version__}) "
             f"reads version {LOCK_VERSION}.",

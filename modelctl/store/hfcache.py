@@ -17,10 +17,10 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from modelctl.errors import BadChecksumError, DownloadError
-from modelctl.hashing import GIT_SHA1, hash_file
-from modelctl.record import RepoFile
-from modelctl.reuse import place
+from modelctl.core.errors import BadChecksumError, DownloadError
+from modelctl.core.hashing import GIT_SHA1, hash_file
+from modelctl.core.record import RepoFile
+from modelctl.store.reuse import place
 
 _BLOB_NAME = re.compile(
     r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$"
