@@ -35,7 +35,7 @@ from pathlib import Path
 
 from _data import write_random
 
-from modelctl.net.engine import PIECE
+from modelctl.net.partial import PIECE
 
 DATA = Path(os.environ.get("MODELCTL_BENCH_DATA", "/tmp/modelctl-bench-hub"))
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

@@ -22,7 +22,7 @@ from modelctl.core.retry import DEFAULT_ATTEMPTS, DEFAULT_LOCK_TIMEOUT, DEFAULT_
 DEFAULT_CONNECTIONS = 16
 MAX_CONNECTIONS = 64
 DEFAULT_SPLIT_SIZE = 4 << 20  # the smallest range a file is split into (MODELCTL_SPLIT_SIZE)
-MIN_SPLIT_SIZE = 1 << 20  # more than a piece (engine.PIECE): a steal leaves the piece being read alone
+MIN_SPLIT_SIZE = 1 << 20  # more than a piece (partial.PIECE): a steal leaves the piece being read alone
 
 
 @dataclass(frozen=True)

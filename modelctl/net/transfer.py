@@ -93,7 +93,7 @@ def resumable_sidecar(
 ) -> dict[str, Any] | None:
     """The sidecar of rel's partial file, if it describes these very bytes and can be resumed.
 
-    Version 1 (one stream: the partial's size is what it holds) and 2 (engine.py: the range
+    Version 1 (one stream: the partial's size is what it holds) and 2 (partial.py: the range
     log says which bytes are written) are both resumed.
     """
     try:
