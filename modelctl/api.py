@@ -49,6 +49,7 @@ from modelctl.fetch.download import (
 )
 from modelctl.ops.ensure import EnsureReport
 from modelctl.ops.ensure import ensure_models as _ensure
+from modelctl.output.contract import info_json
 from modelctl.store.storage import folder_names, resolve_roots
 from modelctl.store.verify import BAD, Finding, VerifyReport, verify_models
 from modelctl.store.workspace import (
@@ -242,8 +243,6 @@ class ModelManager:
     def get_model_info(self, model_id: str) -> dict[str, Any]:
         """The model as `modelctl info MODEL --json` gives it: spec, status, where it is, its
         copies under each root, files, record. No hashing, no network."""
-        from modelctl.output.contract import info_json
-
         spec = self.get_model_spec(model_id)
         item: dict[str, Any] = info_json(list_models(self.workspace, ids=[spec.id]))["models"][0]
         return item

@@ -255,7 +255,7 @@ class ModelLoader:
     def _manager(self) -> Any:
         with self._lock:
             if self.manager is None:
-                from modelctl.api import ModelManager
+                from modelctl.api import ModelManager  # a registry model only: local files need no registry
 
                 self.manager = ModelManager.from_config()
             return self.manager

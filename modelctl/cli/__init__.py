@@ -15,7 +15,7 @@ from typer.core import TyperGroup
 
 from modelctl import output
 from modelctl.cli import disk, fetching, integrity, listing, project, registry_cmds
-from modelctl.cli.options import ConfigOpt
+from modelctl.cli.options import FORMAT, ConfigOpt
 from modelctl.core import __version__
 from modelctl.core.errors import ModelctlError
 
@@ -24,22 +24,24 @@ class ModelctlGroup(TyperGroup):
     """The root group: the one place where ModelctlError becomes a message and an exit code."""
 
     def invoke(self, ctx: Any) -> Any:
-        as_json = _asks_for_json(ctx)
+        asked = _asks_for_json(ctx)  # read before click hands the arguments to the command
         try:
             return super().invoke(ctx)
         except ModelctlError as err:
-            if as_json:
+            if _answers_in_json(ctx, asked):
                 output.error_json(err)
             output.error(err, show_traceback=_is_debug())
             raise typer.Exit(int(err.exit_code)) from None
         except typer.TyperException as err:  # a command line Typer rejects: a bad value, an unknown option
-            if as_json:  # Typer still prints the usage and the message on stderr, as always
+            if _answers_in_json(
+                ctx, asked
+            ):  # Typer still prints the usage and the message on stderr, as always
                 code = int(getattr(err, "exit_code", 1))
                 message = err.format_message() if hasattr(err, "format_message") else str(err)
                 output.usage_error_json(message, code)
             raise
         except KeyboardInterrupt as err:
-            _interrupted(err, as_json)
+            _interrupted(err, _answers_in_json(ctx, asked))
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
         try:  # Ctrl-C while the command line is parsed: the same message and exit code as later
@@ -63,9 +65,16 @@ def _interrupted(err: KeyboardInterrupt, as_json: bool) -> NoReturn:
 
 
 def _asks_for_json(ctx: Any) -> bool:
-    """Whether the command line asks for --json (before any `--`): a failure then answers in JSON too."""
+    """Whether the command line asks for --json (before any `--`)."""
     args = list(ctx.args)  # what follows the command's name
     return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def _answers_in_json(ctx: Any, asked: bool) -> bool:
+    """Whether the failing command answers in JSON: the Format it resolved (cli/options.py), or,
+    when it failed before that (Typer rejected its command line), what its command line asked."""
+    fmt = ctx.meta.get(FORMAT)
+    return bool(fmt.is_json) if fmt is not None else asked
 
 
 def _is_debug() -> bool:

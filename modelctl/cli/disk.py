@@ -12,4 +12,4 @@ def du_command(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt =
 
     fmt = output_format(as_json=as_json)
     report = disk_use(workspace(ctx, config))
-    output.render_disk_use(report, fmt)
+    output.render(report, fmt)

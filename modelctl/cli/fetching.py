@@ -107,12 +107,12 @@ def download_command(
     with output.download_events(fmt) as events:
         plan = plan_downloads(ws, options, events)
         if dry_run:
-            output.render_plan(plan, fmt)
+            output.render(plan, fmt)
             if plan.failed:  # the others were planned and shown; the exit code says one was not
                 raise plan.error()
             return
         report = run_downloads(plan, options, events)
-    output.render_download(report, fmt)
+    output.render(report, fmt)
 
 
 def ensure_command(
@@ -158,5 +158,5 @@ def ensure_command(
     specs = ensure_selection(ws, models or (), size, everything)
     with output.download_events(fmt) as events:
         report = ensure_models(ws, specs, options, events, use_cache=not no_cache)
-    output.render_ensure(report, fmt)
+    output.render(report, fmt)
     exit_for_health(report.health, strict=strict)

@@ -53,7 +53,7 @@ def verify_command(
     ws = workspace(ctx, config)
     specs = ws.registry.select(models or (), size, everything)
     report = verify_models(ws, specs, level=level, use_cache=not no_cache, explicit=bool(models))
-    output.render_verify(report, fmt)
+    output.render(report, fmt)
     exit_for_health(report.health, strict=strict)
 
 
@@ -101,7 +101,7 @@ def clean_command(
     """Remove partials, corrupted files, whole models or stray copies, inside the storage roots only."""
     import sys
 
-    from modelctl.ops.clean import clean_selection, plan_clean, run_clean
+    from modelctl.ops.clean import CleanReport, clean_selection, plan_clean, run_clean
     from modelctl.store.storage import ROOT_NAMES
 
     fmt = output_format(as_json=as_json)
@@ -130,7 +130,7 @@ def clean_command(
         unnamed=unnamed,
     )
     if dry_run or not plan.removals:
-        output.render_clean(plan, None, fmt, registry=ws.registry.source)
+        output.render(CleanReport(plan, None, ws.registry.source), fmt)
         return
     if not yes:
         if not sys.stdin.isatty():
@@ -139,11 +139,11 @@ def clean_command(
                 "to confirm it needs --yes.",
                 hint="Look first with --dry-run, then run it again with --yes.",
             )
-        output.render_clean(plan, None, Format.HUMAN, registry=ws.registry.source)
+        output.render(CleanReport(plan, None, ws.registry.source), Format.HUMAN)
         if not typer.confirm("Remove these?", default=False, err=True):
             raise typer.Exit(1)
     result = run_clean(plan)
-    output.render_clean(plan, result, fmt, registry=ws.registry.source)
+    output.render(CleanReport(plan, result, ws.registry.source), fmt)
     if result.failed:
         raise typer.Exit(1)
 
@@ -187,17 +187,17 @@ def lock_command(
     """
     from modelctl.core.lockfile import lock_differences, read_lock
     from modelctl.core.settings import download_options
-    from modelctl.ops.locking import lock_models
+    from modelctl.ops.locking import LockCheck, LockReport, lock_models
 
     fmt = output_format(as_json=as_json, quiet=as_json)  # lock --json: no progress lines either
     ws = workspace(ctx, config)
     if check:
         lock = read_lock(ws.registry)
         if lock is None and missing_ok:  # a first run: the lock is written and committed later
-            output.render_lock_missing(ws.registry.path, ws.registry.lock_path, fmt)
+            output.render(LockCheck(ws.registry.path, ws.registry.lock_path, ()), fmt)
             return
         differences = lock_differences(ws.registry, lock)
-        output.render_lock_check(ws.registry.path, ws.registry.lock_path, differences, fmt)
+        output.render(LockCheck(ws.registry.path, ws.registry.lock_path, tuple(differences)), fmt)
         if differences:
             raise typer.Exit(1)
         return
@@ -205,4 +205,4 @@ def lock_command(
     options = download_options(endpoints=tuple(endpoint or ()), token=token)
     with output.download_events(fmt) as events:
         lock = lock_models(ws, specs, options, events)
-    output.render_lock(lock, [s.id for s in specs], fmt)
+    output.render(LockReport(lock, tuple(s.id for s in specs)), fmt)

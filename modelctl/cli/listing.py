@@ -4,7 +4,7 @@ import typer
 
 from modelctl import output
 from modelctl.cli.options import ConfigOpt, JsonOpt, ModelsArg, SizeOpt, output_format, workspace
-from modelctl.store.workspace import list_models
+from modelctl.store.workspace import InfoReport, list_models
 
 
 def list_command(
@@ -16,7 +16,7 @@ def list_command(
     """List every registry model: where it is, and whether its files are there."""
     fmt = output_format(as_json=as_json)
     report = list_models(workspace(ctx, config), size=size)
-    output.render_list(report, fmt)
+    output.render(report, fmt)
 
 
 def info_command(
@@ -31,4 +31,4 @@ def info_command(
     if not models and size is None:
         raise typer.BadParameter("name a MODEL or a --size (e.g. --size 0.5b)", param_hint="MODEL")
     report = list_models(workspace(ctx, config), ids=models or (), size=size)
-    output.render_info(report, fmt)
+    output.render(InfoReport(*report), fmt)

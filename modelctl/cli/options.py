@@ -7,6 +7,7 @@ annotation string with typing.get_type_hints at each start (measured ~3 ms of `m
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
 from modelctl.core.errors import ConfigurationError, ExitCode
@@ -140,10 +141,21 @@ LockTimeoutOpt = Annotated[
 ]
 
 
+FORMAT = "modelctl.format"  # the key of the command's Format in the click context's meta
+
+
 def output_format(*, as_json: bool, quiet: bool = False) -> Format:
-    """The one Format a command renders with, from its --json and -q flags (both: JSON, stderr silent)."""
+    """The one Format a command renders with, from its --json and -q flags (both: JSON, stderr silent).
+
+    Each command resolves it first, and it is kept on the context, where the root group's error
+    handling reads it (cli/__init__.py): a failure answers in the format the command answers in.
+    """
     fmt = Format.JSON if as_json else Format.HUMAN
-    return fmt | Format.QUIET if quiet else fmt
+    fmt = fmt | Format.QUIET if quiet else fmt
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[FORMAT] = fmt
+    return fmt
 
 
 def workspace(ctx: typer.Context, config: Path | None) -> Workspace:

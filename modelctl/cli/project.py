@@ -48,7 +48,7 @@ def init_command(
     from modelctl.ops.project import init_project
 
     result = init_project(current_dir(), force=force)
-    output.render_init(result)
+    output.render(result, output.Format.HUMAN)
 
 
 def doctor_command(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
@@ -57,6 +57,6 @@ def doctor_command(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigO
 
     fmt = output_format(as_json=as_json)
     report = run_doctor(config if config is not None else (ctx.obj or {}).get("config"))
-    output.render_doctor(report, fmt)
+    output.render(report, fmt)
     if report.needs_attention:
         raise typer.Exit(1)

@@ -53,7 +53,7 @@ def add_command(
 ) -> None:
     """Check a Hub repo and add it to models.yaml, keeping the file's comments and order."""
     from modelctl.core.settings import download_options
-    from modelctl.ops.add import add_model
+    from modelctl.ops.add import AddReport, add_model
 
     fmt = output_format(as_json=as_json, quiet=as_json)  # --json: no progress lines either
     options = download_options(endpoints=tuple(endpoint or ()), token=token)
@@ -70,19 +70,19 @@ def add_command(
             revision=revision,
         )
         if not download:
-            output.render_add(added, None, fmt)
+            output.render(AddReport(added), fmt)
             return
         from modelctl.fetch.download import plan_downloads, run_downloads
 
         if fmt.is_human:
-            output.render_add(added, None, fmt, is_downloading=True)
+            output.render(AddReport(added, downloading=True), fmt)
         options = download_options(endpoints=tuple(endpoint or ()), token=token, ids=(added.spec.id,))
         plan = plan_downloads(workspace(ctx, config), options, events)  # the registry as it is now
         report = run_downloads(plan, options, events)
     if fmt.is_human:
-        output.render_download(report, fmt)
+        output.render(report, fmt)
     else:
-        output.render_add(added, report, fmt)
+        output.render(AddReport(added, report), fmt)
 
 
 def outdated_command(
@@ -104,6 +104,6 @@ def outdated_command(
     specs = ws.registry.select(models or (), size)
     with output.download_events(fmt) as events:
         report = check_outdated(ws, specs, options, events)
-    output.render_outdated(report, fmt)
+    output.render(report, fmt)
     if report.is_behind:
         raise typer.Exit(1)

@@ -326,7 +326,7 @@ def write_record(folder: Path, record: Record) -> None:
     """Write the record at once (atomic.replace_text): old or new, never half; OSError on failure."""
     import json
 
-    from modelctl.core.atomic import replace_text
+    from modelctl.core.atomic import replace_text  # start-up: `list` reads records, never writes one
 
     target = record_path(folder)
     target.parent.mkdir(parents=True, exist_ok=True)

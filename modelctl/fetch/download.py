@@ -70,11 +70,13 @@ from modelctl.store.storage import (
     folder_lock,
     folder_names,
     forget_partials,
+    hf_cache_path,
     is_pinned_elsewhere,
     partial_path,
     ranges_path,
     sidecar_path,
 )
+from modelctl.store.verify import verify_models
 from modelctl.store.workspace import PRESENT, ModelState, Workspace, model_state
 
 KEEP, DOWNLOAD, RESUME = "keep", "download", "resume"
@@ -600,8 +602,6 @@ def _survey(
 
 def reuse_sources(workspace: Workspace, spec: ModelSpec, folder: Path) -> reuse.Sources:
     """Where the model's bytes may already be: the other roots' folders and the HF cache."""
-    from modelctl.store.storage import hf_cache_path
-
     roots = [(s.root.name, s.root.path) for s in workspace.roots if s.is_usable]
     same_model = [
         (s.root.name, s.root.path / name)
@@ -671,8 +671,6 @@ def _offline_plan(
     hashes: HashMemo,
 ) -> ModelPlan:
     """Offline: the model must already be complete on disk and verify (by its record or models.lock)."""
-    from modelctl.store.verify import verify_models
-
     verdict = verify_models(workspace, [spec], explicit=True).models[0]
     found = verdict.location
     record = found.record if found is not None else None
@@ -731,8 +729,6 @@ def _offline_plan(
 
 def _hf_snapshots(repo_id: str) -> list[tuple[str, int]]:
     """(commit, files) of each snapshot the Hugging Face cache holds for repo_id, newest first."""
-    from modelctl.store.storage import hf_cache_path
-
     snapshots = hf_cache_path() / ("models--" + repo_id.replace("/", "--")) / "snapshots"
     out = []
     try:

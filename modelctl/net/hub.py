@@ -33,8 +33,10 @@ from modelctl.core.errors import (
     describe_error,
     in_chain,
 )
+from modelctl.core.logs import redact
 from modelctl.core.record import RepoFile, Snapshot
 from modelctl.core.retry import MIN_SPEED, RETRYABLE_STATUSES, retry_after
+from modelctl.net import tls
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 MAX_REDIRECTS = 5
@@ -318,8 +320,6 @@ def _session() -> Any:
     with _quiet_import():
         from huggingface_hub import get_session
 
-    from modelctl.net import tls
-
     global _client
     base = get_session()
     if not tls.is_configured():
@@ -346,8 +346,6 @@ _PROXY_VARIABLES = tuple(
 
 def _connection_error(err: Exception, url: str) -> ModelctlError | None:
     """A certificate failure or a proxy asking for credentials, as ours; None for any other error."""
-    from modelctl.net import tls
-
     if tls.find_certificate_error(err) is not None:
         return tls.certificate_error(err, url)
     if type(err).__name__ == "ProxyError" and str(err).startswith("407"):  # httpx's CONNECT refused
@@ -393,8 +391,6 @@ def _site(url: str) -> str:
 
 
 def _redact(url: str) -> str:
-    from modelctl.core.logs import redact
-
     return redact(url.split("?")[0])
 
 

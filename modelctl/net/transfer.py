@@ -29,6 +29,7 @@ from urllib.parse import urljoin, urlsplit
 from modelctl.core.errors import DownloadError, MissingModelError, describe_error
 from modelctl.core.record import FileResult
 from modelctl.core.retry import RETRYABLE_STATUSES, Retry, RetryPolicy, retry_after, retry_call
+from modelctl.net import tls
 from modelctl.store.storage import partial_path, ranges_path, read_ranges, sidecar_path
 
 MAX_REDIRECTS = 10
@@ -142,8 +143,6 @@ def connect(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
     if parts.scheme == "https":
         # tls: the CAs of REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE / SSL_CERT_FILE / SSL_CERT_DIR, and
         # certificate errors and a proxy's 407 raised as ours at connect (not retried as OSErrors)
-        from modelctl.net import tls
-
         context: ssl.SSLContext = tls.ssl_context()
         if via is None:
             return tls.VerifiedHTTPSConnection(host, port, timeout=timeout, context=context), target

@@ -23,7 +23,7 @@ from modelctl.core.record import RepoFile, Snapshot
 from modelctl.core.registry import ModelSpec, Registry, load_registry, parse_registry
 from modelctl.core.retry import retry_call
 from modelctl.core.settings import DownloadOptions
-from modelctl.fetch.download import DownloadEvents, check_listing, hub_access_for
+from modelctl.fetch.download import DownloadEvents, DownloadReport, check_listing, hub_access_for
 from modelctl.net.hub import fetch_snapshot, retry_reason
 from modelctl.store.workspace import Workspace
 
@@ -42,6 +42,15 @@ class AddResult:
     @property
     def bytes(self) -> int:
         return sum(f.size for f in self.files)
+
+
+@dataclass(frozen=True)
+class AddReport:
+    """What `add` did: the entry added, and the download `--download` ran (None: none, or not yet)."""
+
+    added: AddResult
+    download: DownloadReport | None = None
+    downloading: bool = False  # a download follows: the table names no next step
 
 
 def derive_id(repo_id: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from modelctl.core.errors import DownloadError, UsageError
 from modelctl.core.record import META_DIR
-from modelctl.core.registry import ModelSpec
+from modelctl.core.registry import ModelSpec, RegistrySource
 from modelctl.store.storage import (
     OWNER_NAME,
     PARTIALS_DIR,
@@ -28,6 +28,8 @@ from modelctl.store.storage import (
     partial_downloads,
     partial_path,
 )
+from modelctl.store.usage import OWNED_ROOTS, model_states, tree_bytes, unnamed_folders
+from modelctl.store.verify import verify_models
 from modelctl.store.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,15 @@ class CleanResult:
     failed: tuple[tuple[Removal, str], ...]
 
 
+@dataclass(frozen=True)
+class CleanReport:
+    """What `clean` planned (done None: --dry-run, or before confirming) or did."""
+
+    plan: CleanPlan
+    done: CleanResult | None
+    registry: RegistrySource | None = None
+
+
 def plan_clean(
     workspace: Workspace,
     specs: Sequence[ModelSpec],
@@ -83,8 +94,6 @@ def plan_clean(
     bad_by_model: dict[str, tuple[str, ...]] = {}
     in_use: dict[str, Path] = {}
     if corrupted:
-        from modelctl.store.verify import verify_models
-
         report = verify_models(workspace, specs, use_cache=use_cache)
         bad_by_model = {v.spec.id: v.repairable for v in report.models}
         in_use = {v.spec.id: v.location.path for v in report.models if v.location is not None}
@@ -155,8 +164,6 @@ def _whole_reason(workspace: Workspace, spec: ModelSpec, loc: Location, what: st
 
 def _shadowed(workspace: Workspace, specs: Sequence[ModelSpec], root: str | None) -> list[Removal]:
     """Whole folders of the models' copies that another root's copy hides (never a copy in use)."""
-    from modelctl.store.usage import OWNED_ROOTS, model_states
-
     roots = (root,) if root is not None else OWNED_ROOTS
     every = model_states(workspace, workspace.registry.models)
     in_use = {s.found.path for s in every if s.found is not None}
@@ -175,8 +182,6 @@ def _shadowed(workspace: Workspace, specs: Sequence[ModelSpec], root: str | None
 
 def _unnamed(workspace: Workspace, root: str | None) -> list[Removal]:
     """Whole folders that no registry model names, with what their record says they hold."""
-    from modelctl.store.usage import unnamed_folders
-
     out = []
     for f in unnamed_folders(workspace, root):
         held = f"holds {f.repo_id}@{f.revision}" if f.repo_id else "no record: every file in it"
@@ -224,8 +229,6 @@ def _corrupted(spec: ModelSpec, loc: Location, bad: Sequence[str]) -> list[Remov
 
 
 def _size(path: Path) -> int:
-    from modelctl.store.usage import tree_bytes
-
     return tree_bytes(path)
 
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from modelctl.core.errors import ModelctlError
 from modelctl.core.record import META_DIR
+from modelctl.net.hub import DEFAULT_ENDPOINT, hub_access
 from modelctl.store.storage import OWNER_NAME, PROJECT_ROOTS, Root, RootState, locate, lock_owner
-from modelctl.store.workspace import Workspace, open_workspace
+from modelctl.store.usage import model_states
+from modelctl.store.workspace import MISSING, PRESENT, Workspace, lock_in_force, model_state, open_workspace
 
 OK, NOTE, PROBLEM = "ok", "note", "problem"
 PACKAGES = ("modelctl", "typer", "rich", "huggingface_hub", "pyyaml", "platformdirs", "filelock")
@@ -107,8 +109,6 @@ def _root_check(state: RootState) -> Check:
 
 
 def _hub_checks() -> list[Check]:
-    from modelctl.net.hub import DEFAULT_ENDPOINT, hub_access
-
     endpoint = os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
     out = [
         Check("hub", OK, f"endpoint {endpoint}" + (" (HF_ENDPOINT)" if os.environ.get("HF_ENDPOINT") else ""))
@@ -145,8 +145,6 @@ def _hub_checks() -> list[Check]:
 
 def _model_checks(workspace: Workspace) -> list[Check]:
     """Each model on disk judged by its record (no hashing): complete, or what is wrong and the fix."""
-    from modelctl.store.workspace import MISSING, PRESENT, lock_in_force, model_state
-
     try:
         lock = lock_in_force(workspace.registry)
     except ModelctlError as err:
@@ -187,8 +185,6 @@ def _model_checks(workspace: Workspace) -> list[Check]:
 
 
 def _leftover_checks(workspace: Workspace) -> list[Check]:
-    from modelctl.store.usage import model_states
-
     out = []
     try:
         in_use = {

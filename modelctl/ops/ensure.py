@@ -30,7 +30,15 @@ from modelctl.fetch.download import (
     run_downloads,
 )
 from modelctl.store.reuse import Candidate, reuse_files
-from modelctl.store.storage import QUARANTINE_DIR, Location, folder_lock, forget_partials, locate
+from modelctl.store.storage import (
+    QUARANTINE_DIR,
+    Location,
+    folder_lock,
+    folder_names,
+    forget_partials,
+    locate,
+    probe_root,
+)
 from modelctl.store.verify import ModelVerdict, VerifyReport, verify_models
 from modelctl.store.workspace import Workspace
 
@@ -94,8 +102,6 @@ _FOLDER_LOCKS_GUARD = threading.Lock()
 def _one_thread_at_a_time(workspace: Workspace, specs: Sequence[ModelSpec]) -> Iterator[None]:
     """Hold this process's lock on every folder the models may live in; a later thread waits, then
     finds the model repaired. Taken in sorted order, so overlapping selections cannot deadlock."""
-    from modelctl.store.storage import folder_names
-
     keys = sorted(
         {
             os.path.abspath(state.root.path / name)
@@ -285,8 +291,6 @@ def _repair_linked_copies(
 
 def _refresh(workspace: Workspace) -> Workspace:
     """Roots may have been created by a download: look at them again."""
-    from modelctl.store.storage import probe_root
-
     return Workspace(workspace.registry, tuple(probe_root(s.root) for s in workspace.roots))
 
 

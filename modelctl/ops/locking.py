@@ -8,6 +8,8 @@ would import each other.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from modelctl.core.errors import ModelctlError
 from modelctl.core.lockfile import LockedModel, LockFile, write_lock
@@ -22,6 +24,27 @@ from modelctl.fetch.download import (
     wanted_files,
 )
 from modelctl.store.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class LockReport:
+    """What `lock` wrote: the lock, and the ids of the models asked for (url models are not locked)."""
+
+    lock: LockFile
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LockCheck:
+    """What `lock --check` found: the registry, its lock, and how they differ (none: in sync)."""
+
+    registry: Path
+    lock: Path
+    differences: tuple[str, ...]
+
+    @property
+    def lock_exists(self) -> bool:
+        return self.lock.exists()
 
 
 def lock_models(

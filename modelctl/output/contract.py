@@ -6,23 +6,42 @@ these functions compute (a summary, what a removal came to) instead of computing
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from modelctl.core.record import record_json
+from modelctl.store.storage import held_bytes, partial_downloads
 
 if TYPE_CHECKING:
     from modelctl.core.errors import ModelctlError
-    from modelctl.core.lockfile import LockFile
     from modelctl.core.registry import ModelSpec, RegistrySource
     from modelctl.fetch.download import DownloadPlan, DownloadReport
-    from modelctl.ops.add import AddResult
-    from modelctl.ops.clean import CleanPlan, CleanResult
+    from modelctl.ops.add import AddReport
+    from modelctl.ops.clean import CleanReport
     from modelctl.ops.doctor import DoctorReport
     from modelctl.ops.ensure import EnsureReport
+    from modelctl.ops.locking import LockCheck, LockReport
     from modelctl.ops.outdated import OutdatedReport
     from modelctl.store.storage import Location, RootState
     from modelctl.store.usage import DiskUse
     from modelctl.store.verify import ModelVerdict, VerifyReport
-    from modelctl.store.workspace import ListReport, ModelState, Workspace
+    from modelctl.store.workspace import InfoReport, ListReport, ModelState, Workspace
+
+Report = TypeVar("Report", bound=Callable[..., dict[str, Any]])
+
+# Report type (its class name) → the function giving its JSON: output.render finds it here, so a
+# new report adds its function below (and its table in tables.py) and nothing else.
+JSON_OF: dict[str, Callable[[Any], dict[str, Any]]] = {}
+
+
+def json_of(report_type: str) -> Callable[[Report], Report]:
+    """Make the decorated function the JSON of report_type (a class name) for output.render."""
+
+    def register(fn: Report) -> Report:
+        JSON_OF[report_type] = fn
+        return fn
+
+    return register
 
 
 # --------------------------------------------------------------------------- parts
@@ -71,8 +90,6 @@ def location_json(loc: Location) -> dict[str, Any]:
 
 def partial_bytes(state: ModelState) -> int:
     """Bytes of the model's partial downloads (`.modelctl/partials/`): on disk, though not yet its files."""
-    from modelctl.store.storage import held_bytes, partial_downloads
-
     found = state.found
     if found is None or not state.partials:
         return 0
@@ -107,8 +124,6 @@ def state_json(state: ModelState) -> dict[str, Any]:
 
 
 def manifest_json(state: ModelState) -> dict[str, Any] | None:
-    from modelctl.core.record import record_json
-
     return None if state.record is None else record_json(state.record)
 
 
@@ -151,6 +166,7 @@ def verdict_json(v: ModelVerdict) -> dict[str, Any]:
 # --------------------------------------------------------------------------- reports
 
 
+@json_of("ListReport")
 def list_json(report: ListReport) -> dict[str, Any]:
     models = []
     for state in report.models:
@@ -173,7 +189,8 @@ def list_json(report: ListReport) -> dict[str, Any]:
     }
 
 
-def info_json(report: ListReport) -> dict[str, Any]:
+@json_of("InfoReport")
+def info_json(report: ListReport | InfoReport) -> dict[str, Any]:
     models = []
     for state in report.models:
         item: dict[str, Any] = {"id": state.spec.id, "spec": spec_json(state.spec)}
@@ -189,6 +206,7 @@ def info_json(report: ListReport) -> dict[str, Any]:
     return {**header_json(report.workspace), "models": models, "warnings": list(report.warnings)}
 
 
+@json_of("DownloadPlan")
 def plan_json(plan: DownloadPlan) -> dict[str, Any]:
     """download --dry-run: per file keep / reuse / download / resume and the bytes each needs."""
     return {
@@ -223,6 +241,7 @@ def plan_json(plan: DownloadPlan) -> dict[str, Any]:
     }
 
 
+@json_of("DownloadReport")
 def download_json(report: DownloadReport) -> dict[str, Any]:
     return {
         "registry": registry_json(report.plan.workspace.registry.source),
@@ -276,6 +295,7 @@ def download_summary(report: DownloadReport) -> dict[str, Any]:
     }
 
 
+@json_of("VerifyReport")
 def verify_json(report: VerifyReport) -> dict[str, Any]:
     return {
         "registry": registry_json(report.workspace.registry.source),
@@ -288,6 +308,7 @@ def verify_json(report: VerifyReport) -> dict[str, Any]:
     }
 
 
+@json_of("EnsureReport")
 def ensure_json(report: EnsureReport) -> dict[str, Any]:
     download = report.download
     return {
@@ -300,10 +321,10 @@ def ensure_json(report: EnsureReport) -> dict[str, Any]:
     }
 
 
-def clean_json(
-    plan: CleanPlan, result: CleanResult | None, registry: RegistrySource | None = None
-) -> dict[str, Any]:
-    """The removals planned (result None: --dry-run or before confirming) or done."""
+@json_of("CleanReport")
+def clean_json(report: CleanReport) -> dict[str, Any]:
+    """The removals planned (done None: --dry-run or before confirming) or done."""
+    plan, result, registry = report.plan, report.done, report.registry
     removed = {id(r) for r in result.removed} if result else set()
     errors = {id(r): why for r, why in result.failed} if result else {}
     return {
@@ -326,7 +347,9 @@ def clean_json(
     }
 
 
-def lock_json(lock: LockFile, ids: list[str]) -> dict[str, Any]:
+@json_of("LockReport")
+def lock_json(report: LockReport) -> dict[str, Any]:
+    lock, ids = report.lock, report.ids
     return {
         "path": str(lock.path),
         "replaced": lock.replaced,
@@ -344,16 +367,18 @@ def lock_json(lock: LockFile, ids: list[str]) -> dict[str, Any]:
     }
 
 
-def lock_check_json(registry: Path, lock: Path, differences: list[str]) -> dict[str, Any]:
+@json_of("LockCheck")
+def lock_check_json(check: LockCheck) -> dict[str, Any]:
     return {
-        "registry": str(registry),
-        "lock": str(lock),
-        "lock_exists": lock.exists(),
-        "in_sync": not differences,
-        "differences": differences,
+        "registry": str(check.registry),
+        "lock": str(check.lock),
+        "lock_exists": check.lock_exists,
+        "in_sync": not check.differences,
+        "differences": list(check.differences),
     }
 
 
+@json_of("DoctorReport")
 def doctor_json(report: DoctorReport) -> dict[str, Any]:
     return {
         "needs_attention": report.needs_attention,
@@ -389,6 +414,7 @@ def usage_error_json(message: str, exit_code: int) -> dict[str, Any]:
     }
 
 
+@json_of("DiskUse")
 def disk_use_json(report: DiskUse) -> dict[str, Any]:
     """`du --json`: every folder under every root, whose it is, its bytes, and the clean that removes it."""
 
@@ -429,8 +455,10 @@ def disk_use_json(report: DiskUse) -> dict[str, Any]:
     }
 
 
-def add_json(result: AddResult, download: DownloadReport | None) -> dict[str, Any]:
+@json_of("AddReport")
+def add_json(report: AddReport) -> dict[str, Any]:
     """`add`: the entry as the registry now reads it, the commit checked, and the download if asked."""
+    result, download = report.added, report.download
     return {
         "registry": registry_json(result.registry.source),
         "model": {**spec_json(result.spec), "line": result.spec.line},
@@ -441,6 +469,7 @@ def add_json(result: AddResult, download: DownloadReport | None) -> dict[str, An
     }
 
 
+@json_of("OutdatedReport")
 def outdated_json(report: OutdatedReport) -> dict[str, Any]:
     """`outdated`: per model the commit it is at (lock or disk), the head, and the files that differ."""
     models = [

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from modelctl.core.logs import mute_unless_configured
 from modelctl.fetch.download import NullEvents
 from modelctl.output.console import err, mb_per_s, stderr, visible
 
@@ -247,8 +248,6 @@ def download_events(fmt: Format) -> Iterator[DownloadEvents]:
     --quiet keeps stdout to the paths; on a terminal's stderr it still draws the bars (a 14 GB
     model in silence looks hung), erased when done. Piped, --quiet and --json report nothing.
     """
-    from modelctl.core.logs import mute_unless_configured
-
     mute_unless_configured()  # the events say each retry; the log says it only where -v/--log-file ask
     if fmt.is_quiet:
         if fmt.is_json or not stderr().isatty():

@@ -6,29 +6,50 @@ removal came to) is read from modelctl.output.contract, not computed again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelctl.output import contract
-from modelctl.output.console import err, escape, mb_per_s, out, registry_note, visible, warn
-from modelctl.store.storage import READ_ONLY_ROOTS  # the CLI has imported storage already (cli/options.py)
+from modelctl.output.console import err, escape, mb_per_s, out, registry_note, status, visible, warn
+from modelctl.store.storage import (
+    READ_ONLY_ROOTS,  # the CLI has imported storage already (cli/options.py)
+    ROOT_NAMES,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from modelctl.core.lockfile import LockFile
     from modelctl.fetch.download import DownloadPlan, DownloadReport
-    from modelctl.ops.add import AddResult
-    from modelctl.ops.clean import CleanPlan, CleanResult
+    from modelctl.ops.add import AddReport
+    from modelctl.ops.clean import CleanReport
     from modelctl.ops.doctor import DoctorReport
     from modelctl.ops.ensure import EnsureReport
+    from modelctl.ops.locking import LockCheck, LockReport
     from modelctl.ops.outdated import OutdatedReport
     from modelctl.ops.project import InitResult
     from modelctl.store.usage import DiskUse
     from modelctl.store.verify import ModelVerdict, VerifyReport
-    from modelctl.store.workspace import ListReport, ModelState
+    from modelctl.store.workspace import InfoReport, ListReport, ModelState
 
 # Rich is imported inside the functions that draw (see console.py).
+
+Drawer = TypeVar("Drawer", bound=Callable[..., None])
+
+# Report type (its class name) → the function drawing it for people: output.render finds it here
+# (the JSON is contract.JSON_OF's), so a new report adds its function below and nothing else.
+TABLE_OF: dict[str, Callable[[Any], None]] = {}
+
+
+def table_of(report_type: str) -> Callable[[Drawer], Drawer]:
+    """Make the decorated function the table of report_type (a class name) for output.render."""
+
+    def register(fn: Drawer) -> Drawer:
+        TABLE_OF[report_type] = fn
+        return fn
+
+    return register
+
 
 _STATUS_STYLE = {
     "present": "green",
@@ -46,6 +67,7 @@ _DOCTOR_VERSIONS = ("modelctl", "huggingface_hub", "typer", "rich")
 # --------------------------------------------------------------------------- list, info
 
 
+@table_of("ListReport")
 def render_list(report: ListReport) -> None:
     from rich.filesize import decimal as human_bytes
     from rich.table import Table
@@ -90,7 +112,8 @@ def render_list(report: ListReport) -> None:
     console.print(line)
 
 
-def render_info(report: ListReport) -> None:
+@table_of("InfoReport")
+def render_info(report: InfoReport) -> None:
     registry_note(report.workspace.registry.source)
     warn(report.warnings)
     console = out()
@@ -187,6 +210,7 @@ def _render_one_info(console: Console, state: ModelState) -> None:
 # --------------------------------------------------------------------------- download, ensure
 
 
+@table_of("DownloadPlan")
 def render_plan(plan: DownloadPlan) -> None:
     """--dry-run: per file keep / reuse / download / resume and the bytes each needs."""
     from rich.filesize import decimal as human_bytes
@@ -214,6 +238,7 @@ def render_plan(plan: DownloadPlan) -> None:
     console.print(f"Dry run: {human_bytes(plan.needed)} to fetch; nothing was changed.")
 
 
+@table_of("DownloadReport")
 def render_download(report: DownloadReport) -> None:
     from rich.filesize import decimal as human_bytes
 
@@ -251,8 +276,7 @@ def render_download(report: DownloadReport) -> None:
 def _shadowed_downloads(report: DownloadReport) -> list[str]:
     """A copy downloaded (say `--to project`) that another root's copy hides: `path` and the API
     would go on using the other one, so say so, and what to do."""
-    from modelctl.store.storage import ROOT_NAMES
-    from modelctl.store.usage import shadowing_copy
+    from modelctl.store.usage import shadowing_copy  # start-up: `list` and `--help` never need it
 
     notes = []
     workspace = report.plan.workspace
@@ -290,6 +314,7 @@ def _kept_sentence(summary: dict[str, Any]) -> str:
     return f"{files}: {hashed} verified by hashing them now, {kept - hashed} by their record"
 
 
+@table_of("EnsureReport")
 def render_ensure(report: EnsureReport) -> None:
     console = out()
     if not report.repaired:
@@ -324,6 +349,7 @@ def _files(count: int) -> str:
     return f"{count} file" if count == 1 else f"{count} files"
 
 
+@table_of("VerifyReport")
 def render_verify(report: VerifyReport, *, note: bool = True) -> None:
     from rich.table import Table
 
@@ -360,16 +386,17 @@ def render_verify(report: VerifyReport, *, note: bool = True) -> None:
     )
 
 
-def render_clean(plan: CleanPlan, result: CleanResult | None) -> None:
-    """The removals planned (result None: --dry-run or before confirming) or done."""
+@table_of("CleanReport")
+def render_clean(report: CleanReport) -> None:
+    """The removals planned (done None: --dry-run or before confirming) or done."""
     from rich.filesize import decimal as human_bytes
     from rich.table import Table
 
     console = out()
-    if not plan.removals:
+    if not report.plan.removals:
         console.print("Nothing to remove.")
         return
-    data = contract.clean_json(plan, result)
+    data = contract.clean_json(report)
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("model", "root", "path", "size", "why", "done"):
         table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")
@@ -388,17 +415,18 @@ def render_clean(plan: CleanPlan, result: CleanResult | None) -> None:
             done,
         )
     console.print(table)
-    if result is None:
+    if report.done is None:
         console.print(f"Would free {human_bytes(data['bytes'])}.")
     else:
-        console.print(f"Freed {human_bytes(data['bytes_freed'])}; {len(result.failed)} failed.")
+        console.print(f"Freed {human_bytes(data['bytes_freed'])}; {len(report.done.failed)} failed.")
 
 
 # --------------------------------------------------------------------------- lock, init, doctor
 
 
-def render_lock(lock: LockFile, ids: list[str]) -> None:
-    data = contract.lock_json(lock, ids)
+@table_of("LockReport")
+def render_lock(report: LockReport) -> None:
+    data = contract.lock_json(report)
     console = out()
     if data["replaced"]:
         warn([f"{data['replaced']}; written anew with only the models locked now"])
@@ -413,14 +441,20 @@ def render_lock(lock: LockFile, ids: list[str]) -> None:
     )
 
 
-def render_lock_check(registry: Path, lock: Path, differences: list[str]) -> None:
-    if not differences:
-        out().print(visible(f"{registry.name} and {lock.name} agree."), markup=False)
+@table_of("LockCheck")
+def render_lock_check(check: LockCheck) -> None:
+    lock = check.lock.name
+    if not check.differences and not check.lock_exists:  # lock --check --missing-ok, a first run
+        status(f"No {lock} yet: nothing to check (run `modelctl lock` and commit {lock}).")
         return
-    warn(differences)
-    err().print(f"[bold]Hint:[/] run `modelctl lock` and commit {escape(lock.name)}.")
+    if not check.differences:
+        out().print(visible(f"{check.registry.name} and {lock} agree."), markup=False)
+        return
+    warn(list(check.differences))
+    err().print(f"[bold]Hint:[/] run `modelctl lock` and commit {escape(lock)}.")
 
 
+@table_of("InitResult")
 def render_init(result: InitResult) -> None:
     console = out()
     console.print(visible(f"Wrote {result.registry}"), markup=False)
@@ -430,6 +464,7 @@ def render_init(result: InitResult) -> None:
     console.print("Next: edit models.yaml, then `modelctl list` and `modelctl ensure`.", markup=False)
 
 
+@table_of("DoctorReport")
 def render_doctor(report: DoctorReport) -> None:
     console = out()
     marks = {"ok": "[green]ok[/]     ", "note": "[yellow]note[/]   ", "problem": "[red]PROBLEM[/]"}
@@ -451,6 +486,7 @@ def render_doctor(report: DoctorReport) -> None:
 # --------------------------------------------------------------------------- du
 
 
+@table_of("DiskUse")
 def render_disk_use(report: DiskUse) -> None:
     """Per root, each folder: whose it is, its bytes, and the `clean` that removes it; then totals."""
     from rich.filesize import decimal as human_bytes
@@ -519,10 +555,11 @@ def _holds(folder: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- add, outdated
 
 
-def render_add(result: AddResult, *, is_downloading: bool) -> None:
+@table_of("AddReport")
+def render_add(report: AddReport) -> None:
     from rich.filesize import decimal as human_bytes
 
-    data = contract.add_json(result, None)
+    data = contract.add_json(report)
     model = data["model"]
     count = len(data["files"])
     out().print(
@@ -533,10 +570,11 @@ def render_add(result: AddResult, *, is_downloading: bool) -> None:
         ),
         markup=False,
     )
-    if not is_downloading:
+    if not report.downloading:
         err().print(f"[bold]Next:[/] modelctl download {escape(model['id'])}")
 
 
+@table_of("OutdatedReport")
 def render_outdated(report: OutdatedReport) -> None:
     from rich.filesize import decimal as human_bytes
     from rich.table import Table

@@ -17,6 +17,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from modelctl.core.errors import DownloadError
 from modelctl.core.record import (
     FOREIGN_META_DIRS,
     META_DIR,
@@ -478,8 +479,6 @@ def folder_lock(folder: Path, timeout: float, on_wait: Callable[[int | None], No
 
 def _acquire(folder: Path, timeout: float, on_wait: Callable[[int | None], None]) -> BaseFileLock:
     from filelock import FileLock, Timeout
-
-    from modelctl.core.errors import DownloadError
 
     meta = folder / META_DIR
     for _ in range(3):  # `clean` may remove .modelctl/ (the lock file with it) while we wait

@@ -24,6 +24,7 @@ from modelctl.store.storage import (
     Location,
     Root,
     RootState,
+    probe_root,
     scan_folder,
 )
 from modelctl.store.workspace import ModelState, Workspace, lock_in_force, model_state
@@ -143,8 +144,6 @@ def shadowing_copy(workspace: Workspace, spec: ModelSpec, folder: Path) -> Locat
 
     The roots are looked at again: a download may have created the root it wrote into.
     """
-    from modelctl.store.storage import probe_root
-
     roots = tuple(probe_root(s.root) for s in workspace.roots)
     state = model_states(workspace._replace(roots=roots), [spec])[0]
     found = state.found

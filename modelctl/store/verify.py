@@ -18,12 +18,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelctl.core.errors import DownloadError, MissingModelError
 from modelctl.core.formats import check_file
 from modelctl.core.hashing import Hasher, HashTask, hash_files
 from modelctl.core.lockfile import LockedModel, locked_for, read_lock
-from modelctl.core.record import META_DIR, RECORD_NAME, Checked, Record, checked_now, is_glob, read_record
+from modelctl.core.record import (
+    META_DIR,
+    RECORD_NAME,
+    Checked,
+    Record,
+    checked_now,
+    is_glob,
+    read_record,
+    save_own_checks,
+    with_checks,
+    write_record,
+)
 from modelctl.core.registry import VERIFY_LEVELS, ModelSpec
-from modelctl.store.storage import Location
+from modelctl.store.storage import Location, folder_lock
 from modelctl.store.workspace import ModelState, Workspace, expected_files, model_state
 
 OK, BAD, NOTE = "ok", "bad", "note"
@@ -401,10 +413,6 @@ def save_checks(folder: Path, record: Record, checks: dict[str, Checked], *, is_
     cannot be written (a read-only store or mount) has them kept in this machine's own state,
     so a file found bad there stays bad for every command.
     """
-    from modelctl.core.errors import DownloadError
-    from modelctl.core.record import save_own_checks, with_checks, write_record
-    from modelctl.store.storage import folder_lock
-
     if is_read_only or not os.access(folder, os.W_OK | os.X_OK):
         try:
             save_own_checks(folder, record, checks)
@@ -427,8 +435,6 @@ def save_checks(folder: Path, record: Record, checks: dict[str, Checked], *, is_
 
 def checksum_files(paths: Sequence[Path], algo: str) -> list[tuple[Path, str]]:
     """Digest of each file (on every core); MissingModelError names the first that cannot be read."""
-    from modelctl.core.errors import MissingModelError
-
     jobs = []
     for path in paths:
         try:

@@ -254,6 +254,10 @@ class ListReport(NamedTuple):
         return sum(m.bytes for m in self.models)
 
 
+class InfoReport(ListReport):
+    """The answer of `modelctl info`: the same states as `list`, shown one model at a time."""
+
+
 def list_models(
     workspace: Workspace,
     ids: Sequence[str] = (),
@@ -272,7 +276,7 @@ def lock_in_force(registry: Registry) -> LockFile | None:
     imported only when the file exists)."""
     if registry.source.is_bundled or not registry.lock_path.exists():
         return None
-    from modelctl.core.lockfile import read_lock
+    from modelctl.core.lockfile import read_lock  # start-up: only a project with a lock pays for it
 
     return read_lock(registry)
 
