@@ -59,3 +59,34 @@ def test_readme_links_lead_to_files() -> None:
     missing = [link for link in local if not (readme.parent / link).is_file()]
     assert missing == []
     assert readme.stat().st_size <= 12 * 1024  # a guide; the manual is docs/
+
+
+# Rows of docs/reliability.md allowed to say `none` in their test column, each with the reason
+# (empty: every scenario on the page is exercised by a test).
+RELIABILITY_ROWS_WITHOUT_A_TEST: dict[int, str] = {}
+
+
+def test_every_reliability_row_names_tests_that_exist() -> None:
+    """Each row of docs/reliability.md's table ends with `path::name` of tests that are defined there."""
+    import re
+
+    text = (DOCS / "reliability.md").read_text(encoding="utf-8")
+    assert "| bad files accepted | test |\n" in text  # the tests are the table's last column
+    rows: dict[str, str] = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0].isdigit():
+            assert cells[0] not in rows, f"row {cells[0]} appears twice"
+            rows[cells[0]] = cells[-1]
+    assert len(rows) >= 79, sorted(rows, key=int)
+    untested = sorted(int(number) for number, tests in rows.items() if tests == "none")
+    assert untested == sorted(RELIABILITY_ROWS_WITHOUT_A_TEST), "rows saying `none` = the allowlist"
+    for number, tests in rows.items():
+        if tests == "none":
+            continue
+        for node in tests.split("<br>"):
+            path, _, name = node.partition("::")
+            assert re.fullmatch(r"tests/[\w/]+\.py", path) and re.fullmatch(r"test_\w+", name), (number, node)
+            source = DOCS.parent / path
+            assert source.is_file(), (number, node)
+            assert f"def {name}(" in source.read_text(encoding="utf-8"), (number, node)
