@@ -99,7 +99,8 @@ ConnectionsOpt = Annotated[
         metavar="<int>",
         callback=_check_connections,
         help="Connections at once, shared by the files; big files are split among them (env "
-        "MODELCTL_CONNECTIONS, registry `download: connections:`, default 16).",
+        "MODELCTL_CONNECTIONS, registry `download: connections:`; default: from 4, doubled while it "
+        "pays, up to 64).",
         show_default=False,
     ),
 ]

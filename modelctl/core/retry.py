@@ -129,14 +129,18 @@ class Retry(Exception):
     delay: seconds to wait first (a server's Retry-After, 0 for "at once"); None: the policy's
     backoff. is_extra: a retry the attempt decided on and bounds itself (a refetch after a hash
     mismatch, a loader's repair) and has already reported: it is made even when the attempts are
-    used up, on the same target, waiting `delay` (default none), without on_retry.
+    used up, on the same target, waiting `delay` (default none), without on_retry. is_busy: the
+    server is overloaded (429, 503, a refused connection, a stall): a run opens fewer connections.
     """
 
-    def __init__(self, reason: str, delay: float | None = None, *, is_extra: bool = False) -> None:
+    def __init__(
+        self, reason: str, delay: float | None = None, *, is_extra: bool = False, is_busy: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.delay = delay
         self.is_extra = is_extra
+        self.is_busy = is_busy
 
 
 class Cancelled(Exception):

@@ -15,11 +15,9 @@ from modelctl.core.errors import ConfigurationError, UsageError
 from modelctl.core.registry import TRUE_WORDS, revision_problem
 from modelctl.core.retry import DEFAULT_ATTEMPTS, DEFAULT_LOCK_TIMEOUT, DEFAULT_TIMEOUT, RetryPolicy
 
-# Connections a download run opens at once, shared by its files (engine.py). Chosen by
-# bench/download (docs/performance.md): with nginx capping each connection at 25 MB/s, 16 fetched
-# the 3 x 512 MiB model 1.08x as fast as aria2c -x8 -j4 (which opened 25), 8 only 0.65x; on
-# loopback 16 cost no more than 8. aria2c allows up to 16 per server.
-DEFAULT_CONNECTIONS = 16
+# Connections a download run opens at once, shared by its files: unless fixed (--connections,
+# MODELCTL_CONNECTIONS, `download: connections:`), from 4, doubled while it pays, up to
+# MAX_CONNECTIONS (net/pace.py; docs/performance.md has the shapes it was measured on).
 MAX_CONNECTIONS = 64
 DEFAULT_SPLIT_SIZE = 4 << 20  # the smallest range a file is split into (MODELCTL_SPLIT_SIZE)
 MIN_SPLIT_SIZE = 1 << 20  # more than a piece (partial.PIECE): a steal leaves the piece being read alone
@@ -66,7 +64,7 @@ def download_options(
     """Resolve the settings that have environment variables (MODELCTL_*, HF_HUB_OFFLINE)."""
     env = os.environ if environ is None else environ
     if connections is None and env.get("MODELCTL_CONNECTIONS"):
-        connections = int(_env_number(env, "MODELCTL_CONNECTIONS", DEFAULT_CONNECTIONS, int))
+        connections = int(_env_number(env, "MODELCTL_CONNECTIONS", MAX_CONNECTIONS, int))
         if not 1 <= connections <= MAX_CONNECTIONS:
             raise ConfigurationError(
                 f"MODELCTL_CONNECTIONS={connections} is not in the range 1 to {MAX_CONNECTIONS}.",

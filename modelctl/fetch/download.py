@@ -49,7 +49,7 @@ from modelctl.core.record import (
 )
 from modelctl.core.registry import ModelSpec
 from modelctl.core.retry import RetryPolicy, retry_call
-from modelctl.core.settings import DEFAULT_CONNECTIONS, DownloadOptions
+from modelctl.core.settings import DownloadOptions
 from modelctl.net.engine import Engine
 from modelctl.net.hub import HubAccess, fetch_snapshot, hub_access, retry_reason
 from modelctl.net.transfer import (
@@ -852,7 +852,7 @@ def _run_model(
             jobs,
             options.policy,
             events,
-            connections=options.connections or plan.workspace.registry.connections or DEFAULT_CONNECTIONS,
+            connections=options.connections or plan.workspace.registry.connections,  # None: adapts (pace.py)
             max_files=options.max_workers,
             split_size=options.split_size,
         )

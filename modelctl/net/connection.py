@@ -23,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 from modelctl.core.errors import DownloadError, MissingModelError, ModelctlError, describe_error, disk_error
 from modelctl.core.retry import MIN_SPEED, RETRYABLE_STATUSES, Retry, retry_after
+from modelctl.net.pace import Pacer
 from modelctl.net.partial import PIECE, DiskError, PartialFile, Range, Stale
 from modelctl.net.schedule import Schedule
 from modelctl.net.transfer import (
@@ -36,6 +37,7 @@ from modelctl.net.transfer import (
 )
 
 REDIRECTS = (301, 302, 303, 307, 308)
+FIRST_BYTE = 4  # a response's head may take this many read timeouts (a mirror filling its cache)
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,7 @@ class Flows:
         self.window = window  # --timeout: a body slower than MIN_SPEED over it is cut
         self.lock = threading.Lock()
         self.reading: list[Flow] = []
+        self.received = 0  # bytes read by every worker: what the pacer measures (pace.py)
 
     def cut_slow(self, now: float) -> None:
         """End every body slower than MIN_SPEED over the last window (its reader retries)."""
@@ -122,18 +125,23 @@ class Flows:
 
 
 class Worker:
-    """One connection's loop over the schedule's ranges, until the run is done or stopped."""
+    """One connection's loop over the schedule's ranges, until the run is done or stopped, or the
+    run keeps fewer connections (`leave`, asked between ranges: never mid-body)."""
 
-    def __init__(self, schedule: Schedule, flows: Flows, connector: Connector) -> None:
+    def __init__(
+        self, schedule: Schedule, flows: Flows, connector: Connector, pacer: Pacer, leave: Callable[[], bool]
+    ) -> None:
         self.schedule = schedule
         self.flows = flows
+        self.pacer = pacer
+        self.leave = leave
         self.pool = Connections(schedule.policy.timeout, connector)
         self.buf = memoryview(bytearray(PIECE))
 
     def run(self) -> None:
         """Fetch ranges until there are none; a bug fails the run's files instead of hanging it."""
         try:
-            while (work := self.schedule.take()) is not None:
+            while not self.leave() and (work := self.schedule.take()) is not None:
                 self.fetch(*work)
         except BaseException as err:  # a bug here must fail the run, not hang it
             log.exception("transfer worker failed")
@@ -150,6 +158,8 @@ class Worker:
         except Stale:
             pass
         except Retry as err:
+            if err.is_busy:
+                self.pacer.busy()
             schedule.retry_later(f, r.generation, err, r.url_index)
         except ModelctlError as err:
             with schedule.lock:
@@ -180,13 +190,13 @@ class Worker:
             conn, target, reused = self.pool.get(url)
             try:
                 conn.request("GET", target, headers=headers)
-                resp = conn.getresponse()
+                resp = _first_byte(conn, self.pool.timeout)
             except (OSError, http.client.HTTPException) as err:
                 self.pool.drop(conn)
                 if reused and not fresh:
                     fresh = True
                     continue
-                raise Retry(f"request failed: {describe_error(err, 200)}") from None
+                raise Retry(f"request failed: {describe_error(err, 200)}", is_busy=True) from None
             status = resp.status
             if status in REDIRECTS:
                 location = resp.getheader("location")
@@ -315,6 +325,7 @@ class Worker:
                     raise Retry(f"{flow.too_slow} at {pos} of {job.size} bytes")
                 raise Retry(f"connection closed at {pos} of {job.size} bytes")
             flow.bytes += n
+            self.flows.received += n  # unlocked: a lost update only blurs the pacer's estimate
             self._write(f, r, view[:n], pos)
             pos += n
             self.schedule.events.file_advance(job, n)
@@ -350,6 +361,19 @@ class Worker:
                     f.cond.notify_all()  # the hashing thread, or a restart waiting for writers
 
 
+def _first_byte(conn: http.client.HTTPConnection, timeout: float) -> http.client.HTTPResponse:
+    """The response's head, waited for FIRST_BYTE times the read timeout: a mirror that fills its
+    cache from the origin before it answers is busy, not dead. Once bytes flow, the body's reads
+    have the plain timeout (and the minimum speed: Flows)."""
+    sock = conn.sock
+    if sock is not None:
+        sock.settimeout(timeout * FIRST_BYTE)
+    resp = conn.getresponse()
+    if sock is not None:
+        sock.settimeout(timeout)
+    return resp
+
+
 def _range_headers(job: FileJob, url: str, start: int, end: int, etag: str | None) -> dict[str, str]:
     """The job's headers for url, with Range for [start, end) and If-Range for the file's ETag."""
     headers = job.headers(url)
@@ -364,7 +388,9 @@ def _refuse(f: PartialFile, r: Range, resp: http.client.HTTPResponse, url: str, 
     """Raise for an answer that carries no bytes of the file: retry, start over, or fail."""
     job, status = f.job, resp.status
     if status in RETRYABLE_STATUSES:
-        raise Retry(f"HTTP {status}", retry_after(resp.getheader("retry-after")))
+        raise Retry(
+            f"HTTP {status}", retry_after(resp.getheader("retry-after")), is_busy=status in (429, 503)
+        )
     if status == 404:
         raise MissingModelError(
             f"{job.rel_path} was not found at {safe_url(url)} (HTTP 404).",
@@ -390,5 +416,5 @@ def _lost(flow: Flow, err: BaseException, pos: int, size: int) -> Retry:
     if flow.too_slow:
         return Retry(f"{flow.too_slow} at {pos} of {size} bytes")
     if isinstance(err, (socket.timeout, TimeoutError)):
-        return Retry(f"stalled: no data for the read timeout at {pos} of {size} bytes")
+        return Retry(f"stalled: no data for the read timeout at {pos} of {size} bytes", is_busy=True)
     return Retry(f"connection lost at {pos} of {size} bytes ({describe_error(err, 200)})")

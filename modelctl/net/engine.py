@@ -7,7 +7,8 @@
   work stealing), and what a failure, a retry or a restart does to a file's ranges;
 - connection.py: a worker's loop (Range/If-Range requests, redirects, each piece written at its
   offset and logged), and the minimum-speed watch over every body being read;
-- publish.py: a file's hashing thread, and its publish (fsync, rename) once the hash matches.
+- publish.py: a file's hashing thread, and its publish (fsync, rename) once the hash matches;
+- pace.py: how many connections the run keeps open (it adapts, unless the count is fixed).
 
 Written by hand: huggingface_hub and pooch fetch one stream per file; hf_transfer and aria2c
 split files but keep no hash check before the file appears (bench/download compares them).
@@ -15,6 +16,7 @@ split files but keep no hash check before the file appears (bench/download compa
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -23,11 +25,14 @@ from typing import Any
 from modelctl.core.errors import ModelctlError
 from modelctl.core.record import FileResult
 from modelctl.core.retry import RetryPolicy
-from modelctl.core.settings import DEFAULT_CONNECTIONS, DEFAULT_SPLIT_SIZE, MIN_SPLIT_SIZE
+from modelctl.core.settings import DEFAULT_SPLIT_SIZE, MAX_CONNECTIONS, MIN_SPLIT_SIZE
 from modelctl.net.connection import Connector, Flows, Worker
+from modelctl.net.pace import Pacer
 from modelctl.net.publish import start_hashing
 from modelctl.net.schedule import Schedule
 from modelctl.net.transfer import FileJob, TransferEvents, connect
+
+log = logging.getLogger(__name__)
 
 
 class Engine:
@@ -39,13 +44,13 @@ class Engine:
         policy: RetryPolicy,
         events: TransferEvents,
         *,
-        connections: int = DEFAULT_CONNECTIONS,
-        max_files: int = DEFAULT_CONNECTIONS,
+        connections: int | None = None,
+        max_files: int = MAX_CONNECTIONS,
         split_size: int = DEFAULT_SPLIT_SIZE,
         stop: threading.Event | None = None,
         connector: Connector = connect,
     ) -> None:
-        self.connections = max(1, connections)
+        self.pacer = Pacer(connections, MAX_CONNECTIONS)  # None: adapt (pace.py); a number: fixed
         self.connector = connector
         self.stop = stop or threading.Event()
         self.schedule = Schedule(
@@ -59,6 +64,9 @@ class Engine:
         )
         self.flows = Flows(policy.timeout)
         self.threads: list[threading.Thread] = []
+        self._pieces = 0  # ranges of at least the split size the run's files make (run)
+        self._running = 0  # workers that have not left; more than the pacer's target: one leaves
+        self._count_lock = threading.Lock()
 
     @property
     def results(self) -> dict[str, FileResult]:
@@ -79,20 +87,45 @@ class Engine:
         schedule = self.schedule
         if not schedule.waiting:
             return
-        pieces = sum(1 + f.size // schedule.split_size for f in schedule.waiting)
-        for number in range(min(self.connections, max(1, pieces))):
-            worker = Worker(schedule, self.flows, self.connector)
-            thread = threading.Thread(target=worker.run, name=f"fetch {number}", daemon=True)
-            self.threads.append(thread)
-            thread.start()
+        self._pieces = sum(1 + f.size // schedule.split_size for f in schedule.waiting)
+        self._add_workers(self.pacer.target)
         try:
             while not schedule.finished.wait(0.2):
-                self.flows.cut_slow(time.monotonic())
+                now = time.monotonic()
+                self.flows.cut_slow(now)
+                self._add_workers(self.pacer.tick(now, self.flows.received))
         except KeyboardInterrupt:
             self.cancel()
             raise
         for thread in self.threads:
             thread.join()
+        if len(self.pacer.counts) > 1:
+            log.info("connections: %s", " -> ".join(map(str, self.pacer.counts)))
+
+    @property
+    def connection_counts(self) -> list[int]:
+        """Every connection count the run chose, in order (one item when it never changed)."""
+        return list(self.pacer.counts)
+
+    def _add_workers(self, target: int) -> None:
+        """Start workers up to target (never more than the run has pieces to fetch)."""
+        target = min(target, max(1, self._pieces))
+        with self._count_lock:
+            missing = target - self._running
+            self._running += max(0, missing)
+        for _ in range(missing):
+            worker = Worker(self.schedule, self.flows, self.connector, self.pacer, self._leave)
+            thread = threading.Thread(target=worker.run, name=f"fetch {len(self.threads)}", daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _leave(self) -> bool:
+        """Asked by a worker between ranges: whether it leaves (the run keeps fewer connections)."""
+        with self._count_lock:
+            if self._running > self.pacer.target:
+                self._running -= 1
+                return True
+            return False
 
     def cancel(self) -> None:
         """Stop: every worker ends at its next piece; what was written stays for a resume."""

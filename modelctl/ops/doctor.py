@@ -136,7 +136,7 @@ def _hub_checks() -> list[Check]:
                 "hub",
                 OK,
                 "HF_HUB_ENABLE_HF_TRANSFER is set: modelctl's own engine does what it asks (files split "
-                "over several connections, --connections, default 16) and verifies every byte before "
+                "over several connections, as many as pay, --connections to fix it) and verifies every byte before "
                 "publishing; the variable changes nothing here",
             )
         )
