@@ -898,6 +898,13 @@ def main() -> None:
         help="run modelctl once per value with MODELCTL_CONNECTIONS=N, e.g. 1,4,8,16 (default: unset)",
     )
     parser.add_argument(
+        "--tools",
+        action="extend",
+        nargs="+",
+        metavar="TOOL",
+        help="only these tools, by their first word: modelctl, hf, curl, hf_transfer, aria2c (default: all)",
+    )
+    parser.add_argument(
         "--rate", default="25m", help="capped shapes: nginx limit_rate per connection (default 25m)"
     )
     parser.add_argument(
@@ -973,6 +980,9 @@ def main() -> None:
                 if s.name != "one" if shape == "kill" else s.name not in chosen:
                     continue
                 tools = tools_for(server, s, env, connections, ca if shape == "tls" else None, work)
+                if args.tools:  # e.g. modelctl,aria2c: the slow peers (curl, hf) left out on a slow link
+                    wanted = split_list(args.tools)
+                    tools = [t for t in tools if t.name.split()[0].rstrip(",") in wanted]
                 workloads.append(Workload(server, s, tools))
         measure(workloads, out, project, args.rounds, args)
 

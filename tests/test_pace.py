@@ -37,21 +37,23 @@ def run_link(pacer: Pacer, per_connection: float, link: float, seconds: float) -
 
 
 def test_a_link_capped_per_connection_grows_to_the_ceiling() -> None:
-    assert run_link(Pacer(None, 64), per_connection=1e6, link=1e12, seconds=30) == [4, 8, 16, 32, 64]
+    assert run_link(Pacer(None, 64), per_connection=1e6, link=1e12, seconds=30) == [4, 8, 32, 64]
 
 
 def test_a_link_full_at_a_few_connections_settles_there() -> None:
     # loopback: 4 connections fill it; 8 bring nothing, so the step is given back
     assert run_link(Pacer(None, 64), per_connection=500e6, link=1e9, seconds=30) == [4, 8, 4]
-    # a link 8 connections fill: 16 bring nothing, back to 8
-    assert run_link(Pacer(None, 64), per_connection=10e6, link=80e6, seconds=30) == [4, 8, 16, 8]
-    # a link 12 fill: 16 bring 50% of a doubling's gain, kept; 32 bring nothing, back to 16
-    assert run_link(Pacer(None, 64), per_connection=10e6, link=120e6, seconds=30) == [4, 8, 16, 32, 16]
+    # a link 8 connections fill: 8 looked linear, so 32; they bring nothing, back to 8
+    assert run_link(Pacer(None, 64), per_connection=10e6, link=80e6, seconds=30) == [4, 8, 32, 8]
+    # a link 6 fill: 8 bring half of a doubling's gain, so 16; they bring nothing, back to 8
+    assert run_link(Pacer(None, 64), per_connection=10e6, link=60e6, seconds=30) == [4, 8, 16, 8]
+    # a link 20 fill: 8 linear, so 32 (half of a x4's gain: kept, doubled), 64 bring nothing, back
+    assert run_link(Pacer(None, 64), per_connection=10e6, link=200e6, seconds=30) == [4, 8, 32, 64, 32]
 
 
 def test_a_busy_server_halves_the_count_and_ends_the_growth() -> None:
     pacer = Pacer(None, 64)
-    run_link(pacer, per_connection=1e6, link=1e12, seconds=3 * WINDOW * 4)
+    run_link(pacer, per_connection=1e6, link=1e12, seconds=4 * WINDOW)
     grown = pacer.target
     assert grown > START
     pacer.busy()

@@ -2,11 +2,12 @@
 
 One number cannot fit every link: loopback is full with 1-3 connections, a CDN edge capping each
 connection at 1-2 MB/s wants 64, and a pull-through mirror holding every request for a block
-until the first has filled it is stampeded by 16. So a run starts with START connections and
-measures what they bring in each WINDOW; while doubling the count brings at least GROWS of the
-gain a linear link would give, it doubles again, up to the ceiling. When it stops paying, the run
-settles (on the smaller count if the last step brought next to nothing). A server answering 429
-or 503, refusing connections, or stalling halves the count and ends the growth for the run.
+until the first has filled it is stampeded by 16. So a run starts with START connections and,
+once bytes flow, measures what they bring in each WINDOW. The first step doubles the count; a
+step that brought at least GROWS of the gain a linear link would give is followed by another
+doubling, or by a x4 when it brought at least LINEAR of it, up to the ceiling. When a step stops
+paying the run settles, on the smaller count if the step brought under KEEPS. A server
+answering 429 or 503, refusing connections, or stalling halves the count and ends the growth.
 `--connections N` (MODELCTL_CONNECTIONS, the registry's `download: connections:`) fixes it.
 
 Written by hand: aria2c and hf_transfer take a fixed count; no library adapts one (measured
@@ -18,9 +19,10 @@ from __future__ import annotations
 import threading
 
 START = 4  # connections a run opens first
-WINDOW = 0.5  # seconds of transfer per measurement
-GROWS = 0.3  # a step pays when it brings this share of a linear link's gain
-KEEPS = 0.1  # a step that brought less than this share is given back when the growth stops
+WINDOW = 0.4  # seconds of transfer per measurement
+GROWS = 0.3  # a step pays when it brings this share of a linear link's gain...
+LINEAR = 0.8  # ...and the next step is x4 instead of x2 when it brought this share
+KEEPS = 0.1  # a step that brought less is given back when the growth stops
 
 
 class Pacer:
@@ -30,12 +32,11 @@ class Pacer:
         self.ceiling = max(1, ceiling)
         self.fixed = fixed is not None
         self.target = max(1, min(fixed if fixed is not None else START, self.ceiling))
-        self.growing = not self.fixed and self.target < self.ceiling
+        self.growing = not self.fixed
         self.counts = [self.target]  # every count chosen, in order (for the log and the bench)
         self.lock = threading.Lock()
-        self._since: float | None = None
+        self._since: float | None = None  # when the window began (once the first bytes arrived)
         self._received = 0
-        self._skip = 1  # the first window after a change warms up new connections: not measured
         self._before: tuple[int, float] | None = None  # (count, bytes/s) the last step started from
 
     def tick(self, now: float, received: int) -> int:
@@ -44,20 +45,26 @@ class Pacer:
             if not self.growing:
                 return self.target
             if self._since is None:
-                self._since, self._received = now, received
+                if received > 0:  # connecting and the first answers are not the link's rate
+                    self._since, self._received = now, received
                 return self.target
             if now - self._since < WINDOW:
                 return self.target
             rate = (received - self._received) / (now - self._since)
             self._since, self._received = now, received
             if rate <= 0:
-                pass  # nothing flowed (first bytes not there yet: a mirror filling its cache): no verdict
-            elif self._skip:
-                self._skip -= 1
-            elif self._before is None or self._pays(rate):
-                self._grow(rate)
+                return self.target  # nothing flowed (a mirror filling its cache): no verdict
+            gain = 1.0 if self._before is None else self._gain(rate)  # the first step: x2
+            if gain < GROWS:
+                if gain < KEEPS:  # the last step brought next to nothing: give it back
+                    self._choose(self._before[0] if self._before else self.target)
+                self.growing = False
+            elif self.target >= self.ceiling:
+                self.growing = False  # the last step paid, and there is no next one
             else:
-                self._settle(rate)
+                factor = 4 if self._before is not None and gain >= LINEAR else 2
+                self._before = (self.target, rate)
+                self._choose(min(self.target * factor, self.ceiling))
             return self.target
 
     def busy(self) -> None:
@@ -69,25 +76,11 @@ class Pacer:
             if self.target > 1:
                 self._choose(max(1, self.target // 2))
 
-    def _pays(self, rate: float) -> bool:
+    def _gain(self, rate: float) -> float:
+        """What the last step brought, as a share of what a linear link would have (1.0: linear)."""
         assert self._before is not None
         count, before = self._before
-        linear = self.target / count - 1
-        return rate / before - 1 >= GROWS * linear
-
-    def _grow(self, rate: float) -> None:
-        self._before = (self.target, rate)
-        self._choose(min(self.target * 2, self.ceiling))
-        self._skip = 1
-        self.growing = self.target < self.ceiling
-
-    def _settle(self, rate: float) -> None:
-        assert self._before is not None
-        count, before = self._before
-        linear = self.target / count - 1
-        if rate / before - 1 < KEEPS * linear:
-            self._choose(count)  # the last step brought next to nothing: give it back
-        self.growing = False
+        return (rate / before - 1) / (self.target / count - 1)
 
     def _choose(self, count: int) -> None:
         if count != self.target:
