@@ -50,7 +50,7 @@ MODELCTL, HF, CURL, HF_TRANSFER, ARIA2, ARIA2_16, CURL_SYNC = (
     "curl -o, one connection, one file after another",
     "hf_transfer, 8 connections, then a sha256 pass",
     "aria2c -x8 -s8 -k16M -j4, then a sha256 pass",
-    "aria2c -x16 -s16 -j4, then a sha256 pass",
+    "aria2c -x16 -s16 -k1M -j4, then a sha256 pass",
     "(reference) curl -o, then `sync` on its files",
 )
 # The peers each shape's targets name (issue 12): a row's speed is given relative to each.
@@ -76,7 +76,7 @@ if tool.startswith("aria2c"):
     start = time.perf_counter()
     urls = "".join(f"{base}/{n}\\n  out={n}\\n" for n in names)
     ca = [f"--ca-certificate={os.environ['SSL_CERT_FILE']}"] if "SSL_CERT_FILE" in os.environ else []
-    split = ["-x16", "-s16"] if tool == "aria2c16" else ["-x8", "-s8", "-k16M"]
+    split = ["-x16", "-s16", "-k1M"] if tool == "aria2c16" else ["-x8", "-s8", "-k16M"]
     subprocess.run(["aria2c", *split, "-j4", "-i", "-", "-d", out, "-q",
                     "--auto-file-renaming=false", "--allow-overwrite=true", *ca],
                    input=urls.encode(), check=True)

@@ -32,7 +32,7 @@ def run_link(pacer: Pacer, per_connection: float, link: float, seconds: float) -
     while now < seconds:
         received += int(min(pacer.target * per_connection, link) * step)
         now += step
-        pacer.tick(now, received)
+        pacer.tick(now, received, flowing=pacer.target)
     return pacer.counts
 
 
@@ -65,8 +65,22 @@ def test_no_bytes_yet_is_no_verdict() -> None:
     """A mirror filling its cache sends nothing for a while: that is not 'more connections pay'."""
     pacer = Pacer(None, 64)
     for tick in range(1, 100):
-        pacer.tick(tick * 0.2, 0)
+        pacer.tick(tick * 0.2, 0, flowing=0)
     assert pacer.counts == [START]
+
+
+def test_connections_still_waiting_for_their_first_byte_are_no_verdict() -> None:
+    """Right after a step the new connections are not receiving yet: the window starts over."""
+    pacer = Pacer(None, 64)
+    now, received = 0.0, 0
+    while pacer.target == START:
+        now, received = now + 0.2, received + int(START * 1e6 * 0.2)
+        pacer.tick(now, received, flowing=START)
+    assert pacer.target == 2 * START
+    for _ in range(50):  # the old ones go on at 1 MB/s each; the new ones have not begun
+        now, received = now + 0.2, received + int(START * 1e6 * 0.2)
+        pacer.tick(now, received, flowing=START)
+    assert pacer.counts == [START, 2 * START]
 
 
 def test_a_fixed_count_never_changes() -> None:

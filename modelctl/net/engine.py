@@ -93,7 +93,7 @@ class Engine:
             while not schedule.finished.wait(0.2):
                 now = time.monotonic()
                 self.flows.cut_slow(now)
-                self._add_workers(self.pacer.tick(now, self.flows.received))
+                self._add_workers(self.pacer.tick(now, self.flows.received, len(self.flows.reading)))
         except KeyboardInterrupt:
             self.cancel()
             raise

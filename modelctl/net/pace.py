@@ -2,8 +2,9 @@
 
 One number cannot fit every link: loopback is full with 1-3 connections, a CDN edge capping each
 connection at 1-2 MB/s wants 64, and a pull-through mirror holding every request for a block
-until the first has filled it is stampeded by 16. So a run starts with START connections and,
-once bytes flow, measures what they bring in each WINDOW. The first step doubles the count; a
+until the first has filled it is stampeded by 16. So a run starts with START connections and
+measures what they bring in each WINDOW in which (nearly) all of them are receiving bodies (new
+connections still waiting for their first byte would make a step look like it brought nothing). The first step doubles the count; a
 step that brought at least GROWS of the gain a linear link would give is followed by another
 doubling, or by a x4 when it brought at least LINEAR of it, up to the ceiling. When a step stops
 paying the run settles, on the smaller count if the step brought under KEEPS. A server
@@ -39,21 +40,21 @@ class Pacer:
         self._received = 0
         self._before: tuple[int, float] | None = None  # (count, bytes/s) the last step started from
 
-    def tick(self, now: float, received: int) -> int:
-        """The count to keep, given the bytes received so far at time `now` (called every ~0.2 s)."""
+    def tick(self, now: float, received: int, flowing: int) -> int:
+        """The count to keep, given the bytes received so far at time `now` and the bodies being
+        received at that instant (called every ~0.2 s)."""
         with self.lock:
             if not self.growing:
                 return self.target
-            if self._since is None:
-                if received > 0:  # connecting and the first answers are not the link's rate
-                    self._since, self._received = now, received
+            if self._since is None or flowing < self.target - self.target // 4:
+                self._since, self._received = now, received  # not the link's rate yet: start over
                 return self.target
             if now - self._since < WINDOW:
                 return self.target
             rate = (received - self._received) / (now - self._since)
             self._since, self._received = now, received
             if rate <= 0:
-                return self.target  # nothing flowed (a mirror filling its cache): no verdict
+                return self.target  # nothing arrived: no verdict
             gain = 1.0 if self._before is None else self._gain(rate)  # the first step: x2
             if gain < GROWS:
                 if gain < KEEPS:  # the last step brought next to nothing: give it back
