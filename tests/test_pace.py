@@ -37,18 +37,20 @@ def run_link(pacer: Pacer, per_connection: float, link: float, seconds: float) -
 
 
 def test_a_link_capped_per_connection_grows_to_the_ceiling() -> None:
-    assert run_link(Pacer(None, 64), per_connection=1e6, link=1e12, seconds=30) == [4, 8, 32, 64]
+    assert run_link(Pacer(None, 64), per_connection=1e6, link=1e12, seconds=30) == [4, 64]
 
 
 def test_a_link_full_at_a_few_connections_settles_there() -> None:
     # loopback: 4 connections fill it; 8 bring nothing, so the step is given back
     assert run_link(Pacer(None, 64), per_connection=500e6, link=1e9, seconds=30) == [4, 8, 4]
-    # a link 8 connections fill: 8 looked linear, so 32; they bring nothing, back to 8
-    assert run_link(Pacer(None, 64), per_connection=10e6, link=80e6, seconds=30) == [4, 8, 32, 8]
-    # a link 6 fill: 8 bring half of a doubling's gain, so 16; they bring nothing, back to 8
-    assert run_link(Pacer(None, 64), per_connection=10e6, link=60e6, seconds=30) == [4, 8, 16, 8]
-    # a link 20 fill: 8 linear, so 32 (half of a x4's gain: kept, doubled), 64 bring nothing, back
-    assert run_link(Pacer(None, 64), per_connection=10e6, link=200e6, seconds=30) == [4, 8, 32, 64, 32]
+    # 10 MB/s per connection: x4 at once (32 MB/s over 10). A link 8 fill: 16 brought a third
+    # of a linear gain, so 32; those bring nothing: back to 16. A link 6 fill: 16 brought little,
+    # so what 60 MB/s needs at 10 MB/s each, and a quarter more: 8
+    assert run_link(Pacer(None, 64), per_connection=10e6, link=80e6, seconds=30) == [4, 16, 32, 16]
+    assert run_link(Pacer(None, 64), per_connection=10e6, link=60e6, seconds=30) == [4, 16, 8]
+    assert run_link(Pacer(None, 64), per_connection=25e6, link=1e12, seconds=30) == [4, 8, 32, 64]
+    # a link 20 fill: 16 were linear, so x4, capped at 64; those bring a quarter more: what 20 need
+    assert run_link(Pacer(None, 64), per_connection=10e6, link=200e6, seconds=30) == [4, 16, 64, 25]
 
 
 def test_a_busy_server_halves_the_count_and_ends_the_growth() -> None:
@@ -76,11 +78,11 @@ def test_connections_still_waiting_for_their_first_byte_are_no_verdict() -> None
     while pacer.target == START:
         now, received = now + 0.2, received + int(START * 1e6 * 0.2)
         pacer.tick(now, received, flowing=START)
-    assert pacer.target == 2 * START
+    grown = pacer.target
     for _ in range(50):  # the old ones go on at 1 MB/s each; the new ones have not begun
         now, received = now + 0.2, received + int(START * 1e6 * 0.2)
         pacer.tick(now, received, flowing=START)
-    assert pacer.counts == [START, 2 * START]
+    assert pacer.counts == [START, grown]
 
 
 def test_a_fixed_count_never_changes() -> None:

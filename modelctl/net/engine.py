@@ -64,7 +64,7 @@ class Engine:
         )
         self.flows = Flows(policy.timeout)
         self.threads: list[threading.Thread] = []
-        self._pieces = 0  # ranges of at least the split size the run's files make (run)
+        self._pieces = 0  # ranges of at least the smallest split size the run's files make (run)
         self._running = 0  # workers that have not left; more than the pacer's target: one leaves
         self._count_lock = threading.Lock()
 
@@ -87,7 +87,8 @@ class Engine:
         schedule = self.schedule
         if not schedule.waiting:
             return
-        self._pieces = sum(1 + f.size // schedule.split_size for f in schedule.waiting)
+        smallest = schedule.split_size if self.pacer.fixed else MIN_SPLIT_SIZE  # spread() may go down to it
+        self._pieces = sum(1 + f.size // smallest for f in schedule.waiting)
         self._add_workers(self.pacer.target)
         try:
             while not schedule.finished.wait(0.2):
@@ -110,6 +111,8 @@ class Engine:
     def _add_workers(self, target: int) -> None:
         """Start workers up to target (never more than the run has pieces to fetch)."""
         target = min(target, max(1, self._pieces))
+        if not self.pacer.fixed:  # ranges sized for the count, smaller as what is left shrinks
+            self.schedule.spread(target)
         with self._count_lock:
             missing = target - self._running
             self._running += max(0, missing)

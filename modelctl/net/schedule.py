@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from modelctl.core.errors import DownloadError, ModelctlError, disk_error
 from modelctl.core.record import FileResult
 from modelctl.core.retry import Retry, RetryPolicy, next_try
+from modelctl.core.settings import MIN_SPLIT_SIZE
 from modelctl.net.partial import ACTIVE, DONE, FAILED, PartialFile, Range, Stale
 from modelctl.net.transfer import FileJob, TransferEvents, host_of, safe_url
 
@@ -47,6 +48,7 @@ class Schedule:
         self.policy = policy
         self.events = events
         self.max_files = max(1, max_files)
+        self.base_split = split_size  # the configured split size: spread() never goes above it
         self.split_size = split_size
         self.segment = SEGMENTS * split_size  # what one request asks for while a file has free bytes
         self.stop = stop
@@ -143,6 +145,19 @@ class Schedule:
         )
         self.events.file_start(job, f.resumed_from)
         self.on_start(f)
+
+    def spread(self, connections: int) -> None:
+        """Ranges small enough for `connections` to have one each: the split size comes down to
+        what is left over twice the count (never under MIN_SPLIT_SIZE, never over the configured
+        size), so 64 connections on a slow link are not 20 ranges of 16 MiB."""
+        with self.lock:
+            left = sum(f.size for f in self.waiting)
+            left += sum(r.end - r.start for f in self.active for r in f.todo)
+            split = min(self.base_split, max(MIN_SPLIT_SIZE, left // (2 * max(1, connections))))
+            # A request asks for one such range then (a fair share of what is left, twice over),
+            # not SEGMENTS of them: on a slow link those would be cut by steals at the end.
+            self.split_size = split
+            self.segment = SEGMENTS * split if split == self.base_split else split
 
     def give_back(self, f: PartialFile, r: Range) -> None:
         """A worker is done with range r (fetched, failed or stale): free what is left of it."""
