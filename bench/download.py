@@ -765,11 +765,12 @@ def report_runs(w: Workload, rounds: int) -> list[Target]:
                 met_by(speed, lambda v: v >= 1.0),
             )
         )
-    if shape == "loopback" and whole:
+    if shape == "loopback" and whole and HF in med:
         speed = ratio(HF)
         rows.append(
             (f"{w.title}: modelctl >= 1.5x hf download", fmt(speed), met_by(speed, lambda v: v >= 1.5))
         )
+    if shape == "loopback" and whole and CURL in med:  # --tools may leave a peer out
         speed = ratio(CURL)
         rows.append((f"{w.title}: modelctl >= 0.8x curl", fmt(speed), met_by(speed, lambda v: v >= 0.8)))
     if shape in ("loopback", "capped"):
