@@ -34,6 +34,10 @@ from modelctl.net.transfer import FileJob, TransferEvents, connect
 
 log = logging.getLogger(__name__)
 
+# From this many connections (the pacer found the link slow per connection) ranges are sized for
+# the count; below it files keep the configured split, and a small file stays one request.
+SPREAD_FROM = 16
+
 
 class Engine:
     """Fetch files into place over `connections` connections; see the module's docstring."""
@@ -111,8 +115,8 @@ class Engine:
     def _add_workers(self, target: int) -> None:
         """Start workers up to target (never more than the run has pieces to fetch)."""
         target = min(target, max(1, self._pieces))
-        if not self.pacer.fixed:  # ranges sized for the count, smaller as what is left shrinks
-            self.schedule.spread(target)
+        if not self.pacer.fixed and target >= SPREAD_FROM:  # a link slow per connection: ranges
+            self.schedule.spread(target)  # sized for the count, smaller as what is left shrinks
         with self._count_lock:
             missing = target - self._running
             self._running += max(0, missing)
