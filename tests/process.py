@@ -6,6 +6,7 @@ executable the way a user would and judges the end state on disk.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.hubserver import HubServer
+from modelctl.net.transfer import FileJob
+from tests.hubserver import HubServer, Repo
 
 BIG = "weights/big.bin"  # org/tiny's 3 MiB file: big enough to kill or cut a download in the middle
 
@@ -85,3 +87,19 @@ def assert_nothing_bad(folder: Path, files: dict[str, bytes]) -> None:
             continue
         assert rel in files, f"unexpected file {rel}"
         assert path.read_bytes() == files[rel], f"{rel} published with wrong bytes"
+
+
+def file_job(base: str, repo: Repo, name: str, folder: Path) -> FileJob:
+    """The engine's job for one file of repo, fetched from base (an endpoint URL) into folder."""
+    data = repo.files[name]
+    return FileJob(
+        urls=(f"{base}/{repo.repo_id}/resolve/{repo.commit}/{name}",),
+        folder=folder,
+        dest=folder / name,
+        rel_path=name,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        blob_id=repo.entry(name)["oid"],
+        commit=repo.commit,
+        headers=lambda url: {},
+    )

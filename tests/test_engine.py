@@ -20,7 +20,7 @@ import pytest
 from modelctl.store.storage import ranges_path, read_ranges
 from tests.conftest import TINY, Run, partial_of
 from tests.hubserver import Fault, Hold, HubServer, Repo, model_files
-from tests.process import assert_complete, run, start, wait_for
+from tests.process import assert_complete, file_job, run, start, wait_for
 
 BIG = "weights/big.bin"
 MiB = 1 << 20
@@ -318,14 +318,12 @@ def test_the_engine_takes_its_connections_from_the_connector_it_is_given(
 ) -> None:
     """The transport seam: a URL on a host that does not exist, served through a connector that
     opens every connection to the fixture Hub; the engine's ranges, hashing and publish unchanged."""
-    import hashlib
     import http.client
     from urllib.parse import urlsplit
 
     from modelctl.core.retry import RetryPolicy
     from modelctl.fetch.download import NullEvents
     from modelctl.net.engine import fetch_files
-    from modelctl.net.transfer import FileJob
 
     asked: list[str] = []
 
@@ -338,17 +336,7 @@ def test_the_engine_takes_its_connections_from_the_connector_it_is_given(
     data = repo.files[BIG]
     folder = tmp_path / "model"
     (folder / BIG).parent.mkdir(parents=True)  # the planner makes a file's folders before the engine runs
-    job = FileJob(
-        urls=(f"http://models.invalid/org/tiny/resolve/{repo.commit}/{BIG}",),
-        folder=folder,
-        dest=folder / BIG,
-        rel_path=BIG,
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        blob_id=repo.entry(BIG)["oid"],
-        commit=repo.commit,
-        headers=lambda url: {},
-    )
+    job = file_job("http://models.invalid", repo, BIG, folder)
     engine = fetch_files(
         [job],
         RetryPolicy(attempts=2),

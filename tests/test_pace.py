@@ -8,7 +8,6 @@ slowly gets more connections, one that answers 503 gets fewer.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -18,8 +17,8 @@ from modelctl.core.retry import RetryPolicy
 from modelctl.fetch.download import NullEvents
 from modelctl.net.engine import fetch_files
 from modelctl.net.pace import START, WINDOW, Pacer
-from modelctl.net.transfer import FileJob
 from tests.hubserver import Fault, Hold, HubServer, Repo
+from tests.process import file_job
 
 MIB = 1 << 20
 
@@ -93,28 +92,16 @@ def test_a_fixed_count_never_changes() -> None:
     assert Pacer(100, 64).target == 64  # never above the ceiling
 
 
-def _job(hub: HubServer, repo: Repo, name: str, folder: Path) -> FileJob:
-    data = repo.files[name]
-    return FileJob(
-        urls=(f"{hub.url}/{repo.repo_id}/resolve/{repo.commit}/{name}",),
-        folder=folder,
-        dest=folder / name,
-        rel_path=name,
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        blob_id=repo.entry(name)["oid"],
-        commit=repo.commit,
-        headers=lambda url: {},
-    )
-
-
 def test_a_slow_connection_at_a_time_gets_more_connections(tmp_path: Path) -> None:
     # Each connection sends 64 KiB, then sleeps 20 ms (~3 MB/s): doubling the count doubles the rate.
     with HubServer(delay=0.02) as hub:
         repo = Repo("org/slow", {"weights.bin": os.urandom(24 * MIB)})
         hub.add(repo)
         engine = fetch_files(
-            [_job(hub, repo, "weights.bin", tmp_path)], RetryPolicy(attempts=3), NullEvents(), split_size=MIB
+            [file_job(hub.url, repo, "weights.bin", tmp_path)],
+            RetryPolicy(attempts=3),
+            NullEvents(),
+            split_size=MIB,
         )
         assert engine.errors == {}
         assert (tmp_path / "weights.bin").read_bytes() == repo.files["weights.bin"]
@@ -129,7 +116,10 @@ def test_a_server_answering_503_gets_fewer_connections(tmp_path: Path) -> None:
         hub.add(repo)
         hub.faults["weights.bin"] = Fault(status=503, retry_after="0", times=1)
         engine = fetch_files(
-            [_job(hub, repo, "weights.bin", tmp_path)], RetryPolicy(attempts=3), NullEvents(), split_size=MIB
+            [file_job(hub.url, repo, "weights.bin", tmp_path)],
+            RetryPolicy(attempts=3),
+            NullEvents(),
+            split_size=MIB,
         )
         assert engine.errors == {}
         assert (tmp_path / "weights.bin").read_bytes() == repo.files["weights.bin"]
@@ -152,7 +142,7 @@ def test_a_first_byte_slower_than_the_read_timeout_is_waited_for(tmp_path: Path)
         thread = threading.Thread(target=filling_the_cache)
         thread.start()
         engine = fetch_files(
-            [_job(hub, repo, "weights.bin", tmp_path)],
+            [file_job(hub.url, repo, "weights.bin", tmp_path)],
             RetryPolicy(attempts=1, timeout=1.0),
             NullEvents(),
             connections=1,
