@@ -12,10 +12,13 @@ import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "modelctl"
-# Function-level imports of modelctl modules today: 38 in cli/ (each command imports its core
-# when it runs: `modelctl --help` and `list` must not pay for the others), and 6 below it, each
-# with its reason on the line. It may only shrink.
-FUNCTION_LEVEL_BUDGET = 44  # counted per name imported
+# Function-level imports of modelctl modules today, each for start-up with its reason on its line:
+# __main__ (signal handlers before Typer), loader (a local file needs no registry), output
+# (progress only for commands that download), output.tables (usage only for a download's notes),
+# store.workspace (the lock only when the project has one). The cli/ commands need none: their
+# modules are imported when the command is looked up (cli/__init__.py LazyCommands). It may only
+# shrink.
+FUNCTION_LEVEL_BUDGET = 5  # counted per name imported
 
 # The layers, bottom up: a module imports its own layer or one below, never one above. The folder
 # (or, on top, the module) says the layer.
@@ -79,11 +82,11 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> list[tuple[str,
 # Classes over 250 lines or functions over 60, today: each may only shrink, and no other may
 # grow past the limits. The CLI's commands are mostly their Typer signatures.
 LONG = {
-    "cli.fetching.download_command": 73,
-    "cli.integrity.clean_command": 89,
-    "cli.registry_cmds.add_command": 66,
+    "cli.disk.clean_command": 85,
+    "cli.fetching.download_command": 71,
+    "cli.registry_cmds.add_command": 62,
     "fetch.download._target": 61,
-    "fetch.download._offline_plan": 64,
+    "fetch.download._offline_plan": 62,
     "fetch.download._run_model": 67,
     "net.hub.translate_errors": 97,
     "ops.add.add_model": 62,
@@ -134,8 +137,13 @@ def _against_layers(edges: dict[str, set[str]]) -> list[str]:
 
 
 def _graph() -> tuple[dict[str, set[str]], list[str], int]:
+    from modelctl.cli import COMMANDS
+
     modules = _modules()
-    edges: dict[str, set[str]] = {}
+    # cli/__init__.py imports each command's module by the name COMMANDS gives (LazyCommands)
+    edges: dict[str, set[str]] = {
+        "modelctl.cli": {f"modelctl.cli.{where.split(':')[0]}" for _, where, _ in COMMANDS}
+    }
     private, function_level = [], 0
     for name, path in modules.items():
         for target, item, is_local in _imports(name, path, modules):

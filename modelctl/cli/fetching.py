@@ -25,6 +25,9 @@ from modelctl.cli.options import (
     output_format,
     own_workspace,
 )
+from modelctl.core.settings import download_options
+from modelctl.fetch.download import plan_downloads, run_downloads
+from modelctl.ops.ensure import ensure_models, ensure_selection
 from modelctl.output import Format
 from modelctl.store.storage import WRITABLE_ROOTS
 from modelctl.store.workspace import Workspace
@@ -81,8 +84,6 @@ def download_command(
     config: ConfigOpt = None,
 ) -> None:
     """Download models: resume partial files, verify every byte, publish only good files."""
-    from modelctl.core.settings import download_options
-    from modelctl.fetch.download import plan_downloads, run_downloads
 
     fmt = output_format(as_json=as_json, quiet=quiet)
     options = download_options(
@@ -140,8 +141,6 @@ def ensure_command(
 
     With no MODEL, --size or --all: every required model, and the optional ones already on disk.
     """
-    from modelctl.core.settings import download_options
-    from modelctl.ops.ensure import ensure_models, ensure_selection
 
     fmt = output_format(as_json=as_json, quiet=quiet)
     options = download_options(

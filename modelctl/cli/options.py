@@ -10,8 +10,8 @@ from typing import Annotated
 import click
 import typer
 
-from modelctl.core.errors import ConfigurationError, ExitCode
-from modelctl.core.registry import REGISTRY_NAME, current_dir
+from modelctl.core.errors import ConfigurationError, ExitCode, ModelctlError
+from modelctl.core.registry import REGISTRY_NAME, current_dir, load_registry
 from modelctl.core.retry import DEFAULT_ATTEMPTS, DEFAULT_LOCK_TIMEOUT, DEFAULT_TIMEOUT
 from modelctl.output import Format
 from modelctl.store.workspace import Workspace, open_workspace
@@ -19,9 +19,6 @@ from modelctl.store.workspace import Workspace, open_workspace
 
 def _registry_for_completion() -> list[tuple[str, str, str | None]]:
     """(id, help, size) of the registry a command here would use; nothing if it cannot be read."""
-    from modelctl.core.errors import ModelctlError
-    from modelctl.core.registry import load_registry
-
     try:
         return [(m.id, m.description or m.repo_id, m.size) for m in load_registry().models]
     except ModelctlError:

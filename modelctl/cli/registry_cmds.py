@@ -1,4 +1,5 @@
-"""add and outdated: grow the registry from the Hub, and ask the Hub whether its models moved on."""
+"""add, outdated and lock: grow the registry from the Hub, ask whether its models moved on, and
+pin each one's commit in the lock."""
 
 from typing import Annotated
 
@@ -15,6 +16,12 @@ from modelctl.cli.options import (
     output_format,
     workspace,
 )
+from modelctl.core.lockfile import lock_differences, read_lock
+from modelctl.core.settings import download_options
+from modelctl.fetch.download import plan_downloads, run_downloads
+from modelctl.ops.add import AddReport, add_model
+from modelctl.ops.locking import LockCheck, LockReport, lock_models
+from modelctl.ops.outdated import check_outdated
 
 
 def add_command(
@@ -52,8 +59,6 @@ def add_command(
     config: ConfigOpt = None,
 ) -> None:
     """Check a Hub repo and add it to models.yaml, keeping the file's comments and order."""
-    from modelctl.core.settings import download_options
-    from modelctl.ops.add import AddReport, add_model
 
     fmt = output_format(as_json=as_json, quiet=as_json)  # --json: no progress lines either
     options = download_options(endpoints=tuple(endpoint or ()), token=token)
@@ -72,8 +77,6 @@ def add_command(
         if not download:
             output.render(AddReport(added), fmt)
             return
-        from modelctl.fetch.download import plan_downloads, run_downloads
-
         if fmt.is_human:
             output.render(AddReport(added, downloading=True), fmt)
         options = download_options(endpoints=tuple(endpoint or ()), token=token, ids=(added.spec.id,))
@@ -95,8 +98,6 @@ def outdated_command(
     config: ConfigOpt = None,
 ) -> None:
     """Show which models' locked or downloaded commit is behind their revision on the Hub (exit 1)."""
-    from modelctl.core.settings import download_options
-    from modelctl.ops.outdated import check_outdated
 
     fmt = output_format(as_json=as_json, quiet=as_json)
     options = download_options(endpoints=tuple(endpoint or ()), token=token)
@@ -107,3 +108,47 @@ def outdated_command(
     output.render(report, fmt)
     if report.is_behind:
         raise typer.Exit(1)
+
+
+def lock_command(
+    ctx: typer.Context,
+    models: ModelsArg = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Only compare the registry with its lock (offline); exit 1 if they differ."
+        ),
+    ] = False,
+    missing_ok: Annotated[
+        bool,
+        typer.Option(
+            "--missing-ok", help="With --check: no lock yet is not a difference (a project's first CI run)."
+        ),
+    ] = False,
+    endpoint: EndpointOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Resolve each model's revision to a commit and write the registry's lock beside it.
+
+    models.yaml's lock is models.lock; models.minimal.yaml's is models.minimal.lock.
+    """
+
+    fmt = output_format(as_json=as_json, quiet=as_json)  # lock --json: no progress lines either
+    ws = workspace(ctx, config)
+    if check:
+        lock = read_lock(ws.registry)
+        if lock is None and missing_ok:  # a first run: the lock is written and committed later
+            output.render(LockCheck(ws.registry.path, ws.registry.lock_path, ()), fmt)
+            return
+        differences = lock_differences(ws.registry, lock)
+        output.render(LockCheck(ws.registry.path, ws.registry.lock_path, tuple(differences)), fmt)
+        if differences:
+            raise typer.Exit(1)
+        return
+    specs = ws.registry.select(models or ())
+    options = download_options(endpoints=tuple(endpoint or ()), token=token)
+    with output.download_events(fmt) as events:
+        lock = lock_models(ws, specs, options, events)
+    output.render(LockReport(lock, tuple(s.id for s in specs)), fmt)

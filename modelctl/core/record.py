@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from modelctl.core.atomic import replace_text
+
 META_DIR = ".modelctl"
 # huggingface_hub's `--local-dir` metadata; skipped so models fetched by `hf` can be adopted.
 FOREIGN_META_DIRS = (".cache",)
@@ -324,9 +326,7 @@ def record_json(record: Record) -> dict[str, object]:
 
 def write_record(folder: Path, record: Record) -> None:
     """Write the record at once (atomic.replace_text): old or new, never half; OSError on failure."""
-    import json
-
-    from modelctl.core.atomic import replace_text  # start-up: `list` reads records, never writes one
+    import json  # as read_record
 
     target = record_path(folder)
     target.parent.mkdir(parents=True, exist_ok=True)
