@@ -88,7 +88,7 @@ LONG = {
     "fetch.download._target": 61,
     "fetch.download._offline_plan": 62,
     "fetch.download._run_model": 67,
-    "net.hub.translate_errors": 97,
+    "net.hub.translate_errors": 82,
     "ops.add.add_model": 62,
     "ops.ensure._repair": 63,
     "output.tables._render_one_info": 82,
@@ -225,6 +225,20 @@ def test_no_private_name_is_imported_from_another_module() -> None:
 def test_function_level_imports_stay_within_the_budget() -> None:
     _, _, function_level = _graph()
     assert function_level <= FUNCTION_LEVEL_BUDGET, function_level
+
+
+def test_statuses_are_classified_in_one_place() -> None:
+    """Which HTTP answers are retried, and which say the server is busy, is core.retry's
+    retry_for_status: no other module names the status sets."""
+    naming = [
+        name
+        for name, path in _modules().items()
+        if name != "modelctl.core.retry"
+        and re.search(
+            r"RETRYABLE_STATUSES|BUSY_STATUSES|in \(429|== 429|== 503", path.read_text(encoding="utf-8")
+        )
+    ]
+    assert naming == []
 
 
 def test_the_walk_finds_a_cycle_and_a_private_import(tmp_path: Path) -> None:

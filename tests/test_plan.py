@@ -8,9 +8,9 @@ import time
 import pytest
 
 from modelctl.core.record import RepoFile
-from modelctl.core.retry import backoff_delay
+from modelctl.core.retry import backoff_delay, retry_after, retry_for_status
 from modelctl.fetch.download import DOWNLOAD, KEEP, RESUME, LocalState, decide
-from modelctl.net.transfer import content_range, retry_after
+from modelctl.net.transfer import content_range
 
 REMOTE = RepoFile("model.safetensors", 1000, "a" * 64, "b" * 40)
 
@@ -49,6 +49,18 @@ def test_retry_after_seconds_and_dates() -> None:
     later = email.utils.formatdate(time.time() + 30, usegmt=True)
     assert 25 <= (retry_after(later) or 0) <= 31
     assert retry_after(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
+
+
+def test_one_classification_of_statuses() -> None:
+    """retry_for_status is what metadata, HEADs and file ranges ask (tests/test_layers.py holds
+    that no other module names a status set)."""
+    busy = retry_for_status(429, "7")
+    assert busy is not None and (busy.reason, busy.delay, busy.is_busy) == ("HTTP 429", 7.0, True)
+    failing = retry_for_status(500, None)
+    assert failing is not None and (failing.delay, failing.is_busy) == (None, False)
+    assert retry_for_status(503, None).is_busy  # type: ignore[union-attr]
+    assert retry_for_status(408, None) is not None
+    assert [retry_for_status(s, "1") for s in (400, 401, 403, 404, 416)] == [None] * 5
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:

@@ -3,7 +3,8 @@ and the loop that tries again (`retry_call`).
 
 The Hub's metadata (download.py), HEAD requests (transfer.py) and a service's model loaders
 (loader.py) retry through `retry_call`; the download engine, which schedules many ranges at once,
-asks `next_try` itself. So what a retry is (backoff, Retry-After, fail-over along endpoints,
+asks `next_try` itself. Which HTTP answers are worth another attempt is `retry_for_status`, for
+all of them. So what a retry is (which failures, backoff, Retry-After, fail-over along endpoints,
 giving up) is decided here once. Kept free of HTTP and of logging:
 `modelctl list` imports it (through the CLI's help texts), and must stay quick to start.
 """
@@ -30,8 +31,10 @@ BACKOFF_MAX = 30.0
 MIN_SPEED = 1024
 
 # Answers that say "not now" (timeout, rate limit, a failing server), not "never": worth another
-# attempt. Any other 4xx is an answer the next attempt would get again.
+# attempt. Any other 4xx is an answer the next attempt would get again. Of those, the ones that
+# say "too many of you": a run opens fewer connections. Read through retry_for_status only.
 RETRYABLE_STATUSES = frozenset({408, 429, *range(500, 600)})
+BUSY_STATUSES = frozenset({429, 503})
 
 T = TypeVar("T")
 
@@ -141,6 +144,15 @@ class Retry(Exception):
         self.delay = delay
         self.is_extra = is_extra
         self.is_busy = is_busy
+
+
+def retry_for_status(status: int, retry_after_header: str | None) -> Retry | None:
+    """The one classification of an HTTP answer, for metadata, HEADs and file bytes alike: the
+    Retry it is worth (the wait its Retry-After asks, is_busy for an overloaded server), or None
+    for an answer the next attempt would get again (the caller says what it means)."""
+    if status not in RETRYABLE_STATUSES:
+        return None
+    return Retry(f"HTTP {status}", retry_after(retry_after_header), is_busy=status in BUSY_STATUSES)
 
 
 class Cancelled(Exception):

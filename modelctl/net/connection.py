@@ -22,7 +22,7 @@ from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
 from modelctl.core.errors import DownloadError, MissingModelError, ModelctlError, describe_error, disk_error
-from modelctl.core.retry import MIN_SPEED, RETRYABLE_STATUSES, Retry, retry_after
+from modelctl.core.retry import MIN_SPEED, Retry, retry_for_status
 from modelctl.net.pace import Pacer
 from modelctl.net.partial import PIECE, DiskError, PartialFile, Range, Stale
 from modelctl.net.schedule import Schedule
@@ -387,10 +387,8 @@ def _range_headers(job: FileJob, url: str, start: int, end: int, etag: str | Non
 def _refuse(f: PartialFile, r: Range, resp: http.client.HTTPResponse, url: str, schedule: Schedule) -> None:
     """Raise for an answer that carries no bytes of the file: retry, start over, or fail."""
     job, status = f.job, resp.status
-    if status in RETRYABLE_STATUSES:
-        raise Retry(
-            f"HTTP {status}", retry_after(resp.getheader("retry-after")), is_busy=status in (429, 503)
-        )
+    if (again := retry_for_status(status, resp.getheader("retry-after"))) is not None:
+        raise again
     if status == 404:
         raise MissingModelError(
             f"{job.rel_path} was not found at {safe_url(url)} (HTTP 404).",

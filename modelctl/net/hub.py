@@ -35,7 +35,7 @@ from modelctl.core.errors import (
 )
 from modelctl.core.logs import redact
 from modelctl.core.record import RepoFile, Snapshot
-from modelctl.core.retry import MIN_SPEED, RETRYABLE_STATUSES, retry_after
+from modelctl.core.retry import MIN_SPEED, retry_for_status
 from modelctl.net import tls
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -459,23 +459,8 @@ def translate_errors(
             api_hint="Unset HF_HUB_OFFLINE (or set it to 0) before huggingface_hub is imported.",
         ) from err
     except hf.HfHubHTTPError as err:
-        status = _status(err)
-        if status == "404":  # a plain 404, no X-Error-Code (a simple mirror): repo or revision unknown
-            raise MissingModelError(
-                f"{repo_id}@{revision} was not found at {endpoint} (HTTP 404): "
-                "the repository or that revision is not there.",
-                hint=f"Check `repo_id:` and `revision:` of the model in the registry{token_hint}.",
-                api_hint=None
-                if is_token_withheld
-                else f"Check `repo_id:` and `revision:` of the model in the registry{api_token_hint}.",
-            ) from err
-        response = getattr(err, "response", None)
-        raise DownloadError(
-            f"The Hub at {endpoint} answered HTTP {status} for {repo_id}@{revision}.",
-            hint="Try again later; if it persists, check HF_ENDPOINT and your token.",
-            is_retryable=status.isdigit() and int(status) in RETRYABLE_STATUSES,
-            retry_delay=retry_after(response.headers.get("retry-after")) if response is not None else None,
-        ) from err
+        api_hint = None if is_token_withheld else api_token_hint
+        raise _answer_error(err, repo_id, revision, endpoint, token_hint, api_hint) from err
     except Exception as err:
         # Connection refused, DNS, TLS, timeouts: huggingface_hub lets its HTTP client's errors
         # through, and httpx2's do not derive from OSError, so they are recognised by module.
@@ -497,6 +482,32 @@ def translate_errors(
             "to ModelManager.from_config.",
             is_retryable=True,
         ) from err
+
+
+def _answer_error(
+    err: Exception, repo_id: str, revision: str, endpoint: str, token_hint: str, api_token_hint: str | None
+) -> ModelctlError:
+    """The error for an HTTP answer huggingface_hub names no better: a plain 404, or a status
+    retry_for_status may call worth another attempt. api_token_hint None: the CLI's hint stands."""
+    status = _status(err)
+    if status == "404":  # a plain 404, no X-Error-Code (a simple mirror): repo or revision unknown
+        return MissingModelError(
+            f"{repo_id}@{revision} was not found at {endpoint} (HTTP 404): "
+            "the repository or that revision is not there.",
+            hint=f"Check `repo_id:` and `revision:` of the model in the registry{token_hint}.",
+            api_hint=None
+            if api_token_hint is None
+            else f"Check `repo_id:` and `revision:` of the model in the registry{api_token_hint}.",
+        )
+    response = getattr(err, "response", None)
+    headers = response.headers if response is not None else {}
+    again = retry_for_status(int(status), headers.get("retry-after")) if status.isdigit() else None
+    return DownloadError(
+        f"The Hub at {endpoint} answered HTTP {status} for {repo_id}@{revision}.",
+        hint="Try again later; if it persists, check HF_ENDPOINT and your token.",
+        is_retryable=again is not None,
+        retry_delay=again.delay if again is not None else None,
+    )
 
 
 def _status(err: Any) -> str:

@@ -28,7 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 from modelctl.core.errors import DownloadError, MissingModelError, describe_error
 from modelctl.core.record import FileResult
-from modelctl.core.retry import RETRYABLE_STATUSES, Retry, RetryPolicy, retry_after, retry_call
+from modelctl.core.retry import Retry, RetryPolicy, retry_call, retry_for_status
 from modelctl.net import tls
 from modelctl.store.storage import partial_path, ranges_path, read_ranges, sidecar_path
 
@@ -226,8 +226,8 @@ def content_length(url: str, policy: RetryPolicy) -> int:
                 if status in (301, 302, 303, 307, 308) and resp.getheader("location"):
                     current = urljoin(current, resp.getheader("location") or "")
                     continue
-                if status in RETRYABLE_STATUSES:
-                    raise Retry(f"HTTP {status}", retry_after(resp.getheader("retry-after")))
+                if (again := retry_for_status(status, resp.getheader("retry-after"))) is not None:
+                    raise again
                 if status == 404:
                     raise MissingModelError(
                         f"{safe_url(url)} was not found (HTTP 404).",
