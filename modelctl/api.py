@@ -395,7 +395,7 @@ def _downloading_to(registry: Registry, cache_dir: Path) -> Registry:
     for root in resolve_roots(registry.storage):
         if root.path == cache_dir and not root.is_read_only:
             return registry._replace(download_to=root.name)
-    return registry._replace(storage=registry.storage._replace(project=cache_dir), download_to="project")
+    return registry._replace(storage=registry.storage.with_paths(project=cache_dir), download_to="project")
 
 
 def spec_manager(
@@ -408,12 +408,12 @@ def spec_manager(
     the Hub from HF_ENDPOINT, as for the CLI. cache_dir None: the user root.
     """
     spec = _frozen(spec)
-    storage = StorageConfig(user=None, project=Path.cwd() / "models", legacy=Path.cwd() / "checkpoints")
+    storage = StorageConfig.beside(Path.cwd())
     registry = Registry(RegistrySource(bundled_registry(), "api"), storage, "sha256", (spec,))
     if cache_dir is not None:
         cache = Path(cache_dir).expanduser().absolute()
         registry = registry._replace(
-            storage=storage._replace(project=cache, legacy=cache.parent / "checkpoints")
+            storage=storage.with_paths(project=cache, legacy=cache.parent / "checkpoints")
         )
         registry = _downloading_to(registry, cache)
     else:
@@ -450,7 +450,7 @@ def _folder_model(folder: Path, config_path: PathLike | None) -> tuple[Workspace
         )
     files = tuple(f.path for f in record.files if f.checked is not None or (folder / f.path).is_file())
     spec = ModelSpec(folder.name, record.repo_id, record.revision, files=files, local_dir=folder.name)
-    storage = StorageConfig(user=None, project=folder.parent, legacy=folder.parent)
+    storage = StorageConfig.beside(folder.parent, project=folder.parent, legacy=folder.parent)
     registry = Registry(RegistrySource(bundled_registry(), "api"), storage, "sha256", (spec,))
     roots = tuple(r for r in workspace_of(registry).roots if r.root.name == "project")
     return Workspace(registry, roots), spec

@@ -42,9 +42,9 @@ def test_valid_registry_gives_specs_with_defaults(project: Path) -> None:
     assert tiny.folder_name == "tiny"
     assert (big.revision, big.required, big.folder_name) == ("v2", False, "Big-Model")
     assert reg.verify == "sha256"
-    assert reg.storage.project == project / "models"
-    assert reg.storage.legacy == project / "checkpoints"
-    assert reg.storage.user is None
+    assert reg.storage.paths["project"] == project / "models"
+    assert reg.storage.paths["legacy"] == project / "checkpoints"
+    assert reg.storage.paths["user"] is None
     assert reg.sizes == ("0.5b", "7b")
 
 
@@ -177,9 +177,9 @@ def test_storage_paths_relative_to_registry_folder_and_cache_dir_alias(project: 
         "cache_dir: store\nstorage:\n  legacy: /abs/old\n  user: u\nmodels: []\n",
     )
     reg = load_registry(project / "conf" / "models.yaml")
-    assert reg.storage.project == project / "conf" / "store"
-    assert reg.storage.legacy == Path("/abs/old")
-    assert reg.storage.user == project / "conf" / "u"
+    assert reg.storage.paths["project"] == project / "conf" / "store"
+    assert reg.storage.paths["legacy"] == Path("/abs/old")
+    assert reg.storage.paths["user"] == project / "conf" / "u"
 
 
 def test_checksum_parsing() -> None:
@@ -241,13 +241,13 @@ def test_bundled_when_nothing_found(project: Path, monkeypatch: pytest.MonkeyPat
     source = find_registry()
     assert source == (bundled_registry(), "bundled")
     reg = load_registry()
-    assert reg.storage.project == project / "models"  # bundled: relative to the cwd
+    assert reg.storage.paths["project"] == project / "models"  # bundled: relative to the cwd
     monkeypatch.setenv("CI_MINIMAL_MODELS", "1")  # a CI job asking for its set never gets the package's
     with pytest.raises(ConfigurationError, match=r"no models\.yaml was found in .* or any parent"):
         load_registry()
     minimal = load_registry(bundled_registry().with_name("models.minimal.yaml"))  # named: used
     assert [m.id for m in minimal.models] == ["smollm2-135m"]
-    assert minimal.storage.project == project / "models"
+    assert minimal.storage.paths["project"] == project / "models"
 
 
 def test_missing_files_are_configuration_errors(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:

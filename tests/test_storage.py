@@ -179,11 +179,13 @@ def test_unreadable_root_is_skipped_with_warning(project: Path, roots: dict[str,
 def test_modelctl_home_overrides_registry_user_root(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    storage = StorageConfig(user=tmp_path / "from-yaml", project=project / "m", legacy=project / "c")
+    storage = StorageConfig.beside(
+        project, user=tmp_path / "from-yaml", project=project / "m", legacy=project / "c"
+    )
     assert resolve_roots(storage)[0].path == tmp_path / "home"
     monkeypatch.delenv("MODELCTL_HOME")
     assert resolve_roots(storage)[0].path == tmp_path / "from-yaml"
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    default = resolve_roots(storage._replace(user=None))
+    default = resolve_roots(storage.with_paths(user=None))
     assert [r.name for r in default] == ["user", "project", "legacy"]
     assert default[0].path == tmp_path / "xdg" / "modelctl"

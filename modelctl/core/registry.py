@@ -125,22 +125,34 @@ _DOWNLOAD_ROOTS = tuple(kind.name for kind in ROOT_KINDS if kind.is_writable)  #
 
 
 class StorageConfig(NamedTuple):
-    """Storage roots as the registry sets them (absolute paths; user=None → platform default)."""
+    """Storage roots as the registry sets them: the name of each ROOT_KINDS row → its absolute
+    path, or None (the machine's root: the platform's data dir; a kind with no default: none)."""
 
-    user: Path | None
-    project: Path
-    legacy: Path
-    shared: Path | None = None  # a read-only store (a fleet's NFS share): searched, never written
+    paths: Mapping[str, Path | None]
+
+    @classmethod
+    def beside(cls, base: Path, **paths: Path | None) -> StorageConfig:
+        """The roots of a registry in folder `base`: each path given, else its kind's default
+        folder under base (`models/`, `checkpoints/`), else None."""
+        unknown = set(paths) - set(ROOT_KIND)
+        if unknown:
+            raise ValueError(f"no storage root kind {', '.join(sorted(unknown))}")
+        defaults = {kind.name: base / kind.default if kind.default else None for kind in ROOT_KINDS}
+        return cls({name: paths.get(name) or default for name, default in defaults.items()})
+
+    def with_paths(self, **paths: Path | None) -> StorageConfig:
+        """The same roots but these."""
+        return StorageConfig({**self.paths, **paths})
 
     def path_of(self, name: str, environ: Mapping[str, str] | None = None) -> Path | None:
         """The path of the root of that kind: its variable (MODELCTL_HOME) > `storage:` in the
         registry > the platform's user data dir for the user root; None for a shared store the
-        registry does not configure. (StorageConfig's fields are named as ROOT_KINDS' rows.)"""
+        registry does not configure."""
         kind = ROOT_KIND[name]
         env = os.environ if environ is None else environ
         if kind.variable and env.get(kind.variable):
             return Path(env[kind.variable]).expanduser().absolute()
-        configured: Path | None = getattr(self, name)
+        configured = self.paths.get(name)
         if configured is not None or not kind.is_machines:
             return configured
         import platformdirs  # imported here: resolving it is only needed when no path is given
@@ -663,12 +675,7 @@ def _parse_storage(problems: _Problems, data: Mapping[str, Any], base: Path) -> 
             problems.add("cache_dir", "conflicts with storage.project; keep one of them")
         text = _string(problems, "cache_dir", data["cache_dir"])
         values["project"] = _absolute(Path(text), base) if text else None
-    return StorageConfig(
-        user=values.get("user"),
-        project=values.get("project") or base / str(ROOT_KIND["project"].default),
-        legacy=values.get("legacy") or base / str(ROOT_KIND["legacy"].default),
-        shared=values.get("shared"),
-    )
+    return StorageConfig.beside(base, **values)
 
 
 def _parse_models(problems: _Problems, raw: Any) -> tuple[ModelSpec, ...]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from modelctl.core.atomic import replace_text
 from modelctl.core.errors import ConfigurationError, write_error
-from modelctl.core.registry import REGISTRY_NAME, Registry
+from modelctl.core.registry import REGISTRY_NAME, ROOT_KINDS, Registry
 
 STARTER = """\
 # modelctl registry: the models this project uses.
@@ -55,7 +55,8 @@ def init_project(folder: Path, *, force: bool = False) -> InitResult:
     _replace(registry, STARTER)
     gitignore = folder / ".gitignore"
     present = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
-    wanted = ["# model files (modelctl): never commit them", "/models/", "/checkpoints/"]
+    folders = [f"/{kind.default}/" for kind in ROOT_KINDS if kind.default]  # the roots beside the registry
+    wanted = ["# model files (modelctl): never commit them", *folders]
     missing = tuple(line for line in wanted if line not in present)
     if missing:
         text = "\n".join(present + ([""] if present and present[-1] else []) + list(missing)) + "\n"
