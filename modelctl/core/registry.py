@@ -106,15 +106,18 @@ class RootKind(NamedTuple):
 
     name: str  # the key under `storage:`, `--to`/`--root` value, `root` in --json
     variable: str | None  # the environment variable that sets its path (wins over the registry)
-    default: str | None  # its folder beside the registry when `storage:` does not say
+    default: str | None  # its folder beside the registry when `storage:` does not say; PLATFORM:
+    # the platform's data dir for modelctl (platformdirs), None: no root unless configured
     is_writable: bool  # False: searched and verified like the others, never written (a fleet's share)
     is_machines: bool  # the machine's, shared by every project: folders named from the repo
     # (`org--name`), `clean` and `du --unnamed` leave it alone unless `--root` names it
 
 
+PLATFORM = ":platform:"  # RootKind.default: the user's data dir for modelctl, by platformdirs
+
 # The roots in precedence order. A new kind of root is a new row.
 ROOT_KINDS = (
-    RootKind("user", "MODELCTL_HOME", None, is_writable=True, is_machines=True),
+    RootKind("user", "MODELCTL_HOME", PLATFORM, is_writable=True, is_machines=True),
     RootKind("shared", None, None, is_writable=False, is_machines=False),
     RootKind("project", None, "models", is_writable=True, is_machines=False),
     RootKind("legacy", None, "checkpoints", is_writable=True, is_machines=False),
@@ -137,7 +140,7 @@ class StorageConfig(NamedTuple):
         unknown = set(paths) - set(ROOT_KIND)
         if unknown:
             raise ValueError(f"no storage root kind {', '.join(sorted(unknown))}")
-        defaults = {kind.name: base / kind.default if kind.default else None for kind in ROOT_KINDS}
+        defaults = {kind.name: _beside(base, kind.default) for kind in ROOT_KINDS}
         return cls({name: paths.get(name) or default for name, default in defaults.items()})
 
     def with_paths(self, **paths: Path | None) -> StorageConfig:
@@ -153,7 +156,7 @@ class StorageConfig(NamedTuple):
         if kind.variable and env.get(kind.variable):
             return Path(env[kind.variable]).expanduser().absolute()
         configured = self.paths.get(name)
-        if configured is not None or not kind.is_machines:
+        if configured is not None or kind.default != PLATFORM:
             return configured
         import platformdirs  # imported here: resolving it is only needed when no path is given
 
@@ -164,6 +167,11 @@ class StorageConfig(NamedTuple):
         path = self.path_of("user", environ)
         assert path is not None  # the machine's root always has one
         return path
+
+
+def _beside(base: Path, default: str | None) -> Path | None:
+    """A kind's default folder beside the registry; None for the platform's dir (resolved late) or none."""
+    return base / default if default is not None and default != PLATFORM else None
 
 
 class RegistrySource(NamedTuple):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from modelctl.core.atomic import replace_text
 from modelctl.core.errors import ConfigurationError, write_error
-from modelctl.core.registry import REGISTRY_NAME, ROOT_KINDS, Registry
+from modelctl.core.registry import PLATFORM, REGISTRY_NAME, ROOT_KINDS, Registry
 
 STARTER = """\
 # modelctl registry: the models this project uses.
@@ -55,7 +55,7 @@ def init_project(folder: Path, *, force: bool = False) -> InitResult:
     _replace(registry, STARTER)
     gitignore = folder / ".gitignore"
     present = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
-    folders = [f"/{kind.default}/" for kind in ROOT_KINDS if kind.default]  # the roots beside the registry
+    folders = [f"/{kind.default}/" for kind in ROOT_KINDS if kind.default not in (None, PLATFORM)]
     wanted = ["# model files (modelctl): never commit them", *folders]
     missing = tuple(line for line in wanted if line not in present)
     if missing:
