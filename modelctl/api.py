@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, Union
 
-from modelctl.core.errors import BadChecksumError, ConfigurationError, MissingModelError, ModelctlError
+from modelctl.core.errors import BadChecksumError, ConfigurationError, MissingModelError, ModelctlError, Step
 from modelctl.core.lockfile import locked_for
 from modelctl.core.record import read_record
 from modelctl.core.registry import (
@@ -49,6 +49,7 @@ from modelctl.fetch.download import (
 )
 from modelctl.ops.ensure import EnsureReport
 from modelctl.ops.ensure import ensure_models as _ensure
+from modelctl.output.console import cli_words
 from modelctl.output.contract import info_json
 from modelctl.store.storage import folder_names, resolve_roots
 from modelctl.store.verify import BAD, Finding, VerifyReport, verify_models
@@ -70,6 +71,13 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+def _api_words(step: Step) -> str:
+    """A hint's step in the API's terms: an option is an argument (`to=PATH`), a command the CLI's."""
+    if step.kind == "option":
+        return f"{step.name.replace('-', '_')}={step.value or '...'}"
+    return cli_words(step)  # a command to run is the command line's
+
+
 def _in_api_terms(function: Callable[P, T]) -> Callable[P, T]:
     """Errors leave the API with the next step in its terms (ModelctlError.api_hint), not CLI flags."""
 
@@ -78,7 +86,7 @@ def _in_api_terms(function: Callable[P, T]) -> Callable[P, T]:
         try:
             return function(*args, **kwargs)
         except ModelctlError as err:
-            err.in_api_terms()
+            err.in_api_terms(_api_words)
             raise
 
     return wrapper

@@ -244,3 +244,33 @@ def test_setup_fastvlm_script_wraps_setup_models(
     assert again.returncode == 0 and again.stdout == first.stdout
     wrong = script("3b")
     assert wrong.returncode == 4 and "0.5b, 1.5b and 7b" in wrong.stderr
+
+
+# --------------------------------------------------------------------------- next steps as data
+
+
+def test_a_next_step_is_data_that_each_front_end_words() -> None:
+    """The core names what to change (option/command); the CLI words it as flags, the API as
+    arguments, and a hint never holds a flag spelled by the core (tests/test_layers.py)."""
+    import modelctl.cli  # noqa: F401  (the CLI says how it speaks when imported)
+    from modelctl.core.errors import ConfigurationError, NotEnoughSpaceError, command, option, plain_words
+    from modelctl.output import cli_words
+
+    steps = (option("to", "PATH"), command("clean", "", "incomplete", "dry-run"))
+    err = NotEnoughSpaceError("full", hint="Free {0}, then run {1}.", steps=steps)
+    assert err.worded(cli_words) == "Free --to PATH, then run `modelctl clean --incomplete --dry-run`."
+    assert err.worded(plain_words) == "Free the `to` option (PATH), then run the `clean` command."
+    assert err.hint == err.worded(cli_words)
+    stale = ConfigurationError(
+        "stale", hint="Run {0}.", api_hint="The CLI writes it: run {0}.", steps=(command("lock", "m {0}"),)
+    )
+    assert stale.hint == "Run `modelctl lock m {0}`."  # a value is never read as a field
+    assert stale.in_api_terms(cli_words).hint == "The CLI writes it: run `modelctl lock m {0}`."
+
+
+def test_a_hint_from_the_core_comes_out_in_flags(cli: Run, project: Path) -> None:
+    result = cli("add", "org/model")  # no models.yaml here: ops/add.py's hint, as steps
+    assert result.exit_code == 1, result.stderr
+    assert (
+        "Run `modelctl init` to write a models.yaml in this folder, or pass --config PATH." in result.stderr
+    )

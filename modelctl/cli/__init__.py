@@ -26,8 +26,10 @@ from typer.core import TyperCommand, TyperGroup
 from modelctl import output
 from modelctl.cli.options import FORMAT, ConfigOpt
 from modelctl.core import __version__
-from modelctl.core.errors import ModelctlError
+from modelctl.core.errors import ModelctlError, speak
 from modelctl.core.logs import configure
+
+speak(output.cli_words)  # every hint's next step in flags and commands
 
 
 class LazyCommands(MutableMapping[str, Any]):  # click commands: Typer's own click on newer Typers

@@ -7,8 +7,10 @@ users can switch without renaming.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from enum import IntEnum
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 
 class ExitCode(IntEnum):
@@ -20,26 +22,92 @@ class ExitCode(IntEnum):
     NO_SPACE = 5
 
 
+class Step(NamedTuple):
+    """A part of a next step that each front end words its own way, held in a hint as `{0}`,
+    `{1}`, ...: an option of what failed (kind "option": the CLI says `--to PATH`, the API
+    `to=PATH`) or a command to run ("command": the CLI says `modelctl lock MODEL`). The core names
+    what to change; it never spells a flag."""
+
+    kind: str  # "option" | "command"
+    name: str  # the option's or the command's name: "to", "lock"
+    value: str = ""  # what it takes: "PATH", a model id
+    options: tuple[str, ...] = ()  # a command's options, by name: ("incomplete", "dry-run")
+
+
+def option(name: str, value: str = "") -> Step:
+    return Step("option", name, value)
+
+
+def command(name: str, value: str = "", *options: str) -> Step:
+    return Step("command", name, value, options)
+
+
+Voice = Callable[[Step], str]
+
+
+def plain_words(step: Step) -> str:
+    """Steps worded where no front end said how (a library that imports neither cli/ nor api)."""
+    return f"the `{step.name}` {step.kind}" + (f" ({step.value})" if step.value else "")
+
+
+_VOICE: list[Voice] = [plain_words]
+
+
+def speak(voice: Voice) -> None:
+    """Word every hint's steps so from now on: the front end in use says it once (cli/ does)."""
+    _VOICE[0] = voice
+
+
 class ModelctlError(Exception):
-    """Base class: a message naming what went wrong, a hint, and the process exit code."""
+    """Base class: a message naming what went wrong, a hint, and the process exit code.
+
+    The hint may hold steps (`{0}`, ... with `steps=(option("to", "PATH"),)`): what to change, as
+    data; `hint` words them in the voice of the front end in use (`speak`), `worded` in any.
+    """
 
     exit_code: ExitCode = ExitCode.FAILURE
     default_hint = "Run with MODELCTL_DEBUG=1 for a traceback."
+    default_steps: tuple[Step, ...] = ()
     # The next step in the Python API's terms (a function or argument to change), where it differs
     # from the CLI's hint; the API (api.py) raises the error with it as its hint. A class's
     # default_api_hint goes with its default_hint.
     default_api_hint: str | None = None
 
-    def __init__(self, message: str, hint: str | None = None, *, api_hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        api_hint: str | None = None,
+        steps: tuple[Step, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.message = message
-        self.hint = hint if hint is not None else self.default_hint
+        self.template = hint if hint is not None else self.default_hint
+        self.steps = steps if hint is not None else self.default_steps
         self.api_hint = api_hint if api_hint is not None or hint is not None else self.default_api_hint
 
-    def in_api_terms(self) -> ModelctlError:
-        """Self, with the API's hint as its hint when it has one (api.py raises errors so)."""
-        if self.api_hint is not None and self.hint != self.api_hint:
-            self.hint = self.api_hint
+    @property
+    def hint(self) -> str:
+        return self.worded(_VOICE[0])
+
+    @hint.setter
+    def hint(self, text: str) -> None:
+        self.template, self.steps = text, ()
+
+    def worded(self, voice: Voice) -> str:
+        """The hint with its steps in that voice."""
+        if not self.steps:
+            return self.template
+        words = [voice(step) for step in self.steps]
+        return re.sub(r"\{(\d)\}", lambda m: words[int(m[1])], self.template)  # paths may hold braces
+
+    def in_api_terms(self, voice: Voice = plain_words) -> ModelctlError:
+        """Self, with the API's hint as its hint when it has one, else its steps worded in the
+        API's voice (api.py raises errors so)."""
+        if self.api_hint is not None:
+            self.template = self.api_hint  # which may name the same steps
+        self.hint = self.worded(voice)
         return self
 
     def reworded(self, message: str) -> ModelctlError:
@@ -80,7 +148,8 @@ class UsageError(ModelctlError):
     """The command line asks for something that cannot be done as written."""
 
     exit_code = ExitCode.USAGE
-    default_hint = "Run the command with --help to see the choices."
+    default_hint = "Run the command with {0} to see the choices."
+    default_steps = (option("help"),)
     default_api_hint = "Check the arguments against the function's docstring."
 
 
@@ -88,7 +157,8 @@ class MissingModelError(ModelctlError):
     """A model id, size variant, repo, revision or file does not exist."""
 
     exit_code = ExitCode.NOT_FOUND
-    default_hint = "Run `modelctl list` to see the models in the registry."
+    default_hint = "Run {0} to see the models in the registry."
+    default_steps = (command("list"),)
     default_api_hint = "ModelManager.from_config().config.models lists the registry's models."
 
 
@@ -96,7 +166,8 @@ class BadChecksumError(ModelctlError):
     """Bytes on disk or on the wire do not match what was expected."""
 
     exit_code = ExitCode.INTEGRITY
-    default_hint = "Run `modelctl ensure MODEL` to repair the files that failed."
+    default_hint = "Run {0} to repair the files that failed."
+    default_steps = (command("ensure", "MODEL"),)
     default_api_hint = "Call ModelManager.ensure_model(model_id) to repair the files that failed."
 
 
@@ -113,8 +184,9 @@ class DownloadError(ModelctlError):
         is_retryable: bool = False,
         api_hint: str | None = None,
         retry_delay: float | None = None,
+        steps: tuple[Step, ...] = (),
     ) -> None:
-        super().__init__(message, hint, api_hint=api_hint)
+        super().__init__(message, hint, api_hint=api_hint, steps=steps)
         self.is_retryable = is_retryable
         self.retry_delay = retry_delay  # the wait the server asked for (Retry-After), if any
 
@@ -140,7 +212,8 @@ class NotEnoughSpaceError(ModelctlError):
     """The download plan needs more disk space than the target root has."""
 
     exit_code = ExitCode.NO_SPACE
-    default_hint = "Free space on the target disk, or choose another root with --to."
+    default_hint = "Free space on the target disk, or choose another root with {0}."
+    default_steps = (option("to"),)
     default_api_hint = (
         "Free space on the target disk, or download elsewhere: ModelManager.from_config(cache_dir=...)."
     )

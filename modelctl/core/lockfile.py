@@ -15,7 +15,7 @@ from typing import Any
 
 from modelctl.core import __version__
 from modelctl.core.atomic import replace_text
-from modelctl.core.errors import ConfigurationError, write_error
+from modelctl.core.errors import ConfigurationError, command, write_error
 from modelctl.core.record import RepoFile, Snapshot, is_safe_relative
 from modelctl.core.registry import ModelSpec, Registry
 
@@ -71,7 +71,8 @@ def read_lock(registry: Registry) -> LockFile | None:
     except (ValueError, AttributeError) as err:
         raise DamagedLockError(
             f"{path} is damaged: {err}",
-            hint="Restore it from version control, or run `modelctl lock` to write it anew.",
+            hint="Restore it from version control, or run {0} to write it anew.",
+            steps=(command("lock"),),
         ) from None
     if isinstance(version, int) and version > LOCK_VERSION:
         raise ConfigurationError(
@@ -86,7 +87,8 @@ def read_lock(registry: Registry) -> LockFile | None:
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise DamagedLockError(
             f"{path} is damaged: {err}",
-            hint="Restore it from version control, or run `modelctl lock` to write it anew.",
+            hint="Restore it from version control, or run {0} to write it anew.",
+            steps=(command("lock"),),
         ) from None
     return LockFile(path, models)
 
@@ -115,7 +117,8 @@ def write_lock(registry: Registry, locked: Sequence[LockedModel]) -> LockFile:
     if registry.source.is_bundled:
         raise ConfigurationError(
             "The bundled default registry cannot be locked.",
-            hint="Create a models.yaml for your project (copy the bundled one) and run `modelctl lock` beside it.",
+            hint="Create a models.yaml for your project (copy the bundled one) and run {0} beside it.",
+            steps=(command("lock"),),
         )
     replaced = None
     try:
@@ -180,8 +183,8 @@ def locked_for(lock: LockFile | None, spec: ModelSpec) -> LockedModel | None:
         raise ConfigurationError(
             f"{lock.path} is stale for {spec.id}: it locks {entry.repo_id}@{entry.revision}, "
             f"the registry now asks for {spec.repo_id}@{spec.revision}.",
-            hint=f"Run `modelctl lock {spec.id}` and commit {lock.path.name}.",
-            api_hint=f"The lock is written by the command line: run `modelctl lock {spec.id}` in the "
-            f"project and commit {lock.path.name}.",
+            hint=f"Run {{0}} and commit {lock.path.name}.",
+            api_hint=f"The lock is written by the command line: run {{0}} in the project and commit {lock.path.name}.",
+            steps=(command("lock", spec.id),),
         )
     return entry

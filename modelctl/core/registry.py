@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from modelctl.core.errors import ConfigurationError, MissingModelError, UsageError
+from modelctl.core.errors import ConfigurationError, MissingModelError, UsageError, command, option
 from modelctl.core.hashing import ALGORITHMS, Checksum, parse_checksum
 
 REGISTRY_NAME = "models.yaml"
@@ -241,7 +241,8 @@ class Registry(NamedTuple):
         suggestion = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise MissingModelError(
             f"Unknown model id '{model_id}' in {self.path}.{suggestion}",
-            hint="Run `modelctl list` to see every model id in the registry.",
+            hint="Run {0} to see every model id in the registry.",
+            steps=(command("list"),),
             api_hint="ModelManager.config.models lists every model of the registry.",
         )
 
@@ -361,7 +362,8 @@ def _existing(source: RegistrySource) -> RegistrySource:
     if not source.path.is_file():
         raise ConfigurationError(
             f"Registry file {source.path} (from {source.reason}) does not exist or is not a file.",
-            hint="Check the path, or run without --config/MODELCTL_CONFIG to use ./models.yaml.",
+            hint="Check the path, or run without {0}/MODELCTL_CONFIG to use ./models.yaml.",
+            steps=(option("config"),),
             api_hint="Check the path given (or MODELCTL_CONFIG); without one, ./models.yaml or a parent's is used.",
         )
     return source
@@ -388,7 +390,8 @@ def load_registry(
         if size > MAX_REGISTRY_BYTES:
             raise ConfigurationError(
                 f"Registry {source.path} is {size:,} bytes, more than the {MAX_REGISTRY_BYTES:,} a registry may be.",
-                hint="Check that --config / MODELCTL_CONFIG names the registry (models.yaml), not another file.",
+                hint="Check that {0} / MODELCTL_CONFIG names the registry (models.yaml), not another file.",
+                steps=(option("config"),),
             )
         text = source.path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:

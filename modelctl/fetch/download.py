@@ -24,7 +24,9 @@ from modelctl.core.errors import (
     ModelctlError,
     NotEnoughSpaceError,
     UsageError,
+    command,
     disk_error,
+    option,
 )
 from modelctl.core.hashing import GIT_SHA1, hash_file
 from modelctl.core.lockfile import LockedModel, LockFile, locked_for, read_lock
@@ -415,7 +417,8 @@ def _target(
             ):
                 raise DownloadError(
                     f"The {to} root {root.path} is not writable.",
-                    hint="Choose another root with --to, or fix the folder's permissions.",
+                    hint="Choose another root with {0}, or fix the folder's permissions.",
+                    steps=(option("to"),),
                     api_hint="Pass cache_dir= to ModelManager.from_config, or fix the folder's permissions.",
                 )
         else:
@@ -447,7 +450,8 @@ def _target(
     tried = "; ".join(f"{s.root.name} {s.root.path}" for s in states)
     raise DownloadError(
         f"No storage root is writable for {spec.id} (tried {tried}).",
-        hint="Set MODELCTL_HOME to a writable folder, or pass --to PATH.",
+        hint="Set MODELCTL_HOME to a writable folder, or pass {0}.",
+        steps=(option("to", "PATH"),),
         api_hint="Set MODELCTL_HOME to a writable folder, or pass cache_dir= to ModelManager.from_config.",
     )
 
@@ -508,7 +512,8 @@ def _check_against_lock(locked: LockedModel, snapshot: Snapshot) -> None:
         raise BadChecksumError(
             f"The Hub's files of {locked.repo_id}@{locked.commit[:12]} differ from models.lock: "
             f"{', '.join(differ)}; nothing was downloaded.",
-            hint="If the repo was rewritten on purpose, run `modelctl lock` again and review the change.",
+            hint="If the repo was rewritten on purpose, run {0} again and review the change.",
+            steps=(command("lock"),),
         )
 
 
@@ -573,7 +578,8 @@ def wanted_files(spec: ModelSpec, snapshot: Snapshot, options: DownloadOptions) 
         listed = ", ".join(patterns) if patterns else "every file"
         raise MissingModelError(
             f"No file of {spec.repo_id}@{snapshot.revision} matches {listed}.",
-            hint=f"Check `files:` of {spec.id} in the registry and --include/--exclude.",
+            hint=f"Check `files:` of {spec.id} in the registry and {{0}}/{{1}}.",
+            steps=(option("include"), option("exclude")),
             api_hint=f"Check `files:` of {spec.id} in the registry.",
         )
     return tuple(out)

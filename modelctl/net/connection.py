@@ -21,7 +21,14 @@ import time
 from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
-from modelctl.core.errors import DownloadError, MissingModelError, ModelctlError, describe_error, disk_error
+from modelctl.core.errors import (
+    DownloadError,
+    MissingModelError,
+    ModelctlError,
+    describe_error,
+    disk_error,
+    option,
+)
 from modelctl.core.retry import MIN_SPEED, Retry, retry_for_status
 from modelctl.net.pace import Pacer
 from modelctl.net.partial import PIECE, DiskError, PartialFile, Range, Stale
@@ -399,7 +406,8 @@ def _refuse(f: PartialFile, r: Range, resp: http.client.HTTPResponse, url: str, 
     if status in (401, 403):
         raise DownloadError(
             f"{job.rel_path}: access denied by {host_of(url)} (HTTP {status}).",
-            hint="Pass --token hf_... (or set HF_TOKEN) with access to this repo.",
+            hint="Pass {0} (or set HF_TOKEN) with access to this repo.",
+            steps=(option("token", "hf_..."),),
             api_hint="Pass token='hf_...' to ModelManager.from_config (or set HF_TOKEN) with access to this repo.",
         )
     if status == 416:  # our range does not fit the file the server has: start over

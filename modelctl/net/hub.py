@@ -32,6 +32,7 @@ from modelctl.core.errors import (
     ModelctlError,
     describe_error,
     in_chain,
+    option,
 )
 from modelctl.core.logs import redact
 from modelctl.core.record import RepoFile, Snapshot
@@ -132,7 +133,8 @@ def hub_access(
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigurationError(
                 f"Endpoint {endpoint!r} is not an http(s) URL.",
-                hint="Pass --endpoint https://host[:port] or set HF_ENDPOINT to one.",
+                hint="Pass {0} or set HF_ENDPOINT to one.",
+                steps=(option("endpoint", "https://host[:port]"),),
                 api_hint="Pass endpoint='https://host[:port]' to ModelManager.from_config, or set HF_ENDPOINT.",
             )
     if token is None:

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from modelctl.core.errors import DownloadError, ModelctlError, disk_error
+from modelctl.core.errors import DownloadError, ModelctlError, disk_error, option
 from modelctl.core.record import FileResult
 from modelctl.core.retry import Retry, RetryPolicy, next_try
 from modelctl.core.settings import MIN_SPLIT_SIZE
@@ -269,6 +269,7 @@ def _gave_up(f: PartialFile, reason: str) -> DownloadError:
     return DownloadError(
         f"{job.rel_path}: {reason}; gave up after {f.failures} attempts "
         f"({f.held()} of {job.size} bytes kept for the next run).",
-        hint="Run the same command again to resume, or raise --retries / --timeout.",
+        hint="Run the same command again to resume, or raise {0} / {1}.",
+        steps=(option("retries"), option("timeout")),
         api_hint="Call it again to resume, or raise retries= / timeout= of ModelManager.from_config.",
     )

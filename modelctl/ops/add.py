@@ -18,7 +18,14 @@ from pathlib import Path
 import yaml
 
 from modelctl.core.atomic import replace_text
-from modelctl.core.errors import ConfigurationError, MissingModelError, UsageError, write_error
+from modelctl.core.errors import (
+    ConfigurationError,
+    MissingModelError,
+    UsageError,
+    command,
+    option,
+    write_error,
+)
 from modelctl.core.record import RepoFile, Snapshot
 from modelctl.core.registry import ModelSpec, Registry, load_registry, parse_registry
 from modelctl.core.retry import retry_call
@@ -77,20 +84,23 @@ def add_model(
         raise ConfigurationError(
             f"No models.yaml here: the registry in use is the one bundled with modelctl ({path}), "
             "which is not edited.",
-            hint="Run `modelctl init` to write a models.yaml in this folder, or pass --config PATH.",
+            hint="Run {0} to write a models.yaml in this folder, or pass {1}.",
+            steps=(command("init"), option("config", "PATH")),
         )
     chosen = model_id if model_id is not None else derive_id(repo_id)
     if not chosen:
         raise UsageError(
             f"Cannot derive a model id from '{repo_id}'.",
-            hint="Give one with --id NAME (e.g. --id my-model).",
+            hint="Give one with {0} (e.g. {1}).",
+            steps=(option("id", "NAME"), option("id", "my-model")),
         )
     taken = next((m for m in registry.models if m.id == chosen), None)
     if taken is not None:
         raise ConfigurationError(
             f"Model id '{chosen}' is already in {path} (line {taken.line}, repo {taken.repo_id}); "
             "nothing was added.",
-            hint=f"Choose another id with --id NAME, or see the entry with `modelctl info {chosen}`.",
+            hint="Choose another id with {0}, or see the entry with {1}.",
+            steps=(option("id", "NAME"), command("info", chosen)),
         )
     original = _read(path)
     entry = {"id": chosen, "repo_id": repo_id}
@@ -108,7 +118,8 @@ def add_model(
     if _read(path) != original:
         raise ConfigurationError(
             f"{path} changed while modelctl was checking {repo_id} on the Hub; nothing was added.",
-            hint="Run the same `modelctl add` again.",
+            hint="Run the same {0} again.",
+            steps=(command("add"),),
         )
     _write(path, text)
     try:
@@ -135,7 +146,8 @@ def append_entry(text: str, entry: dict[str, str], files: tuple[str, ...], path:
     if not isinstance(models, yaml.SequenceNode):
         raise ConfigurationError(
             f"{path} has no `models:` list to add to; nothing was added.",
-            hint="Start one with `models: []` (or run `modelctl init` in an empty folder).",
+            hint="Start one with `models: []` (or run {0} in an empty folder).",
+            steps=(command("init"),),
         )
     pairs = [(key, _scalar(value)) for key, value in entry.items()]
     if files:
@@ -226,7 +238,8 @@ def _snapshot(
     except MissingModelError as err:
         raise MissingModelError(
             f"{err.message} Nothing was added.",
-            hint="Check the repo id (namespace/name, as on its Hub page) and --revision.",
+            hint="Check the repo id (namespace/name, as on its Hub page) and {0}.",
+            steps=(option("revision"),),
         ) from err
 
 

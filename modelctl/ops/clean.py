@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl.core.errors import DownloadError, UsageError
+from modelctl.core.errors import DownloadError, UsageError, command
 from modelctl.core.record import META_DIR
 from modelctl.core.registry import ModelSpec, RegistrySource
 from modelctl.store.storage import (
@@ -291,7 +291,8 @@ def clean_selection(
     if unnamed and (ids or everything):
         raise UsageError(
             "--unnamed removes folders that no registry model names: it takes no MODEL or --all.",
-            hint="Run `modelctl du` to see them, then `modelctl clean --unnamed --dry-run`.",
+            hint="Run {0} to see them, then {1}.",
+            steps=(command("du"), command("clean", "", "unnamed", "dry-run")),
         )
     if ids or everything:
         return workspace.registry.select(ids, None, everything)
@@ -300,5 +301,6 @@ def clean_selection(
     raise UsageError(
         "Name the models to remove (MODEL ... or --all), or choose --incomplete / --corrupted / "
         "--outdated / --shadowed / --unnamed.",
-        hint="Try `modelctl clean --incomplete --dry-run` to see leftovers of interrupted downloads.",
+        hint="Try {0} to see leftovers of interrupted downloads.",
+        steps=(command("clean", "", "incomplete", "dry-run"),),
     )

@@ -12,7 +12,7 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from modelctl.core.errors import UsageError
+from modelctl.core.errors import UsageError, command
 from modelctl.core.lockfile import locked_for, read_lock
 from modelctl.core.record import RepoFile
 from modelctl.core.registry import ModelSpec
@@ -65,7 +65,8 @@ def check_outdated(
     if options.offline:
         raise UsageError(
             "outdated asks the Hub for each revision's head, and offline mode is on (HF_HUB_OFFLINE).",
-            hint="Run it with HF_HUB_OFFLINE unset; `modelctl list` and `verify` work offline.",
+            hint="Run it with HF_HUB_OFFLINE unset; {0} and `verify` work offline.",
+            steps=(command("list"),),
         )
     lock = read_lock(workspace.registry)
     access = None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelctl.core.atomic import replace_text
-from modelctl.core.errors import ConfigurationError, write_error
+from modelctl.core.errors import ConfigurationError, command, write_error
 from modelctl.core.registry import PLATFORM, REGISTRY_NAME, ROOT_KINDS, Registry
 
 STARTER = """\
@@ -50,7 +50,8 @@ def init_project(folder: Path, *, force: bool = False) -> InitResult:
     if registry.exists() and not force:
         raise ConfigurationError(
             f"{registry} already exists; nothing was changed.",
-            hint="Edit it, or run `modelctl init --force` to replace it with the starter.",
+            hint="Edit it, or run {0} to replace it with the starter.",
+            steps=(command("init", "", "force"),),
         )
     _replace(registry, STARTER)
     gitignore = folder / ".gitignore"

@@ -19,6 +19,7 @@ from modelctl.core.errors import ModelctlError
 from modelctl.output import contract, tables
 from modelctl.output.console import (
     checksum_line,
+    cli_words,
     error,
     plain_line,
     print_json,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Format",
     "checksum_line",
+    "cli_words",
     "download_events",
     "error",
     "error_json",

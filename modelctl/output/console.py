@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
-from modelctl.core.errors import ModelctlError
+from modelctl.core.errors import ModelctlError, Step
 from modelctl.core.logs import redact
 
 if TYPE_CHECKING:
@@ -31,6 +31,15 @@ _REASONS = {
     "found": "found in this folder or a parent",
     "bundled": "the bundled default",
 }
+
+
+def cli_words(step: Step) -> str:
+    """A hint's step as the command line says it: `--to PATH`, `` `modelctl lock MODEL` ``."""
+    if step.kind == "option":
+        return f"--{step.name} {step.value}".rstrip()
+    return (
+        "`" + " ".join(["modelctl", step.name, *step.value.split(), *(f"--{o}" for o in step.options)]) + "`"
+    )
 
 
 def visible(text: str, *, keep_newlines: bool = True) -> str:

@@ -6,7 +6,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from modelctl.core.errors import NotEnoughSpaceError
+from modelctl.core.errors import NotEnoughSpaceError, option
 
 HEADROOM = 64 * 1024 * 1024  # bytes kept free beyond the plan on every target filesystem
 
@@ -47,6 +47,7 @@ def check_space(needs: Iterable[tuple[str, Path, int]]) -> None:
         raise NotEnoughSpaceError(
             f"Not enough disk space for the download plan (plus {HEADROOM // 2**20} MiB headroom):\n"
             + "\n".join([header, *rows]),
-            hint="Free space there, or download to another disk with --to PATH.",
+            hint="Free space there, or download to another disk with {0}.",
+            steps=(option("to", "PATH"),),
             api_hint="Free space there, or download to another disk: ModelManager.from_config(cache_dir=...).",
         )

@@ -17,7 +17,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from modelctl.core.errors import DownloadError
+from modelctl.core.errors import DownloadError, command, option
 from modelctl.core.record import (
     FOREIGN_META_DIRS,
     META_DIR,
@@ -495,7 +495,8 @@ def _acquire(folder: Path, timeout: float, on_wait: Callable[[int | None], None]
             holder = f"pid {pid}" if pid else "another process"
             raise DownloadError(
                 f"{folder} is locked by {holder}, still busy after waiting {timeout:g} s.",
-                hint="Let the other modelctl finish, or raise --lock-timeout (MODELCTL_LOCK_TIMEOUT).",
+                hint="Let the other modelctl finish, or raise {0} (MODELCTL_LOCK_TIMEOUT).",
+                steps=(option("lock-timeout"),),
                 api_hint="Let the other modelctl finish, or raise MODELCTL_LOCK_TIMEOUT (seconds).",
             ) from None
         except FileNotFoundError:
@@ -505,5 +506,6 @@ def _acquire(folder: Path, timeout: float, on_wait: Callable[[int | None], None]
         lock.release()  # the file was removed while we waited: that flock keeps nobody out
     raise DownloadError(
         f"{folder}: its lock file {meta / FOLDER_LOCK_NAME} keeps being removed.",
-        hint="Let `modelctl clean` (or whatever removes it) finish, then run the command again.",
+        hint="Let {0} (or whatever removes it) finish, then run the command again.",
+        steps=(command("clean"),),
     )
