@@ -82,9 +82,9 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> list[tuple[str,
 # Classes over 250 lines or functions over 60, today: each may only shrink, and no other may
 # grow past the limits. The CLI's commands are mostly their Typer signatures.
 LONG = {
-    "cli.disk.clean_command": 85,
-    "cli.fetching.download_command": 71,
-    "cli.registry_cmds.add_command": 62,
+    "cli.disk.clean_command": 84,
+    "cli.fetching.download_command": 70,
+    "cli.registry_cmds.add_command": 61,
     "fetch.download._target": 61,
     "fetch.download._offline_plan": 62,
     "fetch.download._run_model": 67,

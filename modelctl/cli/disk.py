@@ -16,7 +16,6 @@ from modelctl.store.usage import disk_use
 
 def du_command(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Show disk use per root: every model folder, whose it is, and how to clean it."""
-
     fmt = output_format(as_json=as_json)
     report = disk_use(workspace(ctx, config))
     output.render(report, fmt)
@@ -64,7 +63,6 @@ def clean_command(
     config: ConfigOpt = None,
 ) -> None:
     """Remove partials, corrupted files, whole models or stray copies, inside the storage roots only."""
-
     fmt = output_format(as_json=as_json)
     if root is not None and root not in ROOT_NAMES:
         raise typer.BadParameter(f"choose one of {', '.join(ROOT_NAMES)}", param_hint="--root")

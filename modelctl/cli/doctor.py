@@ -9,7 +9,6 @@ from modelctl.ops.doctor import run_doctor
 
 def doctor_command(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Check Python, packages, registry, storage roots, Hub settings, leftovers and .gitignore."""
-
     fmt = output_format(as_json=as_json)
     report = run_doctor(config if config is not None else (ctx.obj or {}).get("config"))
     output.render(report, fmt)

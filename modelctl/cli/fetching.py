@@ -84,7 +84,6 @@ def download_command(
     config: ConfigOpt = None,
 ) -> None:
     """Download models: resume partial files, verify every byte, publish only good files."""
-
     fmt = output_format(as_json=as_json, quiet=quiet)
     options = download_options(
         retries=retries,

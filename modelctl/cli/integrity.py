@@ -42,7 +42,6 @@ def verify_command(
     config: ConfigOpt = None,
 ) -> None:
     """Check models on disk: presence, sizes, hashes, safetensors/GGUF/JSON structure, leftovers."""
-
     fmt = output_format(as_json=as_json)
     if level is not None and level not in LEVELS:
         raise typer.BadParameter(f"choose one of {', '.join(LEVELS)}", param_hint="--level")
@@ -58,7 +57,6 @@ def checksum_command(
     algo: Annotated[str, typer.Option(help=" | ".join(ALGORITHMS) + ".")] = "sha256",
 ) -> None:
     """Print `algo:hex  path` lines, ready to paste into a model's `checksums:` pins."""
-
     if algo not in ALGORITHMS:
         raise typer.BadParameter(f"choose one of {', '.join(ALGORITHMS)}", param_hint="--algo")
     for path, digest in checksum_files(files, algo):
@@ -73,7 +71,6 @@ def path_command(
     config: ConfigOpt = None,
 ) -> None:
     """Print the verified local folder of a model (exit 4 if absent, 3 if it fails verify)."""
-
     ws = workspace(ctx, config)
     verdict = verify_models(ws, [ws.registry.get(model)], explicit=True).models[0]
     if verdict.location is None:

@@ -12,7 +12,6 @@ from modelctl.ops.project import cache_key, init_project
 
 def cache_key_command(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """Print a stable short hash of the registry and models.lock, for CI cache keys."""
-
     output.plain_line(cache_key(workspace(ctx, config).registry))
 
 
@@ -20,6 +19,5 @@ def init_command(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing models.yaml.")] = False,
 ) -> None:
     """Write a commented starter models.yaml here, and .gitignore lines for the model folders."""
-
     result = init_project(current_dir(), force=force)
     output.render(result, output.Format.HUMAN)

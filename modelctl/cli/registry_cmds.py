@@ -59,7 +59,6 @@ def add_command(
     config: ConfigOpt = None,
 ) -> None:
     """Check a Hub repo and add it to models.yaml, keeping the file's comments and order."""
-
     fmt = output_format(as_json=as_json, quiet=as_json)  # --json: no progress lines either
     options = download_options(endpoints=tuple(endpoint or ()), token=token)
     ws = workspace(ctx, config)
@@ -98,7 +97,6 @@ def outdated_command(
     config: ConfigOpt = None,
 ) -> None:
     """Show which models' locked or downloaded commit is behind their revision on the Hub (exit 1)."""
-
     fmt = output_format(as_json=as_json, quiet=as_json)
     options = download_options(endpoints=tuple(endpoint or ()), token=token)
     ws = workspace(ctx, config)
