@@ -391,6 +391,28 @@ def _select(workspace: Workspace, options: DownloadOptions) -> tuple[ModelSpec, 
     return registry.select(options.ids, options.size, options.everything)
 
 
+def _named_target(workspace: Workspace, spec: ModelSpec, to: str, pinned: str | None) -> tuple[Root, Path]:
+    """The root and folder of `--to NAME` (a root of the registry) or `--to PATH`."""
+    states = workspace.roots
+    if to in ROOT_NAMES:
+        state = next((s for s in states if s.root.name == to), None)
+        if state is None:
+            raise UsageError(f"--to {to}: the registry configures no {to} root.")
+        root = state.root
+        if root.is_read_only or not (state.is_writable or (state.exists and os.access(root.path, os.W_OK))):
+            raise DownloadError(
+                f"The {to} root {root.path} is not writable.",
+                hint="Choose another root with {0}, or fix the folder's permissions.",
+                steps=(option("to"),),
+                api_hint="Pass cache_dir= to ModelManager.from_config, or fix the folder's permissions.",
+            )
+    else:
+        root = Root("custom", Path(to).expanduser().absolute())
+    folder = _folder_in(spec, root, pinned) or root.path / folder_names(spec, root)[0]
+    _refuse_other(spec, folder)
+    return root, folder
+
+
 def _target(
     workspace: Workspace,
     spec: ModelSpec,
@@ -407,25 +429,7 @@ def _target(
     states = workspace.roots
     pinned = locked.commit if locked is not None else None  # its own user-root folder (folder_names)
     if to is not None:
-        if to in ROOT_NAMES:
-            state = next((s for s in states if s.root.name == to), None)
-            if state is None:
-                raise UsageError(f"--to {to}: the registry configures no {to} root.")
-            root = state.root
-            if root.is_read_only or not (
-                state.is_writable or (state.exists and os.access(root.path, os.W_OK))
-            ):
-                raise DownloadError(
-                    f"The {to} root {root.path} is not writable.",
-                    hint="Choose another root with {0}, or fix the folder's permissions.",
-                    steps=(option("to"),),
-                    api_hint="Pass cache_dir= to ModelManager.from_config, or fix the folder's permissions.",
-                )
-        else:
-            root = Root("custom", Path(to).expanduser().absolute())
-        folder = _folder_in(spec, root, pinned) or root.path / folder_names(spec, root)[0]
-        _refuse_other(spec, folder)
-        return root, folder
+        return _named_target(workspace, spec, to, pinned)
     found = (judged or model_state(spec, states, locked)).found
     if found is not None and not found.root.is_read_only and os.access(found.path, os.W_OK | os.X_OK):
         return found.root, found.path
@@ -437,7 +441,8 @@ def _target(
                 f"The {chosen} root {state.root.path}, where {workspace.registry.path.name} sends "
                 f"downloads, is not writable" + (f" ({state.problem})." if state.problem else "."),
                 hint="Fix the folder's permissions, change `download: to:` (or `cache_dir:`) in the "
-                "registry, or choose another root with --to.",
+                "registry, or choose another root with {0}.",
+                steps=(option("to"),),
             )
         free = _folder_in(spec, state.root, pinned)
         if free is not None:  # else its folder holds another model: the first writable root's, as before

@@ -87,21 +87,7 @@ def add_model(
             hint="Run {0} to write a models.yaml in this folder, or pass {1}.",
             steps=(command("init"), option("config", "PATH")),
         )
-    chosen = model_id if model_id is not None else derive_id(repo_id)
-    if not chosen:
-        raise UsageError(
-            f"Cannot derive a model id from '{repo_id}'.",
-            hint="Give one with {0} (e.g. {1}).",
-            steps=(option("id", "NAME"), option("id", "my-model")),
-        )
-    taken = next((m for m in registry.models if m.id == chosen), None)
-    if taken is not None:
-        raise ConfigurationError(
-            f"Model id '{chosen}' is already in {path} (line {taken.line}, repo {taken.repo_id}); "
-            "nothing was added.",
-            hint="Choose another id with {0}, or see the entry with {1}.",
-            steps=(option("id", "NAME"), command("info", chosen)),
-        )
+    chosen = _new_id(registry, repo_id, model_id)
     original = _read(path)
     entry = {"id": chosen, "repo_id": repo_id}
     if revision is not None:
@@ -135,6 +121,26 @@ def add_model(
 
 
 # --------------------------------------------------------------------------- the text edit
+
+
+def _new_id(registry: Registry, repo_id: str, model_id: str | None) -> str:
+    """The id the new entry gets: the one given, else derived from the repo; not one taken."""
+    chosen = model_id if model_id is not None else derive_id(repo_id)
+    if not chosen:
+        raise UsageError(
+            f"Cannot derive a model id from '{repo_id}'.",
+            hint="Give one with {0} (e.g. {1}).",
+            steps=(option("id", "NAME"), option("id", "my-model")),
+        )
+    taken = next((m for m in registry.models if m.id == chosen), None)
+    if taken is not None:
+        raise ConfigurationError(
+            f"Model id '{chosen}' is already in {registry.path} (line {taken.line}, repo {taken.repo_id}); "
+            "nothing was added.",
+            hint="Choose another id with {0}, or see the entry with {1}.",
+            steps=(option("id", "NAME"), command("info", chosen)),
+        )
+    return chosen
 
 
 def append_entry(text: str, entry: dict[str, str], files: tuple[str, ...], path: Path) -> str:
