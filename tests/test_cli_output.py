@@ -265,6 +265,8 @@ def test_a_next_step_is_data_that_each_front_end_words() -> None:
         "stale", hint="Run {0}.", api_hint="The CLI writes it: run {0}.", steps=(command("lock", "m {0}"),)
     )
     assert stale.hint == "Run `modelctl lock m {0}`."  # a value is never read as a field
+    odd = ConfigurationError("x", hint="Fix /tmp/{7}/m, then run {0}.", steps=(command("list"),))
+    assert odd.hint == "Fix /tmp/{7}/m, then run `modelctl list`."  # a field with no step stays text
     assert stale.in_api_terms(cli_words).hint == "The CLI writes it: run `modelctl lock m {0}`."
 
 

@@ -100,7 +100,10 @@ class ModelctlError(Exception):
         if not self.steps:
             return self.template
         words = [voice(step) for step in self.steps]
-        return re.sub(r"\{(\d)\}", lambda m: words[int(m[1])], self.template)  # paths may hold braces
+        # one pass, and only the fields there are steps for: a path in the text may hold braces
+        return re.sub(
+            r"\{(\d)\}", lambda m: words[int(m[1])] if int(m[1]) < len(words) else m[0], self.template
+        )
 
     def in_api_terms(self, voice: Voice = plain_words) -> ModelctlError:
         """Self, with the API's hint as its hint when it has one, else its steps worded in the
