@@ -265,6 +265,13 @@ def test_a_next_step_is_data_that_each_front_end_words() -> None:
         "stale", hint="Run {0}.", api_hint="The CLI writes it: run {0}.", steps=(command("lock", "m {0}"),)
     )
     assert stale.hint == "Run `modelctl lock m {0}`."  # a value is never read as a field
+    from modelctl.core.settings import download_options
+
+    assert cli_words(download_options(size="0.5b").rerun()) == "`modelctl download --size 0.5b`"
+    assert cli_words(download_options().rerun(online=True)) == "`HF_HUB_OFFLINE=0 modelctl download --all`"
+    assert cli_words(download_options().rerun(["a", "b"]).adding("token hf_...")) == (
+        "`modelctl download a b --token hf_...`"
+    )
     odd = ConfigurationError("x", hint="Fix /tmp/{7}/m, then run {0}.", steps=(command("list"),))
     assert odd.hint == "Fix /tmp/{7}/m, then run `modelctl list`."  # a field with no step stays text
     assert stale.in_api_terms(cli_words).hint == "The CLI writes it: run `modelctl lock m {0}`."

@@ -31,15 +31,20 @@ class Step(NamedTuple):
     kind: str  # "option" | "command"
     name: str  # the option's or the command's name: "to", "lock"
     value: str = ""  # what it takes: "PATH", a model id
-    options: tuple[str, ...] = ()  # a command's options, by name: ("incomplete", "dry-run")
+    options: tuple[str, ...] = ()  # a command's options, by name: ("incomplete", "size 0.5b")
+    env: str = ""  # a setting the command runs with: "HF_HUB_OFFLINE=0"
+
+    def adding(self, *options: str) -> Step:
+        """The same command with more options."""
+        return self._replace(options=self.options + options)
 
 
 def option(name: str, value: str = "") -> Step:
     return Step("option", name, value)
 
 
-def command(name: str, value: str = "", *options: str) -> Step:
-    return Step("command", name, value, options)
+def command(name: str, value: str = "", *options: str, env: str = "") -> Step:
+    return Step("command", name, value, options, env)
 
 
 Voice = Callable[[Step], str]

@@ -261,10 +261,11 @@ class Registry(NamedTuple):
         example = re.sub(r"[^a-z0-9._-]+", "-", example).strip("-._")[:64] or "my-model"
         raise MissingModelError(
             f"'{repo_id}' is not in the registry {self.path}: no model has that repo_id.",
-            hint=f"Run `modelctl add {repo_id}` to check it on the Hub and add it to the registry, "
+            hint=f"Run {{0}} to check it on the Hub and add it to the registry, "
             f"or add an entry under `models:` in {self.path} yourself, e.g.\n"
             f"  - id: {example}\n    repo_id: {repo_id}\n"
             f"then run the command again with that id or repo_id.",
+            steps=(command("add", repo_id),),
         )
 
     def select(
@@ -326,8 +327,9 @@ def find_registry(
         raise ConfigurationError(
             f"CI_MINIMAL_MODELS is set but no {REGISTRY_NAME} was found in {current_dir(cwd)} or any "
             "parent folder (and the bundled registry is not a project's).",
-            hint=f"Run in the project's folder, pass --config path/to/{REGISTRY_NAME} (the minimal file "
-            "is looked for beside it), or unset CI_MINIMAL_MODELS.",
+            hint="Run in the project's folder, pass {0} (the minimal file is looked for beside it), "
+            "or unset CI_MINIMAL_MODELS.",
+            steps=(option("config", f"path/to/{REGISTRY_NAME}"),),
         )
     minimal = chosen.path.with_name(MINIMAL_NAME)
     if not minimal.is_file():
@@ -354,7 +356,8 @@ def current_dir(cwd: Path | None = None) -> Path:
         raise ConfigurationError(
             "The current directory no longer exists (it was deleted after the shell entered it).",
             hint=f"cd to an existing folder (the project's, for its {REGISTRY_NAME}); to use a registry "
-            "from anywhere, give an absolute --config or MODELCTL_CONFIG.",
+            "from anywhere, give an absolute {0} or MODELCTL_CONFIG.",
+            steps=(option("config"),),
         ) from err
 
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from modelctl.core.errors import ConfigurationError, UsageError
+from modelctl.core.errors import ConfigurationError, Step, UsageError, command
 from modelctl.core.registry import TRUE_WORDS, revision_problem
 from modelctl.core.retry import DEFAULT_ATTEMPTS, DEFAULT_LOCK_TIMEOUT, DEFAULT_TIMEOUT, RetryPolicy
 
@@ -44,11 +44,14 @@ class DownloadOptions:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
-    def command(self, model_ids: Sequence[str] = ()) -> str:
-        """The command line a hint should suggest (never with the token)."""
+    def rerun(self, model_ids: Sequence[str] = (), *, online: bool = False) -> Step:
+        """The download a hint should suggest running again (never with the token); online: with
+        offline mode turned off."""
+        env = "HF_HUB_OFFLINE=0" if online else ""
         ids = " ".join(model_ids or self.ids)
-        target = ids or (f"--size {self.size}" if self.size else "--all")
-        return f"modelctl download {target}"
+        if ids:
+            return command("download", ids, env=env)
+        return command("download", "", f"size {self.size}" if self.size else "all", env=env)
 
 
 def download_options(

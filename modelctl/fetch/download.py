@@ -353,7 +353,7 @@ def resolve_snapshot(
     revision = commit or spec.revision
 
     def fetch(attempt: int, target: int) -> Snapshot:
-        return fetch_snapshot(access, spec.repo_id, revision, command=options.command([spec.id]))
+        return fetch_snapshot(access, spec.repo_id, revision, command=options.rerun([spec.id]))
 
     def on_retry(attempt: int, delay: float, reason: str, target: int) -> None:
         events.metadata_retry(spec.repo_id, attempt, delay, reason)
@@ -717,7 +717,14 @@ def _offline_plan(
         where = f" in {found.path}"
     else:
         where = " (searched: " + ", ".join(f"{s.root.name} {s.root.path}" for s in workspace.roots) + ")"
-    hint = f"Connect and run `HF_HUB_OFFLINE=0 {options.command([spec.id])}` to fetch what is missing"
+    raise _incomplete_offline(spec, listing, problems, where, options)
+
+
+def _incomplete_offline(
+    spec: ModelSpec, listing: Snapshot | None, problems: list[str], where: str, options: DownloadOptions
+) -> MissingModelError:
+    """The error of a model offline mode cannot complete: what is missing, and how to get it."""
+    hint = "Connect and run {0} to fetch what is missing"
     cached = _hf_snapshots(spec.repo_id) if listing is None else []
     if cached:  # the files may all be there: only the listing of the commit is missing
         problems = [
@@ -725,16 +732,30 @@ def _offline_plan(
             "but nothing on this machine says which files its commit has (no record, no models.lock)"
         ]
         hint = (
-            "Nothing needs downloading: run `modelctl lock` once online, so the HF cache can be used "
-            "offline (it only writes models.lock; `HF_HUB_OFFLINE=0 modelctl lock` where the "
-            "environment turns offline mode on)"
+            "Nothing needs downloading: run {1} once online, so the HF cache can be used "
+            "offline (it only writes models.lock; {2} where the environment turns offline mode on)"
         )
     elif listing is None:  # with models.lock, what the HF cache holds can fill the model offline
-        hint += "; or run `modelctl lock` once online, so the HF cache can be used offline"
-    raise MissingModelError(
+        hint += "; or run {1} once online, so the HF cache can be used offline"
+    return MissingModelError(
         f"{spec.id} is not complete on disk and offline mode is on{where}:\n  " + "\n  ".join(problems),
         hint=hint + ".",
         api_hint=OFFLINE_API_HINT,
+        steps=(
+            options.rerun([spec.id], online=True),
+            command("lock"),
+            command("lock", env="HF_HUB_OFFLINE=0"),
+        ),
+    )
+
+
+def _no_copy_offline(model_id: str, paths: list[str], options: DownloadOptions) -> MissingModelError:
+    return MissingModelError(
+        f"{model_id}: offline, and no good copy of {', '.join(paths)} "
+        "is on this machine (the copies found failed their hash check, or went away).",
+        hint="Connect and run {0} to fetch them.",
+        api_hint=OFFLINE_API_HINT,
+        steps=(options.rerun([model_id], online=True),),
     )
 
 
@@ -845,12 +866,7 @@ def _run_model(
         if plan.access is None:  # offline: the plan found every file on the machine
             if wanted:
                 record_results(folder, record, reused)
-                raise MissingModelError(
-                    f"{model.spec.id}: offline, and no good copy of {', '.join(f.remote.path for f in wanted)} "
-                    "is on this machine (the copies found failed their hash check, or went away).",
-                    hint=f"Connect and run `HF_HUB_OFFLINE=0 {options.command([model.spec.id])}` to fetch them.",
-                    api_hint=OFFLINE_API_HINT,
-                )
+                raise _no_copy_offline(model.spec.id, [f.remote.path for f in wanted], options)
             jobs = []
         else:  # the endpoint that answered the metadata is tried first for the files too
             access = (

@@ -30,6 +30,7 @@ from modelctl.core.errors import (
     DownloadError,
     MissingModelError,
     ModelctlError,
+    Step,
     describe_error,
     in_chain,
     option,
@@ -152,7 +153,7 @@ def _stored_token() -> str | None:
         return None
 
 
-def fetch_snapshot(access: HubAccess, repo_id: str, revision: str, *, command: str) -> Snapshot:
+def fetch_snapshot(access: HubAccess, repo_id: str, revision: str, *, command: Step) -> Snapshot:
     """Resolve revision → commit and list its files, failing over along the endpoints.
 
     An endpoint that refuses the connection, does not resolve, times out or answers 5xx is
@@ -172,7 +173,7 @@ def fetch_snapshot(access: HubAccess, repo_id: str, revision: str, *, command: s
     raise AssertionError("unreachable: at least one endpoint")
 
 
-def _fetch_from(endpoint: str, access: HubAccess, repo_id: str, revision: str, *, command: str) -> Snapshot:
+def _fetch_from(endpoint: str, access: HubAccess, repo_id: str, revision: str, *, command: Step) -> Snapshot:
     """model_info's commit, then the commit's tree, as HfApi asks for them (same URLs)."""
     with translate_errors(
         repo_id,
@@ -401,12 +402,27 @@ def _is_unresolved(err: BaseException) -> bool:
     return in_chain(err, socket.gaierror) is not None
 
 
+def _token_words(
+    command: Step, endpoint: str, has_token: bool, is_token_withheld: bool
+) -> tuple[str, tuple[Step, ...], str]:
+    """What a "not found" hint adds about the token: its words, their steps, the API's words."""
+    if is_token_withheld:  # a registry mirror without `token: true`
+        words = (
+            f"; the token is not sent to {endpoint}: give it `token: true` under `endpoints:` if it should be"
+        )
+        return words, (), ""
+    if has_token:
+        return "", (), ""
+    api_words = ", or pass token='hf_...' to ModelManager.from_config if it is private"
+    return ", or run {0} if it is private", (command.adding("token hf_..."),), api_words
+
+
 @contextmanager
 def translate_errors(
     repo_id: str,
     revision: str,
     *,
-    command: str,
+    command: Step,
     endpoint: str,
     has_token: bool,
     is_token_withheld: bool = False,
@@ -415,14 +431,7 @@ def translate_errors(
     with _quiet_import():
         from huggingface_hub import errors as hf
 
-    token_hint = "" if has_token else f", or run `{command} --token hf_...` if it is private"
-    api_token_hint = (
-        "" if has_token else ", or pass token='hf_...' to ModelManager.from_config if it is private"
-    )
-    if is_token_withheld:  # a registry mirror without `token: true`
-        token_hint = (
-            f"; the token is not sent to {endpoint}: give it `token: true` under `endpoints:` if it should be"
-        )
+    token_hint, token_steps, api_token_hint = _token_words(command, endpoint, has_token, is_token_withheld)
     try:
         yield
     except ModelctlError:
@@ -435,8 +444,8 @@ def translate_errors(
             ) from err
         raise DownloadError(
             f"{repo_id} is gated: your token has no access to it (HTTP {_status(err)}).",
-            hint=f"Accept the terms on the repo's page, then run `{command} --token hf_...` "
-            "or `hf auth login`.",
+            hint="Accept the terms on the repo's page, then run {0} or `hf auth login`.",
+            steps=(command.adding("token hf_..."),),
             api_hint="Accept the terms on the repo's page, then pass token='hf_...' to "
             "ModelManager.from_config (or set HF_TOKEN, or `hf auth login`).",
         ) from err
@@ -444,12 +453,14 @@ def translate_errors(
         raise MissingModelError(
             f"Repository {repo_id} was not found at {endpoint} (HTTP {_status(err)}).",
             hint=f"Check repo_id in the registry{token_hint}.",
+            steps=token_steps,
             api_hint=None if is_token_withheld else f"Check repo_id in the registry{api_token_hint}.",
         ) from err
     except hf.RevisionNotFoundError as err:
         raise MissingModelError(
             f"Revision '{revision}' of {repo_id} was not found at {endpoint}.",
-            hint="Check `revision:` in the registry, or pass --revision with a branch, tag or commit.",
+            hint="Check `revision:` in the registry, or pass {0} with a branch, tag or commit.",
+            steps=(option("revision"),),
             api_hint="Check `revision:` of the model in the registry (a branch, tag or commit).",
         ) from err
     except hf.RemoteEntryNotFoundError as err:
@@ -457,12 +468,13 @@ def translate_errors(
     except hf.OfflineModeIsEnabled as err:
         raise DownloadError(
             f"huggingface_hub is in offline mode and cannot reach {endpoint}.",
-            hint=f"Run `HF_HUB_OFFLINE=0 {command}`.",
+            hint="Run {0}.",
+            steps=(command._replace(env="HF_HUB_OFFLINE=0"),),
             api_hint="Unset HF_HUB_OFFLINE (or set it to 0) before huggingface_hub is imported.",
         ) from err
     except hf.HfHubHTTPError as err:
         api_hint = None if is_token_withheld else api_token_hint
-        raise _answer_error(err, repo_id, revision, endpoint, token_hint, api_hint) from err
+        raise _answer_error(err, repo_id, revision, endpoint, (token_hint, token_steps), api_hint) from err
     except Exception as err:
         # Connection refused, DNS, TLS, timeouts: huggingface_hub lets its HTTP client's errors
         # through, and httpx2's do not derive from OSError, so they are recognised by module.
@@ -472,14 +484,16 @@ def translate_errors(
             raise DownloadError(
                 f"The Hub's host {urlsplit(endpoint).hostname} ({endpoint}) does not resolve: "
                 f"{describe_error(err)}",
-                hint="Check the endpoint's spelling (--endpoint, HF_ENDPOINT or `endpoints:` in the "
+                hint="Check the endpoint's spelling ({0}, HF_ENDPOINT or `endpoints:` in the "
                 "registry) and the machine's DNS.",
+                steps=(option("endpoint"),),
                 api_hint="Check the endpoint's spelling (endpoint= of ModelManager.from_config, HF_ENDPOINT "
                 "or `endpoints:` in the registry) and the machine's DNS.",
             ) from err
         raise DownloadError(
             f"Cannot reach the Hub at {endpoint} for {repo_id}: {describe_error(err)}",
-            hint=f"Check the network and HF_ENDPOINT; to use only what is on disk run `{command} --offline`.",
+            hint="Check the network and HF_ENDPOINT; to use only what is on disk run {0}.",
+            steps=(command.adding("offline"),),
             api_hint="Check the network and HF_ENDPOINT; to use only what is on disk pass offline=True "
             "to ModelManager.from_config.",
             is_retryable=True,
@@ -487,16 +501,23 @@ def translate_errors(
 
 
 def _answer_error(
-    err: Exception, repo_id: str, revision: str, endpoint: str, token_hint: str, api_token_hint: str | None
+    err: Exception,
+    repo_id: str,
+    revision: str,
+    endpoint: str,
+    token: tuple[str, tuple[Step, ...]],
+    api_token_hint: str | None,
 ) -> ModelctlError:
     """The error for an HTTP answer huggingface_hub names no better: a plain 404, or a status
-    retry_for_status may call worth another attempt. api_token_hint None: the CLI's hint stands."""
+    retry_for_status may call worth another attempt. token: the hint's words about a token and
+    their steps; api_token_hint None: the CLI's hint stands."""
     status = _status(err)
     if status == "404":  # a plain 404, no X-Error-Code (a simple mirror): repo or revision unknown
         return MissingModelError(
             f"{repo_id}@{revision} was not found at {endpoint} (HTTP 404): "
             "the repository or that revision is not there.",
-            hint=f"Check `repo_id:` and `revision:` of the model in the registry{token_hint}.",
+            hint=f"Check `repo_id:` and `revision:` of the model in the registry{token[0]}.",
+            steps=token[1],
             api_hint=None
             if api_token_hint is None
             else f"Check `repo_id:` and `revision:` of the model in the registry{api_token_hint}.",

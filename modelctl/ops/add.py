@@ -231,10 +231,10 @@ def _snapshot(
     workspace: Workspace, spec: ModelSpec, options: DownloadOptions, events: DownloadEvents
 ) -> Snapshot:
     access = hub_access_for(workspace, options)
-    command = f"modelctl add {spec.repo_id}"
+    again = command("add", spec.repo_id)
 
     def fetch(attempt: int, target: int) -> Snapshot:
-        return fetch_snapshot(access, spec.repo_id, spec.revision, command=command)
+        return fetch_snapshot(access, spec.repo_id, spec.revision, command=again)
 
     def on_retry(attempt: int, delay: float, reason: str, target: int) -> None:
         events.metadata_retry(spec.repo_id, attempt, delay, reason)

@@ -37,9 +37,8 @@ def cli_words(step: Step) -> str:
     """A hint's step as the command line says it: `--to PATH`, `` `modelctl lock MODEL` ``."""
     if step.kind == "option":
         return f"--{step.name} {step.value}".rstrip()
-    return (
-        "`" + " ".join(["modelctl", step.name, *step.value.split(), *(f"--{o}" for o in step.options)]) + "`"
-    )
+    words = [*step.env.split(), "modelctl", step.name, *step.value.split(), *(f"--{o}" for o in step.options)]
+    return f"`{' '.join(words)}`"
 
 
 def visible(text: str, *, keep_newlines: bool = True) -> str:
