@@ -58,6 +58,17 @@ def plain_words(step: Step) -> str:
 _VOICE: list[Voice] = [plain_words]
 
 
+def worded(template: str, steps: tuple[Step, ...], voice: Voice) -> str:
+    """template with its `{0}`, `{1}`, ... as that voice says steps[0], steps[1], ...
+
+    One pass, and only the fields there are steps for: a path in the text may hold braces.
+    """
+    if not steps:
+        return template
+    words = [voice(step) for step in steps]
+    return re.sub(r"\{(\d)\}", lambda m: words[int(m[1])] if int(m[1]) < len(words) else m[0], template)
+
+
 def speak(voice: Voice) -> None:
     """Word every hint's steps so from now on: the front end in use says it once (cli/ does)."""
     _VOICE[0] = voice
@@ -102,13 +113,7 @@ class ModelctlError(Exception):
 
     def worded(self, voice: Voice) -> str:
         """The hint with its steps in that voice."""
-        if not self.steps:
-            return self.template
-        words = [voice(step) for step in self.steps]
-        # one pass, and only the fields there are steps for: a path in the text may hold braces
-        return re.sub(
-            r"\{(\d)\}", lambda m: words[int(m[1])] if int(m[1]) < len(words) else m[0], self.template
-        )
+        return worded(self.template, self.steps, voice)
 
     def in_api_terms(self, voice: Voice = plain_words) -> ModelctlError:
         """Self, with the API's hint as its hint when it has one, else its steps worded in the

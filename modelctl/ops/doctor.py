@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from modelctl.core.errors import ModelctlError
+from modelctl.core.errors import ModelctlError, Step, command, option
 from modelctl.core.record import META_DIR
 from modelctl.net.hub import DEFAULT_ENDPOINT, hub_access
 from modelctl.store.storage import OWNER_NAME, PROJECT_ROOTS, Root, RootState, locate, lock_owner
@@ -27,7 +27,8 @@ class Check:
     area: str
     status: str  # ok | note | problem
     detail: str
-    hint: str = ""
+    hint: str = ""  # what to do, its steps as `{0}`, ... (core.errors.worded)
+    steps: tuple[Step, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,9 @@ def _hub_checks() -> list[Check]:
                 "hub",
                 OK,
                 "HF_HUB_ENABLE_HF_TRANSFER is set: modelctl's own engine does what it asks (files split "
-                "over several connections, as many as pay, --connections to fix it) and verifies every byte before "
+                "over several connections, as many as pay, {0} to fix it) and verifies every byte before "
                 "publishing; the variable changes nothing here",
+                steps=(option("connections"),),
             )
         )
     return out
@@ -163,7 +165,8 @@ def _model_checks(workspace: Workspace) -> list[Check]:
                     "models",
                     PROBLEM,
                     f"{spec.id}: required, and not downloaded in any root",
-                    f"`modelctl ensure {spec.id}` downloads and verifies it.",
+                    "{0} downloads and verifies it.",
+                    (command("ensure", spec.id),),
                 )
             )
             continue
@@ -178,7 +181,8 @@ def _model_checks(workspace: Workspace) -> list[Check]:
                 "models",
                 NOTE,  # the model's state, not the machine's: `verify`'s exit code judges it
                 detail,
-                f"`modelctl ensure {spec.id}` completes and verifies it (resuming partial files).",
+                "{0} completes and verifies it (resuming partial files).",
+                (command("ensure", spec.id),),
             )
         )
     return out
@@ -203,7 +207,7 @@ def _leftover_checks(workspace: Workspace) -> list[Check]:
                         NOTE,
                         f"{spec.id}: {len(loc.scan.partials)} partial download{'' if len(loc.scan.partials) == 1 else 's'} in {loc.path}"
                         + ("" if in_use.get(spec.id) in (None, loc.path) else " (a shadowed copy)"),
-                        _partials_hint(spec.id, loc.root, in_use.get(spec.id) in (None, loc.path)),
+                        *_partials_hint(spec.id, loc.root, in_use.get(spec.id) in (None, loc.path)),
                     )
                 )
             pid = lock_owner(loc.path)
@@ -213,26 +217,22 @@ def _leftover_checks(workspace: Workspace) -> list[Check]:
                         "leftovers",
                         NOTE,
                         f"{spec.id}: stale lock owner (pid {pid} is gone)",
-                        "Harmless (the next run takes the lock over); `modelctl clean --incomplete` removes it.",
+                        "Harmless (the next run takes the lock over); {0} removes it.",
+                        (command("clean", "", "incomplete"),),
                     )
                 )
     return out
 
 
-def _partials_hint(model: str, root: Root, is_in_use: bool) -> str:
+def _partials_hint(model: str, root: Root, is_in_use: bool) -> tuple[str, tuple[Step, ...]]:
     """Resume or remove partials; a plain `download` resumes the copy in use, not a shadowed one
     (which `--to` completes, linking bytes another root already holds rather than resuming)."""
     if root.is_read_only:
-        return f"The {root.name} root is read-only: modelctl neither resumes nor removes them there."
+        return f"The {root.name} root is read-only: modelctl neither resumes nor removes them there.", ()
+    remove = command("clean", model, "incomplete", f"root {root.name}")
     if is_in_use:
-        return (
-            f"`modelctl download {model}` resumes them; "
-            f"`modelctl clean {model} --incomplete --root {root.name}` removes them."
-        )
-    return (
-        f"`modelctl download {model} --to {root.name}` completes them; "
-        f"`modelctl clean {model} --incomplete --root {root.name}` removes them."
-    )
+        return "{0} resumes them; {1} removes them.", (command("download", model), remove)
+    return "{0} completes them; {1} removes them.", (command("download", model, f"to {root.name}"), remove)
 
 
 def _alive(pid: int) -> bool:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from modelctl.core.errors import worded
 from modelctl.core.record import record_json
+from modelctl.output.console import cli_words
 from modelctl.store.storage import held_bytes, partial_downloads
 
 if TYPE_CHECKING:
@@ -384,7 +386,12 @@ def doctor_json(report: DoctorReport) -> dict[str, Any]:
         "needs_attention": report.needs_attention,
         "versions": report.versions,
         "checks": [
-            {"area": c.area, "status": c.status, "detail": c.detail, "hint": c.hint or None}
+            {
+                "area": c.area,
+                "status": c.status,
+                "detail": c.detail,
+                "hint": worded(c.hint, c.steps, cli_words) or None,
+            }
             for c in report.checks
         ],
     }

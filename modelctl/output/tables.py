@@ -10,8 +10,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from modelctl.core.errors import worded
 from modelctl.output import contract
-from modelctl.output.console import err, escape, mb_per_s, out, registry_note, status, visible, warn
+from modelctl.output.console import (
+    cli_words,
+    err,
+    escape,
+    mb_per_s,
+    out,
+    registry_note,
+    status,
+    visible,
+    warn,
+)
 from modelctl.store.storage import (
     READ_ONLY_ROOTS,  # the CLI has imported storage already (cli/options.py)
     ROOT_NAMES,
@@ -477,7 +488,7 @@ def render_doctor(report: DoctorReport) -> None:
     for c in report.checks:
         console.print(f"{marks[c.status]} {c.area:<9} {escape(c.detail)}")
         if c.hint and c.status != "ok":
-            console.print(f"{'':8} {'':<9} [bold]Hint:[/] {escape(c.hint)}")
+            console.print(f"{'':8} {'':<9} [bold]Hint:[/] {escape(worded(c.hint, c.steps, cli_words))}")
     console.print(
         "Nothing needs attention." if not report.needs_attention else "Some things need attention (above)."
     )
