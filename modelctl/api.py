@@ -26,7 +26,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, Union
 
-from modelctl.core.errors import BadChecksumError, ConfigurationError, MissingModelError, ModelctlError, Step
+from modelctl.core.errors import (
+    BadChecksumError,
+    ConfigurationError,
+    MissingModelError,
+    ModelctlError,
+    Step,
+    speak,
+)
 from modelctl.core.lockfile import locked_for
 from modelctl.core.record import read_record
 from modelctl.core.registry import (
@@ -76,6 +83,9 @@ def _api_words(step: Step) -> str:
     if step.kind == "option":
         return f"{step.name.replace('-', '_')}={step.value or '...'}"
     return cli_words(step)  # a command to run is the command line's
+
+
+speak(_api_words, unless_spoken=True)  # text the core words while the API runs: unless the CLI runs it
 
 
 def _in_api_terms(function: Callable[P, T]) -> Callable[P, T]:

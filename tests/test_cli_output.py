@@ -283,3 +283,19 @@ def test_a_hint_from_the_core_comes_out_in_flags(cli: Run, project: Path) -> Non
     assert (
         "Run `modelctl init` to write a models.yaml in this folder, or pass --config PATH." in result.stderr
     )
+
+
+def test_the_api_words_text_in_its_voice_unless_the_cli_spoke() -> None:
+    """A process that imports only the API gets options as arguments; the CLI's voice wins when both are loaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import modelctl.api\n"
+        "from modelctl.core.errors import command, option, spoken\n"
+        "print(spoken('{0}, {1}', command('ensure', 'x'), option('to', 'PATH')))\n"
+        "import modelctl.cli\n"
+        "print(spoken('{0}, {1}', command('ensure', 'x'), option('to', 'PATH')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["`modelctl ensure x`, to=PATH", "`modelctl ensure x`, --to PATH"]

@@ -69,9 +69,16 @@ def worded(template: str, steps: tuple[Step, ...], voice: Voice) -> str:
     return re.sub(r"\{(\d)\}", lambda m: words[int(m[1])] if int(m[1]) < len(words) else m[0], template)
 
 
-def speak(voice: Voice) -> None:
-    """Word every hint's steps so from now on: the front end in use says it once (cli/ does)."""
-    _VOICE[0] = voice
+def speak(voice: Voice, *, unless_spoken: bool = False) -> None:
+    """Word every hint's steps so from now on: the front end in use says it once (cli/ does;
+    the API only when no front end has spoken yet)."""
+    if not unless_spoken or _VOICE[0] is plain_words:
+        _VOICE[0] = voice
+
+
+def spoken(template: str, *steps: Step) -> str:
+    """Text for a report (a finding, a message) with its steps in the voice of the front end in use."""
+    return worded(template, steps, _VOICE[0])
 
 
 class ModelctlError(Exception):

@@ -37,8 +37,13 @@ def cli_words(step: Step) -> str:
     """A hint's step as the command line says it: `--to PATH`, `` `modelctl lock MODEL` ``."""
     if step.kind == "option":
         return f"--{step.name} {step.value}".rstrip()
+    return f"`{command_line(step)}`"
+
+
+def command_line(step: Step) -> str:
+    """A command step as the line to type: `HF_HUB_OFFLINE=0 modelctl download x --offline`."""
     words = [*step.env.split(), "modelctl", step.name, *step.value.split(), *(f"--{o}" for o in step.options)]
-    return f"`{' '.join(words)}`"
+    return " ".join(words)
 
 
 def visible(text: str, *, keep_newlines: bool = True) -> str:

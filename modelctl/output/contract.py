@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelctl.core.errors import worded
 from modelctl.core.record import record_json
-from modelctl.output.console import cli_words
+from modelctl.output.console import cli_words, command_line
 from modelctl.store.storage import held_bytes, partial_downloads
 
 if TYPE_CHECKING:
@@ -453,7 +453,7 @@ def disk_use_json(report: DiskUse) -> dict[str, Any]:
                 "quarantine_bytes": f.quarantine_bytes,
                 "disk_bytes": f.disk_bytes,
                 "linked_bytes": f.linked_bytes,
-                "clean": list(f.clean_commands),
+                "clean": [command_line(step) for step in f.clean_steps],
             }
             for f in report.folders
         ],

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelctl.core.errors import Step, command
 from modelctl.core.record import META_DIR, RepoFile, read_record
 from modelctl.core.registry import ModelSpec
 from modelctl.store.storage import (
@@ -54,18 +55,17 @@ class FolderUse:
     linked_bytes: int = 0  # model files that share their bytes (hard links) with another name
 
     @property
-    def clean_commands(self) -> tuple[str, ...]:
-        """The `modelctl clean` invocations that remove the folder, and its leftovers alone."""
+    def clean_steps(self) -> tuple[Step, ...]:
+        """The `clean` commands that remove the folder, and its leftovers alone."""
         if self.root.is_read_only:
             return ()
-        where = f"--root {self.root.name}"
+        where = f"root {self.root.name}"
         if self.kind == UNNAMED:
-            return (f"modelctl clean --unnamed {where}",)
+            return (command("clean", "", "unnamed", where),)
         model = self.models[0]
-        whole = f"modelctl clean {model} --shadowed {where}" if self.kind == SHADOWED else None
-        whole = whole or f"modelctl clean {model} {where}"
+        whole = command("clean", model, *(["shadowed"] if self.kind == SHADOWED else []), where)
         leftovers = self.partial_bytes or self.quarantine_bytes
-        return (whole, *([f"modelctl clean {model} --incomplete {where}"] if leftovers else []))
+        return (whole, *([command("clean", model, "incomplete", where)] if leftovers else []))
 
 
 @dataclass(frozen=True)

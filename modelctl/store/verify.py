@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelctl.core.errors import DownloadError, MissingModelError
+from modelctl.core.errors import DownloadError, MissingModelError, command, spoken
 from modelctl.core.formats import check_file
 from modelctl.core.hashing import Hasher, HashTask, hash_files
 from modelctl.core.lockfile import LockedModel, locked_for, read_lock
@@ -197,6 +197,18 @@ def verify_models(
     return VerifyReport(workspace, level, verdicts, hashed, cached, time.monotonic() - start)
 
 
+def _unverified(spec: ModelSpec, *, is_old: bool) -> Finding:
+    """A folder with no list of its commit's files: nothing can call it complete."""
+    what = "a 0.1 manifest that lists only what was written" if is_old else "no modelctl record"
+    return Finding(
+        "",
+        "record",
+        BAD,
+        f"unverified: {what}, so nothing says these are every file of {spec.repo_id}@{spec.revision}; "
+        + spoken("{0} checks them against the Hub (fetching only what differs)", command("ensure", spec.id)),
+    )
+
+
 class _Checker:
     """One model's checks: cheap ones now, hash jobs queued, findings assembled in finish()."""
 
@@ -236,16 +248,7 @@ class _Checker:
             )
         expected = expectations(spec, record, locked)
         if expected is None:
-            what = "a 0.1 manifest that lists only what was written" if record else "no modelctl record"
-            self.findings.append(
-                Finding(
-                    "",
-                    "record",
-                    BAD,
-                    f"unverified: {what}, so nothing says these are every file of {spec.repo_id}@{spec.revision}; "
-                    f"`modelctl ensure {spec.id}` checks them against the Hub (fetching only what differs)",
-                )
-            )
+            self.findings.append(_unverified(spec, is_old=record is not None))
             expected = _with_pins(spec, {n: Expectation(n) for n in spec.files if not is_glob(n)})
         self.known = record.by_path() if record is not None else {}
         self.expected = tuple(expected)
@@ -264,7 +267,8 @@ class _Checker:
                         rel,
                         "extra",
                         NOTE,
-                        f"not in commit {record.commit[:12]}; `modelctl clean --outdated` removes it",
+                        f"not in commit {record.commit[:12]}; "
+                        + spoken("{0} removes it", command("clean", "", "outdated")),
                     )
                 )
             elif record is not None and rel not in self.known:
@@ -343,7 +347,10 @@ class _Checker:
             except OSError:
                 continue
             if (theirs.st_dev, theirs.st_ino) == (st.st_dev, st.st_ino):
-                detail = f"hard-linked with {other.path / rel} (the {other.root.name} root): the same bad bytes; `modelctl ensure` repairs both"
+                detail = (
+                    f"hard-linked with {other.path / rel} (the {other.root.name} root): the same bad bytes; "
+                )
+                detail += spoken("{0} repairs both", command("ensure"))
                 out.append(Finding(rel, "shared", NOTE, detail))
         return out
 
