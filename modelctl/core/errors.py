@@ -222,8 +222,16 @@ class CertificateError(DownloadError):
         "the server's certificate."
     )
 
-    def __init__(self, message: str, hint: str | None = None, *, host: str = "", reason: str = "") -> None:
-        super().__init__(message, hint)
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        host: str = "",
+        reason: str = "",
+        steps: tuple[Step, ...] = (),
+    ) -> None:
+        super().__init__(message, hint, steps=steps)
         self.host = host
         self.reason = reason  # not_trusted | expired | not_yet_valid | wrong_name
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from modelctl.core.errors import ConfigurationError, Step, UsageError, command
+from modelctl.core.errors import ConfigurationError, Step, UsageError, command, option, spoken
 from modelctl.core.registry import TRUE_WORDS, revision_problem
 from modelctl.core.retry import DEFAULT_ATTEMPTS, DEFAULT_LOCK_TIMEOUT, DEFAULT_TIMEOUT, RetryPolicy
 
@@ -83,10 +83,13 @@ def download_options(
         else _env_number(env, "MODELCTL_TIMEOUT", DEFAULT_TIMEOUT, float),
     )
     if policy.attempts < 1 or policy.timeout <= 0:
-        raise UsageError("--retries must be at least 1 and --timeout more than 0.")
+        raise UsageError(
+            spoken("{0} must be at least 1 and {1} more than 0.", option("retries"), option("timeout"))
+        )
     revision = values.get("revision")
     if isinstance(revision, str) and (problem := revision_problem(revision)):
-        raise UsageError(f"--revision {problem}.", hint="Give a branch, tag or commit as the Hub shows it.")
+        message = spoken("{0} ", option("revision")) + f"{problem}."
+        raise UsageError(message, hint="Give a branch, tag or commit as the Hub shows it.")
     return DownloadOptions(
         policy=policy,
         lock_timeout=lock_timeout

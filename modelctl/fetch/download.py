@@ -27,6 +27,7 @@ from modelctl.core.errors import (
     command,
     disk_error,
     option,
+    spoken,
 )
 from modelctl.core.hashing import GIT_SHA1, hash_file
 from modelctl.core.lockfile import LockedModel, LockFile, locked_for, read_lock
@@ -174,7 +175,7 @@ class FileDecision:
 def decide(remote: RepoFile, local: LocalState, *, force: bool) -> FileDecision:
     """Keep, reuse, resume or download one file, in that order of preference (pure: no I/O)."""
     if force:
-        return FileDecision(remote, DOWNLOAD, 0, "--force", local)
+        return FileDecision(remote, DOWNLOAD, 0, spoken("{0}", option("force")), local)
     if local.size is not None and local.is_verified:
         return FileDecision(remote, KEEP, 0, "present and matching", local)
     if local.reuse_from is not None:
@@ -385,7 +386,7 @@ def _select(workspace: Workspace, options: DownloadOptions) -> tuple[ModelSpec, 
         ids = ", ".join(m.id for m in registry.models) or "(none)"
         sizes = ", ".join(registry.sizes) or "(none)"
         raise UsageError(
-            "Name the models to download: MODEL ..., --size S or --all.",
+            spoken("Name the models to download: MODEL ..., {0} or {1}.", option("size", "S"), option("all")),
             hint=f"Models in {registry.path}: {ids}. Sizes: {sizes}, or 'all'.",
         )
     return registry.select(options.ids, options.size, options.everything)
@@ -397,7 +398,7 @@ def _named_target(workspace: Workspace, spec: ModelSpec, to: str, pinned: str | 
     if to in ROOT_NAMES:
         state = next((s for s in states if s.root.name == to), None)
         if state is None:
-            raise UsageError(f"--to {to}: the registry configures no {to} root.")
+            raise UsageError(spoken("{0}", option("to", to)) + f": the registry configures no {to} root.")
         root = state.root
         if root.is_read_only or not (state.is_writable or (state.exists and os.access(root.path, os.W_OK))):
             raise DownloadError(

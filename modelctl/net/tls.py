@@ -32,7 +32,7 @@ import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from modelctl.core.errors import CertificateError, ConfigurationError, DownloadError, in_chain
+from modelctl.core.errors import CertificateError, ConfigurationError, DownloadError, in_chain, option
 
 TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 HTTPS_DOCS = "docs/https.md (HTTPS, company CAs and proxies)"
@@ -147,9 +147,10 @@ def certificate_error(err: BaseException, url: str) -> CertificateError:
     if code in _WRONG_NAME:
         return CertificateError(
             f"Cannot connect securely to {host}: its certificate has the wrong name (hostname mismatch: {detail}).",
-            hint="Check the host in the URL (--endpoint, HF_ENDPOINT, `endpoints:` or `url:` in the registry, "
+            hint="Check the host in the URL ({0}, HF_ENDPOINT, `endpoints:` or `url:` in the registry, "
             "or where the server redirected): use the name the certificate was issued for. A CA in "
             f"{variables} does not change this.",
+            steps=(option("endpoint"),),
             host=host,
             reason="wrong_name",
         )

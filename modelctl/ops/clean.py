@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl.core.errors import DownloadError, UsageError, command
+from modelctl.core.errors import DownloadError, Step, UsageError, command, option, spoken
 from modelctl.core.record import META_DIR
 from modelctl.core.registry import ModelSpec, RegistrySource
 from modelctl.store.storage import (
@@ -275,6 +275,10 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
+def _options(*names: str) -> tuple[Step, ...]:
+    return tuple(option(name) for name in names)
+
+
 def clean_selection(
     workspace: Workspace,
     ids: Sequence[str],
@@ -290,7 +294,10 @@ def clean_selection(
     --unnamed; else a usage error."""
     if unnamed and (ids or everything):
         raise UsageError(
-            "--unnamed removes folders that no registry model names: it takes no MODEL or --all.",
+            spoken(
+                "{0} removes folders that no registry model names: it takes no MODEL or {1}.",
+                *_options("unnamed", "all"),
+            ),
             hint="Run {0} to see them, then {1}.",
             steps=(command("du"), command("clean", "", "unnamed", "dry-run")),
         )
@@ -299,8 +306,10 @@ def clean_selection(
     if incomplete or corrupted or outdated or shadowed or unnamed:
         return workspace.registry.models
     raise UsageError(
-        "Name the models to remove (MODEL ... or --all), or choose --incomplete / --corrupted / "
-        "--outdated / --shadowed / --unnamed.",
+        spoken(
+            "Name the models to remove (MODEL ... or {0}), or choose {1} / {2} / {3} / {4} / {5}.",
+            *_options("all", "incomplete", "corrupted", "outdated", "shadowed", "unnamed"),
+        ),
         hint="Try {0} to see leftovers of interrupted downloads.",
         steps=(command("clean", "", "incomplete", "dry-run"),),
     )
