@@ -33,7 +33,7 @@ from typing import Any
 
 from modelctl.core.errors import BadChecksumError, ConfigurationError, MissingModelError, ModelctlError
 from modelctl.core.hashing import ALGORITHMS, hash_file, parse_checksum
-from modelctl.core.retry import BACKOFF_BASE, Retry, RetryPolicy, retry_call
+from modelctl.core.retry import Retry, RetryPolicy, retry_call
 
 # Substrings (lower case) of loader errors that mean "the file is damaged", not "the code is wrong",
 # as the real readers word them. Extend per model with ModelConfig(corruption_patterns=[...]) or
@@ -66,6 +66,7 @@ CORRUPTION_PATTERNS: list[str] = [
 ]
 
 PENDING, LOADED, FAILED = "pending", "loaded", "failed"
+SEED_BACKOFF = 0.5  # seed 002's waits, 0.5 s, 1 s, 2 s: its contract, not modelctl's backoff
 _NAMES = sorted(ALGORITHMS)
 _ALGOS_TEXT = f"{', '.join(_NAMES[:-1])} or {_NAMES[-1]}"  # "md5, sha1 or sha256"
 
@@ -141,7 +142,7 @@ class ModelLoader:
         validate_checksums: bool = True,
         *,
         manager: Any = None,
-        backoff_base: float = BACKOFF_BASE,
+        backoff_base: float = SEED_BACKOFF,
     ) -> None:
         if manager is None and model_dir is not None and not isinstance(model_dir, (str, os.PathLike)):
             manager, model_dir = model_dir, None  # ModelLoader(manager): a ModelManager given first
