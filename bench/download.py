@@ -158,9 +158,13 @@ def make_repo(folder: Path, sizes: dict[str, int]) -> Files:
     return files
 
 
+SMALL_FILES, SMALL_SIZE = 400, 48 * 1024  # issue 22's shape: 400 x 48 KiB
+
+
 def file_sets(chosen: list[str], size_mb: int) -> list[FileSet]:
     """one: a single large file of bench/model; model: all of bench/model (3 large files and 2 JSONs);
-    mixed: bench/mixed, the earlier default (unequal files, 2.83 x --size-mb in all: 1450 MiB at 512)."""
+    small: bench/small, 400 files of 48 KiB (and 2 JSONs); mixed: bench/mixed, the earlier default
+    (unequal files, 2.83 x --size-mb in all: 1450 MiB at 512)."""
     sets = []
     if {"one", "model"} & set(chosen):
         big = {f"model-0000{i}-of-00003.safetensors": size_mb * MIB for i in (1, 2, 3)}
@@ -169,6 +173,9 @@ def file_sets(chosen: list[str], size_mb: int) -> list[FileSet]:
             sets.append(FileSet("one", "bench/model", files, [min(big)]))
         if "model" in chosen:
             sets.append(FileSet("model", "bench/model", files, sorted(files)))
+    if "small" in chosen:  # many small files: what each file costs (requests, fsync, rename)
+        files = make_repo(DATA / "small", {f"part-{i:03d}.bin": SMALL_SIZE for i in range(SMALL_FILES)})
+        sets.append(FileSet("small", "bench/small", files, sorted(files)))
     if "mixed" in chosen:
         total = size_mb * 1450 / 512
         shares = {"model-00001.safetensors": 0.5, "model-00002.safetensors": 0.28, "model-00003.bin": 0.22}
@@ -464,7 +471,12 @@ class Workload:
 
     @property
     def title(self) -> str:
-        what = {"one": "one file", "model": "the whole model", "mixed": "the mixed model"}[self.fileset.name]
+        what = {
+            "one": "one file",
+            "model": "the whole model",
+            "small": "400 small files",
+            "mixed": "the mixed model",
+        }[self.fileset.name]
         return f"{self.server.shape}, {what}"
 
 
@@ -770,6 +782,11 @@ def report_runs(w: Workload, rounds: int) -> list[Target]:
         rows.append(
             (f"{w.title}: modelctl >= 1.5x hf download", fmt(speed), met_by(speed, lambda v: v >= 1.5))
         )
+    if w.fileset.name == "small" and HF in med:  # issue 22: many small files in half hf's time
+        speed = ratio(HF)
+        rows.append(
+            (f"{w.title}: modelctl <= 0.5x hf download's time", fmt(speed), met_by(speed, lambda v: v >= 2.0))
+        )
     if shape == "loopback" and whole and CURL in med:  # --tools may leave a peer out
         speed = ratio(CURL)
         rows.append((f"{w.title}: modelctl >= 0.8x curl", fmt(speed), met_by(speed, lambda v: v >= 0.8)))
@@ -886,8 +903,8 @@ def main() -> None:
         action="extend",
         nargs="+",
         metavar="SET",
-        help="one (a single large file), model (3 large files + 2 JSONs), mixed (the earlier default: "
-        "unequal files); several allowed (default: one model)",
+        help="one (a single large file), model (3 large files + 2 JSONs), small (400 files of 48 KiB), "
+        "mixed (the earlier default: unequal files); several allowed (default: one model)",
     )
     parser.add_argument(
         "--size-mb", type=int, default=512, help="size of each large file in MiB (default 512)"
@@ -922,7 +939,7 @@ def main() -> None:
     shapes = list(SHAPES) if "all" in shapes else [s for s in SHAPES if s in shapes]
     chosen = split_list(args.files or ["one,model"])
     bad = [x for x in split_list(args.shape or []) if x not in (*SHAPES, "all")]
-    bad += [x for x in chosen if x not in ("one", "model", "mixed")]
+    bad += [x for x in chosen if x not in ("one", "model", "small", "mixed")]
     if bad or not shapes:
         parser.error(f"unknown shape or file set: {', '.join(bad) or '(none given)'}")
     connections = split_list([args.connections]) if args.connections else []

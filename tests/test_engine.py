@@ -349,3 +349,66 @@ def test_the_engine_takes_its_connections_from_the_connector_it_is_given(
     assert (folder / BIG).read_bytes() == data
     assert set(asked) == {"models.invalid"} and len(asked) >= 2  # every request went through it
     assert len(spans(hub)) >= 2  # split into ranges, as over any connection
+
+
+def test_a_folder_is_fsynced_once_per_run_not_once_per_file(
+    cli: Run, hub: HubServer, registry: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file's bytes are fsynced before its rename; the folder's fsync (the renames' durability)
+    is made once, after the run's files are published and before the record names them."""
+    many = {f"part-{i:02d}.bin": os.urandom(4096 + i) for i in range(30)}
+    hub.add(Repo("org/many", many))
+    registry("models:\n  - id: many\n    repo_id: org/many\n")
+    folder = tmp_path / "home" / "org--many"
+    synced: list[tuple[str, int]] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:  # the OS call, counted: what was made durable
+        st = os.fstat(fd)
+        synced.append(("folder" if st.st_mode & 0o170000 == 0o040000 else "file", st.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    result = cli("download", "many")
+    assert result.exit_code == 0, result.stderr
+    assert_complete(folder, many)
+    inodes = {(folder / name).stat().st_ino for name in many}
+    assert sum(1 for kind, ino in synced if kind == "file" and ino in inodes) == 30
+    assert [kind for kind, ino in synced if ino == folder.stat().st_ino] == ["folder"]
+
+
+def test_a_connection_opens_another_file_rather_than_idle(tmp_path: Path) -> None:
+    """With every open file's range taken and nothing to split (small files), a free connection
+    opens the next file even past max_files: one held file no longer stalls the run."""
+    from modelctl.core.retry import RetryPolicy
+    from modelctl.fetch.download import NullEvents
+    from modelctl.net.engine import fetch_files
+
+    with HubServer() as hub:
+        names = ("a.bin", "b.bin", "c.bin")
+        repo = Repo("org/small", {name: os.urandom(4096) for name in names})
+        hub.add(repo)
+        hold = hub.holds["a.bin"] = Hold()
+        fetched_meanwhile: list[bool] = []
+
+        def release_once_the_others_are_fetched() -> None:
+            hold.arrived.wait()
+            try:
+                wait_for(lambda: {"b.bin", "c.bin"} <= {g.path.rsplit("/", 1)[-1] for g in hub.file_gets()})
+                fetched_meanwhile.append(True)
+            finally:
+                hold.release()
+
+        thread = threading.Thread(target=release_once_the_others_are_fetched)
+        thread.start()
+        engine = fetch_files(
+            [file_job(hub.url, repo, name, tmp_path) for name in names],
+            RetryPolicy(attempts=2, timeout=30),
+            NullEvents(),
+            connections=2,
+            max_files=1,
+        )
+        thread.join()
+    assert fetched_meanwhile == [True]
+    assert sorted(engine.results) == list(names) and not engine.errors
+    assert all((tmp_path / name).read_bytes() == repo.files[name] for name in names)

@@ -28,7 +28,7 @@ from modelctl.core.retry import RetryPolicy
 from modelctl.core.settings import DEFAULT_SPLIT_SIZE, MAX_CONNECTIONS, MIN_SPLIT_SIZE
 from modelctl.net.connection import Connector, Flows, Worker
 from modelctl.net.pace import Pacer
-from modelctl.net.publish import start_hashing
+from modelctl.net.publish import start_hashing, sync_folders
 from modelctl.net.schedule import Schedule
 from modelctl.net.transfer import FileJob, TransferEvents, connect
 
@@ -101,11 +101,18 @@ class Engine:
                 self._add_workers(self.pacer.tick(now, self.flows.received, len(self.flows.reading)))
         except KeyboardInterrupt:
             self.cancel()
+            self._sync_folders()  # what was published stays published
             raise
         for thread in self.threads:
             thread.join()
+        self._sync_folders()
         if len(self.pacer.counts) > 1:
             log.info("connections: %s", " -> ".join(map(str, self.pacer.counts)))
+
+    def _sync_folders(self) -> None:
+        with self.schedule.lock:
+            folders = sorted(self.schedule.folders)
+        sync_folders(folders)
 
     @property
     def connection_counts(self) -> list[int]:

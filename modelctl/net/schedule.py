@@ -5,7 +5,8 @@ earlier run left, a range given back after a failure, or the next segment of up 
 split sizes: ranges go out in file order, so each file's hashing runs while the next bytes
 arrive); a file nobody has started (at most `max_files` at once); or the far half of the largest
 range another worker is fetching (work stealing), so the last file never tails on one
-connection. Until a file's first 206 shows the server splits it, the file has one request at a
+connection; and when there is nothing to split either (small files, or ones hashing and
+publishing), one more file past `max_files`: a connection never idles while a file waits. Until a file's first 206 shows the server splits it, the file has one request at a
 time. Retries ask core/retry.py's `next_try`: when, and from which endpoint.
 
 Every method here runs under `lock` (its docstring says when the caller must hold it).
@@ -18,6 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from modelctl.core.errors import DownloadError, ModelctlError, disk_error, option
 from modelctl.core.record import FileResult
@@ -58,6 +60,7 @@ class Schedule:
         self.waiting: deque[PartialFile] = deque(PartialFile(job, self.lock) for job in jobs)
         self.active: list[PartialFile] = []
         self.results: dict[str, FileResult] = {}  # rel_path → result, as files are published
+        self.folders: set[Path] = set()  # the folders files were published into: to fsync (publish.py)
         self.errors: dict[str, ModelctlError] = {}  # rel_path → why the file failed
         self.left: set[str] = set()  # endpoints (host:port) a file had to leave: tried last by new files
         self.finished = threading.Event()
@@ -89,6 +92,9 @@ class Schedule:
                 stolen = self._steal(now)
                 if stolen is not None:
                     return stolen
+                if self.waiting:  # nothing to take or split (small files, hashing or publishing):
+                    self._start(self.waiting.popleft())  # one more file, not an idle connection
+                    continue
                 if not self.active and not self.waiting:
                     self.check_finished()
                     return None
@@ -259,6 +265,7 @@ class Schedule:
         with self.lock:
             f.state = DONE
             self.results[f.job.rel_path] = result
+            self.folders.add(f.job.dest.parent)
             self.active.remove(f)
             self.check_finished()
             self.cond.notify_all()
