@@ -6,8 +6,9 @@ split sizes: ranges go out in file order, so each file's hashing runs while the 
 arrive); a file nobody has started (at most `max_files` at once); or the far half of the largest
 range another worker is fetching (work stealing), so the last file never tails on one
 connection; and when there is nothing to split either (small files, or ones hashing and
-publishing), one more file past `max_files`: a connection never idles while a file waits. Until a file's first 206 shows the server splits it, the file has one request at a
-time. Retries ask core/retry.py's `next_try`: when, and from which endpoint.
+publishing), one more file past `max_files`: a connection does not idle while a file waits.
+Until a file's first 206 shows the server splits it, the file has one request at a time.
+Retries ask core/retry.py's `next_try`: when, and from which endpoint.
 
 Every method here runs under `lock` (its docstring says when the caller must hold it).
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from modelctl.core.errors import DownloadError, ModelctlError, disk_error, option
 from modelctl.core.record import FileResult
 from modelctl.core.retry import Retry, RetryPolicy, next_try
-from modelctl.core.settings import MIN_SPLIT_SIZE
+from modelctl.core.settings import MAX_CONNECTIONS, MIN_SPLIT_SIZE
 from modelctl.net.partial import ACTIVE, DONE, FAILED, PartialFile, Range, Stale
 from modelctl.net.transfer import FileJob, TransferEvents, host_of, safe_url
 
@@ -74,12 +75,12 @@ class Schedule:
                 if self.stop.is_set() or self.finished.is_set():
                     return None
                 now = time.monotonic()
-                wait = 0.5
+                wait, backing_off = 0.5, False
                 for f in self.active:  # in file order: each file's hashing overlaps the next file's bytes
                     if f.state != ACTIVE:
                         continue
                     if f.not_before > now:
-                        wait = min(wait, f.not_before - now)
+                        wait, backing_off = min(wait, f.not_before - now), True
                         continue
                     if not f.rangeable and any(r.taken for r in f.todo):
                         continue  # one request at a time until a 206 shows the server splits it
@@ -92,8 +93,12 @@ class Schedule:
                 stolen = self._steal(now)
                 if stolen is not None:
                     return stolen
-                if self.waiting:  # nothing to take or split (small files, hashing or publishing):
-                    self._start(self.waiting.popleft())  # one more file, not an idle connection
+                # Nothing to take or split (small files in flight, hashing or publishing): one more
+                # file rather than an idle connection; not while a file waits out a failure (a
+                # failing server would open every file), and at most MAX_CONNECTIONS past max_files.
+                extra = len(self.active) < self.max_files + MAX_CONNECTIONS
+                if self.waiting and extra and not backing_off:
+                    self._start(self.waiting.popleft())
                     continue
                 if not self.active and not self.waiting:
                     self.check_finished()
