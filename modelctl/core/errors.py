@@ -112,7 +112,7 @@ class ModelctlError(Exception):
 
     @property
     def hint(self) -> str:
-        return self.worded(_VOICE[0])
+        return spoken(self.template, *self.steps)
 
     @hint.setter
     def hint(self, text: str) -> None:
