@@ -89,7 +89,6 @@ LONG = {
     "net.hub.translate_errors": 80,
     "ops.ensure._repair": 63,
     "output.tables._render_one_info": 82,
-    "store.verify._Checker.__init__": 67,
 }
 MAX_CLASS, MAX_FUNCTION = 250, 60
 

@@ -47,21 +47,12 @@ class Candidate:
 
     path: Path  # its real path (symlinks resolved): inside a root or the HF cache
     where: str  # "the HF cache", "the shared root", ...: for messages
-    is_link: bool  # on the target's filesystem: hard-linked, else copied
+    is_link: bool = False  # on the target's filesystem: hard-linked, else copied (False: not looked at yet)
     checked: Checked | None = None  # the record's current check that vouches for it (None: hash it)
 
     def describe(self) -> str:
         how = "hard link" if self.is_link else "copy"
         return f"{how} from {self.where}: {self.path}"
-
-
-@dataclass(frozen=True)
-class _Listed:
-    """A file another model folder's record lists."""
-
-    path: Path
-    where: str
-    checked: Checked | None
 
 
 @dataclass(frozen=True)
@@ -71,7 +62,9 @@ class Sources:
     folder: Path  # the model folder being filled
     device: int  # its filesystem (of its nearest existing parent)
     allowed: tuple[Path, ...]  # real paths of the roots and the HF cache: nothing outside is linked
-    listed: Mapping[tuple[int, str, str], tuple[_Listed, ...]]  # (size, algo, hex) → record entries
+    listed: Mapping[
+        tuple[int, str, str], tuple[Candidate, ...]
+    ]  # (size, algo, hex) → record entries, as listed
     hf_repos: tuple[Path, ...]  # HF cache repo folders, this repo's first
     unrecorded: tuple[tuple[Path, str], ...]  # this model's folders without a record, and their root
 
@@ -133,7 +126,7 @@ def find_sources(
     the other roots; hf_cache: the Hugging Face cache (None: none).
     """
     allowed: list[Path] = []
-    listed: dict[tuple[int, str, str], list[_Listed]] = {}
+    listed: dict[tuple[int, str, str], list[Candidate]] = {}
     target = os.path.realpath(folder)
     for name, root in roots:
         if not root.is_dir():
@@ -151,7 +144,7 @@ def find_sources(
             for f in record.files if record is not None else ():
                 algo, expected = f.expected
                 if expected:
-                    entry = _Listed(Path(child.path) / f.path, f"the {name} root", f.checked)
+                    entry = Candidate(Path(child.path) / f.path, f"the {name} root", checked=f.checked)
                     listed.setdefault((f.size, algo, expected), []).append(entry)
     hf_repos: list[Path] = []
     if hf_cache is not None and hf_cache.is_dir():
@@ -189,20 +182,6 @@ def _device(folder: Path) -> int:
 # --------------------------------------------------------------------------- link or copy, verify
 
 
-@dataclass
-class _Staged:
-    remote: RepoFile
-    candidate: Candidate
-    temp: Path
-    how: str = "copied"  # cloned | linked | copied
-    digests: Mapping[str, str] | None = None
-    stat: os.stat_result | None = None  # the temp's inode as it was hashed or vouched for
-
-    @property
-    def is_link(self) -> bool:
-        return self.how == "linked"
-
-
 def temp_path(folder: Path, rel: str) -> Path:
     """Where rel's bytes wait, linked or copied, until verified (`clean --incomplete` sees a leftover)."""
     return partial_path(folder, rel).with_suffix(REUSE_SUFFIX)
@@ -214,37 +193,38 @@ def reuse_files(folder: Path, found: Sequence[tuple[RepoFile, Candidate]]) -> di
     A file that cannot be linked or copied, or whose bytes do not match, is left out (and logged):
     the caller fetches it. Its candidate is never changed.
     """
-    staged: list[_Staged] = []
+    staged: list[tuple[RepoFile, Candidate, str]] = []  # (file, its source, cloned | linked | copied)
     results: dict[str, FileResult] = {}
     try:
         for remote, candidate in found:
-            item = _stage(folder, remote, candidate)
-            if item is not None:
-                staged.append(item)
-        _verify(staged)
-        for item in staged:
-            result = _publish(folder, item)
+            how = _stage(folder, remote, candidate)
+            if how is not None:
+                staged.append((remote, candidate, how))
+        hashed = _verify(folder, staged)
+        for remote, candidate, how in staged:
+            result = _publish(folder, remote, candidate, how, hashed.get(remote.path))
             if result is not None:
-                results[item.remote.path] = result
+                results[remote.path] = result
     finally:
-        for item in staged:
-            if item.remote.path not in results:
-                item.temp.unlink(missing_ok=True)
+        for remote, _, _ in staged:
+            if remote.path not in results:
+                temp_path(folder, remote.path).unlink(missing_ok=True)
     return results
 
 
-def _stage(folder: Path, remote: RepoFile, candidate: Candidate) -> _Staged | None:
+def _stage(folder: Path, remote: RepoFile, candidate: Candidate) -> str | None:
+    """Put candidate's bytes at remote's temp name; how (cloned | linked | copied), None if not."""
     temp = temp_path(folder, remote.path)
     try:
         temp.parent.mkdir(parents=True, exist_ok=True)
         if not temp.parent.resolve().is_relative_to(folder.resolve()):
             raise OSError(errno.ELOOP, f"{META_DIR}/{PARTIALS_DIR} leads outside {folder}")
         temp.unlink(missing_ok=True)
-        item = _Staged(remote, candidate, temp, place(candidate.path, temp))
+        how = place(candidate.path, temp)
         st = os.lstat(temp)
         if not stat.S_ISREG(st.st_mode) or st.st_size != remote.size:  # changed since it was looked at
             raise OSError(errno.EINVAL, "not a regular file of the listed size any more")
-        return item
+        return how
     except OSError as err:
         log.warning("%s: could not take it from %s (%s); fetching it", remote.path, candidate.path, err)
         temp.unlink(missing_ok=True)
@@ -296,40 +276,47 @@ def _copy(source: Path, temp: Path) -> None:
         os.close(fd)
 
 
-def _verify(staged: Sequence[_Staged]) -> None:
-    """Fill each item's digests: from the record that vouches for the very inode linked, else hashed.
+_Hashed = tuple[Mapping[str, str], os.stat_result]  # a temp's digests, and its inode as hashed
+
+
+def _verify(folder: Path, staged: Sequence[tuple[RepoFile, Candidate, str]]) -> dict[str, _Hashed]:
+    """{path: digests and inode} of each staged temp: from the record that vouches for the very
+    inode linked, else hashed. A temp that could not be hashed is left out.
 
     A copy is always hashed (its bytes are new); the hashes run on every core at once.
     """
-    tasks: list[tuple[_Staged, HashTask]] = []
-    for item in staged:
-        checked = item.candidate.checked
-        st = item.temp.stat()
-        if item.is_link and checked is not None and checked.is_current(st):
-            item.digests, item.stat = dict(checked.digests), st
+    out: dict[str, _Hashed] = {}
+    tasks: list[tuple[RepoFile, HashTask]] = []
+    for remote, candidate, how in staged:
+        temp = temp_path(folder, remote.path)
+        checked = candidate.checked
+        st = temp.stat()
+        if how == "linked" and checked is not None and checked.is_current(st):
+            out[remote.path] = (dict(checked.digests), st)
             continue
-        remote = item.remote
         algos = ("sha256",) if remote.is_lfs else ("sha256", GIT_SHA1)
-        tasks.append((item, HashTask(item.temp, Hasher(algos, remote.size), remote.size)))
+        tasks.append((remote, HashTask(temp, Hasher(algos, remote.size), remote.size)))
     hash_files([task for _, task in tasks])
-    for item, task in tasks:
-        if task.error is None and task.stat is not None and task.stat.st_size == item.remote.size:
-            item.digests, item.stat = task.hasher.hexdigests(), task.stat
+    for remote, task in tasks:
+        if task.error is None and task.stat is not None and task.stat.st_size == remote.size:
+            out[remote.path] = (task.hasher.hexdigests(), task.stat)
         else:
-            log.warning("%s: could not hash %s (%s)", item.remote.path, item.temp, task.error)
+            log.warning("%s: could not hash %s (%s)", remote.path, task.path, task.error)
+    return out
 
 
-def _publish(folder: Path, item: _Staged) -> FileResult | None:
-    remote, candidate = item.remote, item.candidate
+def _publish(
+    folder: Path, remote: RepoFile, candidate: Candidate, how: str, hashed: _Hashed | None
+) -> FileResult | None:
     algo, expected = remote.expected
-    if item.digests is None or item.digests.get(algo) != expected:
-        got = item.digests.get(algo) if item.digests else None
+    digests, st = hashed if hashed is not None else ({}, None)
+    if digests.get(algo) != expected:
         log.warning(
             "%s: %s holds other bytes (%s %s, expected %s); not used, fetching the file",
             remote.path,
             candidate.path,
             algo,
-            got,
+            digests.get(algo),
             expected,
         )
         return None
@@ -338,22 +325,22 @@ def _publish(folder: Path, item: _Staged) -> FileResult | None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         if not dest.parent.resolve().is_relative_to(folder.resolve()):
             raise OSError(errno.ELOOP, f"{remote.path}: its folder leads outside {folder} through a symlink")
-        os.replace(item.temp, dest)
+        os.replace(temp_path(folder, remote.path), dest)
     except OSError as err:
         log.warning("%s: could not publish it from %s (%s); fetching it", remote.path, candidate.path, err)
         return None
     _fsync_dir(dest.parent)
     forget_partials(folder, (remote.path,))  # a partial download of it is stale: the file is complete
-    log.info("%s: %s from %s (%s), %s verified", remote.path, item.how, candidate.where, candidate.path, algo)
+    log.info("%s: %s from %s (%s), %s verified", remote.path, how, candidate.where, candidate.path, algo)
     return FileResult(
         remote.path,
         remote.size,
-        item.digests.get("sha256"),
+        digests.get("sha256"),
         0,
         0,
         action=REUSE,
         source=str(candidate.path),
-        stat=item.stat,
+        stat=st,
     )
 
 

@@ -14,19 +14,20 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from modelctl.core.errors import DownloadError, MissingModelError, command, spoken
 from modelctl.core.formats import check_file
-from modelctl.core.hashing import Hasher, HashTask, hash_files
+from modelctl.core.hashing import GIT_SHA1, Checksum, Hasher, HashTask, hash_files
 from modelctl.core.lockfile import LockedModel, locked_for, read_lock
 from modelctl.core.record import (
     META_DIR,
     RECORD_NAME,
     Checked,
     Record,
+    RepoFile,
     checked_now,
     is_glob,
     read_record,
@@ -43,18 +44,6 @@ HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 LEVELS = VERIFY_LEVELS  # --level takes the registry's `verify:` levels
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """What one file must be for verify: a RepoFile's size and hash (None when only a name is known,
-    e.g. a literal in `files:` that the commit lacks) plus the registry's checksum pins."""
-
-    path: str
-    size: int | None = None
-    sha256: str | None = None
-    blob_id: str | None = None  # git blob id of the content (non-LFS files)
-    pins: tuple[tuple[str, str], ...] = ()  # (algo, hex) from the registry's checksums
 
 
 @dataclass(frozen=True)
@@ -108,57 +97,38 @@ class VerifyReport:
 
 def expectations(
     spec: ModelSpec, record: Record | None, locked: LockedModel | None = None
-) -> dict[str, Expectation] | None:
-    """Every file the model must have, with what is known of its size and hashes.
+) -> dict[str, RepoFile | None] | None:
+    """Every file the model must have: {path: its file in the commit}, None for a name that only
+    `files:` or `checksums:` gives (the commit lacks it: missing). The registry's checksum pins
+    (spec.checksums) apply on top of whichever this is.
 
-    models.lock wins over the record (it is what the project asked for); checksum pins are added
-    to whichever applies. None when neither says which files the model has (no record).
+    models.lock wins over the record (it is what the project asked for). None when neither says
+    which files the model has (no record).
     """
     files = expected_files(spec, record, locked)
     if files is None:
         return None
-    out = {f.path: Expectation(f.path, f.size, f.sha256, None if f.is_lfs else f.blob_id) for f in files}
-    for name in spec.files:
-        if not is_glob(name) and name not in out:
-            out[name] = Expectation(name)  # the commit does not list it: missing
-    return _with_pins(spec, out)
+    out: dict[str, RepoFile | None] = {f.path: f for f in files}
+    return _named(spec, out)
 
 
-def _with_pins(spec: ModelSpec, out: dict[str, Expectation]) -> dict[str, Expectation]:
-    for name, pin in spec.checksums.items():
-        base = out.get(name, Expectation(name))
-        out[name] = Expectation(base.path, base.size, base.sha256, base.blob_id, ((pin.algo, pin.hexdigest),))
+def _named(spec: ModelSpec, out: dict[str, RepoFile | None]) -> dict[str, RepoFile | None]:
+    """out, and every literal name of `files:` and `checksums:` that it lacks (as None)."""
+    for name in (*(n for n in spec.files if not is_glob(n)), *spec.checksums):
+        out.setdefault(name, None)
     return out
 
 
-# --------------------------------------------------------------------------- hashing
-
-
-@dataclass
-class _HashJob:
-    """Digests wanted for one file; filled in by the pool (or the cache)."""
-
-    path: Path
-    algos: set[str]
-    st: os.stat_result  # the file as it was when the job was made
-    digests: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
-    from_cache: bool = False
-    format_problem: str | None = None  # judged once the hash is known
-
-
-def _hash_all(jobs: Sequence[_HashJob], workers: int | None = None) -> int:
-    """Hash each job's file once for all its algorithms, on every core; return the bytes read."""
-    tasks = [HashTask(job.path, Hasher(job.algos, job.st.st_size), job.st.st_size) for job in jobs]
-    hashed = hash_files(tasks, workers)
-    for job, task in zip(jobs, tasks, strict=True):
-        if task.error is not None:
-            job.error = task.error.strerror or str(task.error)
-        else:
-            assert task.stat is not None
-            job.digests.update(task.hasher.hexdigests())
-            job.st = task.stat  # the inode hashed (the path may hold another by now)
-    return hashed
+def _wanted(remote: RepoFile | None, pin: Checksum | None) -> list[tuple[str, str]]:
+    """(algo, hex) a file's content must hash to: the commit's sha256 or git blob id, and the pin."""
+    out = []
+    if remote is not None and remote.sha256:
+        out.append(("sha256", remote.sha256))
+    if remote is not None and not remote.is_lfs and remote.blob_id:
+        out.append((GIT_SHA1, remote.blob_id))
+    if pin is not None:
+        out.append((pin.algo, pin.hexdigest))
+    return out
 
 
 def _now() -> str:
@@ -182,18 +152,18 @@ def verify_models(
     level = level or workspace.registry.verify
     lock = read_lock(workspace.registry)
     checkers = []
-    jobs: list[_HashJob] = []
+    tasks: list[HashTask] = []  # every model's files to hash, hashed together on every core
     for spec in specs:
         locked = locked_for(lock, spec)
         state = model_state(spec, workspace.roots, locked)
-        checkers.append(_Checker(state, level, use_cache, jobs, locked))
-    hashed = _hash_all([j for j in jobs if not j.from_cache], workers)
+        checkers.append(_Checker(state, level, use_cache, tasks, locked))
+    hashed = hash_files(tasks, workers)
     verdicts = tuple(c.finish(explicit) for c in checkers)
     for v in verdicts:
         for f in v.findings:
             if f.status != OK:
                 log.info("%s: %s %s %s %s", v.spec.id, f.path or "-", f.check, f.status, f.detail)
-    cached = sum(1 for j in jobs if j.from_cache)
+    cached = sum(c.cached for c in checkers)
     return VerifyReport(workspace, level, verdicts, hashed, cached, time.monotonic() - start)
 
 
@@ -217,7 +187,7 @@ class _Checker:
         state: ModelState,
         level: str,
         use_cache: bool,
-        jobs: list[_HashJob],
+        tasks: list[HashTask],
         locked: LockedModel | None,
     ) -> None:
         self.spec = spec = state.spec
@@ -226,8 +196,11 @@ class _Checker:
         self.level = level
         self.use_cache = use_cache
         self.findings: list[Finding] = []
-        self.hash_checks: list[tuple[Expectation, _HashJob]] = []
+        self.hashing: list[tuple[str, str | None, HashTask]] = []  # (path, format problem, its hash)
+        self.cached = 0  # files whose digests the record's current checks gave
+        self.checks: dict[str, Checked] = {}  # what hashing found, for the record
         self.expected: tuple[str, ...] = ()
+        self.files: dict[str, RepoFile | None] = {}
         if found is None or found.scan is None:
             return
         folder = found.path
@@ -249,13 +222,19 @@ class _Checker:
         expected = expectations(spec, record, locked)
         if expected is None:
             self.findings.append(_unverified(spec, is_old=record is not None))
-            expected = _with_pins(spec, {n: Expectation(n) for n in spec.files if not is_glob(n)})
+            expected = _named(spec, {})
         self.known = record.by_path() if record is not None else {}
+        self.files = expected
         self.expected = tuple(expected)
-        on_disk = {f.path for f in found.scan.files}
-        for exp in expected.values():
-            self._check_file(folder, exp, jobs)
-        for rel in sorted(on_disk - set(expected)):
+        for rel, remote in expected.items():
+            self._check_file(folder, rel, remote, tasks)
+        self._check_others(folder, record)
+
+    def _check_others(self, folder: Path, record: Record | None) -> None:
+        """Notes on what the folder holds besides the model's files: extras, partials, the unreadable."""
+        assert self.found is not None and self.found.scan is not None
+        on_disk = {f.path for f in self.found.scan.files}
+        for rel in sorted(on_disk - set(self.expected)):
             problem = check_file(folder / rel)
             if problem and rel not in self.known:
                 # With a record, a file it does not name is not the model's: the user's, left alone.
@@ -273,66 +252,97 @@ class _Checker:
                 )
             elif record is not None and rel not in self.known:
                 self.findings.append(Finding(rel, "extra", NOTE, "not a file of the model's commit"))
-        for rel in found.scan.partials:
+        for rel in self.found.scan.partials:
             self.findings.append(Finding(rel, "leftover", NOTE, "partial download (resumable)"))
-        for item in found.scan.skipped:
+        for item in self.found.scan.skipped:
             self.findings.append(
                 Finding(item.split(":", 1)[0], "readable", NOTE, item.split(":", 1)[-1].strip())
             )
 
-    def _check_file(self, folder: Path, exp: Expectation, jobs: list[_HashJob]) -> None:
-        path = folder / exp.path
+    def _check_file(self, folder: Path, rel: str, remote: RepoFile | None, tasks: list[HashTask]) -> None:
+        path = folder / rel
+        size = remote.size if remote is not None else None
         try:
             st = path.lstat()
         except FileNotFoundError:
-            self.findings.append(Finding(exp.path, "present", BAD, self._absent(exp.path)))
+            self.findings.append(Finding(rel, "present", BAD, self._absent(rel)))
             return
         except OSError as err:
-            self.findings.append(Finding(exp.path, "readable", BAD, err.strerror or str(err)))
+            self.findings.append(Finding(rel, "readable", BAD, err.strerror or str(err)))
             return
         if not stat.S_ISREG(st.st_mode):
-            self.findings.append(Finding(exp.path, "present", BAD, "not a regular file"))
+            self.findings.append(Finding(rel, "present", BAD, "not a regular file"))
             return
         if not os.access(path, os.R_OK):
-            self.findings.append(Finding(exp.path, "readable", BAD, "permission denied"))
+            self.findings.append(Finding(rel, "readable", BAD, "permission denied"))
             return
-        if st.st_size == 0 and exp.size != 0:
-            self.findings.append(Finding(exp.path, "size", BAD, "empty (0 bytes)"))
+        if st.st_size == 0 and size != 0:
+            self.findings.append(Finding(rel, "size", BAD, "empty (0 bytes)"))
             return
-        if exp.size is not None and self.level != "none" and st.st_size != exp.size:
-            self.findings.append(Finding(exp.path, "size", BAD, f"{st.st_size} bytes, expected {exp.size}"))
+        if size is not None and self.level != "none" and st.st_size != size:
+            self.findings.append(Finding(rel, "size", BAD, f"{st.st_size} bytes, expected {size}"))
             return
         problem = check_file(path)
-        has_hub_hash = self.level == "sha256" and bool(exp.sha256 or exp.blob_id)
-        if problem and not has_hub_hash:
-            self.findings.append(Finding(exp.path, "format", BAD, problem))
+        hub = _wanted(remote, None)
+        if problem and not (self.level == "sha256" and hub):
+            self.findings.append(Finding(rel, "format", BAD, problem))
             return
-        algos = set()
-        if self.level == "sha256":
-            if exp.sha256:
-                algos.add("sha256")
-            if exp.blob_id:
-                algos.add("git-sha1")
-        algos.update(algo for algo, _ in exp.pins)  # pins are checked at every level but none
+        pin = self.spec.checksums.get(rel)
+        algos = {algo for algo, _ in hub} if self.level == "sha256" else set()
+        if pin is not None:
+            algos.add(pin.algo)  # pins are checked at every level but none
         if self.level == "none":
             algos.clear()
         if not algos:
-            self.findings.append(Finding(exp.path, "size" if exp.size is not None else "present", OK))
+            self.findings.append(Finding(rel, "size" if size is not None else "present", OK))
             return
-        job = _HashJob(path, algos, st, format_problem=problem)
-        entry = self.known.get(exp.path)
+        entry = self.known.get(rel)
+        checked = entry.checked if entry is not None else None
         if (
             self.use_cache
-            and entry is not None
-            and entry.checked is not None
-            and entry.checked.is_current(st)
+            and checked is not None
+            and checked.is_current(st)
+            and algos <= set(checked.digests)
         ):
-            known = entry.checked.digests
-            if algos <= set(known):
-                job.digests = {a: known[a] for a in algos}
-                job.from_cache = True
-        jobs.append(job)
-        self.hash_checks.append((exp, job))
+            self.cached += 1
+            self._judge(rel, problem, {a: checked.digests[a] for a in algos}, st, from_cache=True)
+            return
+        task = HashTask(path, Hasher(algos, st.st_size), st.st_size)
+        tasks.append(task)
+        self.hashing.append((rel, problem, task))
+
+    def _judge(
+        self,
+        rel: str,
+        problem: str | None,
+        digests: Mapping[str, str],
+        st: os.stat_result,
+        *,
+        from_cache: bool,
+    ) -> None:
+        """Findings of one file's hashes (digests: of the algorithms asked), and its check to record."""
+        remote = self.files.get(rel)
+        if problem:
+            # The Hub's own bytes are the Hub's file, whatever our format check thinks of them:
+            # a warning, never a repair that would fetch the same bytes again and again.
+            algo, hexdigest = _wanted(remote, None)[0]
+            hub_file = digests.get(algo) == hexdigest
+            detail = f"{problem} (the Hub's own bytes: they match its hash)" if hub_file else problem
+            self.findings.append(Finding(rel, "format", NOTE if hub_file else BAD, detail))
+        for algo, hexdigest in _wanted(remote, self.spec.checksums.get(rel)):
+            if algo not in digests:
+                continue
+            actual = digests[algo]
+            if actual == hexdigest:
+                self.findings.append(Finding(rel, algo, OK, "cached" if from_cache else ""))
+            else:
+                self.findings.append(Finding(rel, algo, BAD, f"expected {hexdigest}, got {actual}"))
+                self.findings += self._sharing(rel, st)
+        if not from_cache and rel in self.known:
+            old = self.known[rel].checked
+            self.checks[rel] = checked_now(
+                st, {**(old.digests if old and old.is_current(st) else {}), **digests}
+            )
 
     def _sharing(self, rel: str, st: os.stat_result) -> list[Finding]:
         """Notes naming the model's copies in other roots that are hard links of this bad file."""
@@ -370,43 +380,15 @@ class _Checker:
                 rec = others[0].record
                 detail += f" ({others[0].path} holds {rec.repo_id}@{rec.revision}, not {self.spec.repo_id}@{self.spec.revision})"
             return ModelVerdict(self.spec, None, (Finding("", "present", status, detail),), False)
-        checks: dict[str, Checked] = {}
-        for exp, job in self.hash_checks:
-            if job.error:
-                self.findings.append(Finding(exp.path, "readable", BAD, job.error))
+        for rel, problem, task in self.hashing:
+            if task.error is not None:
+                self.findings.append(Finding(rel, "readable", BAD, task.error.strerror or str(task.error)))
                 continue
-            wanted = [("sha256", exp.sha256), ("git-sha1", exp.blob_id), *exp.pins]
-            if job.format_problem:
-                # The Hub's own bytes are the Hub's file, whatever our format check thinks of them:
-                # a warning, never a repair that would fetch the same bytes again and again.
-                algo, hexdigest = ("sha256", exp.sha256) if exp.sha256 else ("git-sha1", exp.blob_id)
-                hub_file = job.digests.get(algo) == hexdigest
-                self.findings.append(
-                    Finding(
-                        exp.path,
-                        "format",
-                        NOTE if hub_file else BAD,
-                        f"{job.format_problem} (the Hub's own bytes: they match its hash)"
-                        if hub_file
-                        else job.format_problem,
-                    )
-                )
-            for algo, hexdigest in wanted:
-                if hexdigest is None or algo not in job.algos:
-                    continue
-                actual = job.digests.get(algo)
-                if actual == hexdigest:
-                    self.findings.append(Finding(exp.path, algo, OK, "cached" if job.from_cache else ""))
-                else:
-                    self.findings.append(Finding(exp.path, algo, BAD, f"expected {hexdigest}, got {actual}"))
-                    self.findings += self._sharing(exp.path, job.st)
-            if not job.from_cache and job.digests and exp.path in self.known:
-                old = self.known[exp.path].checked
-                merged = {**(old.digests if old and old.is_current(job.st) else {}), **job.digests}
-                checks[exp.path] = checked_now(job.st, merged)
+            assert task.stat is not None  # the inode hashed (the path may hold another by now)
+            self._judge(rel, problem, task.hasher.hexdigests(), task.stat, from_cache=False)
         record = self.found.record
-        if checks and record is not None:
-            save_checks(self.found.path, record, checks, is_read_only=self.found.root.is_read_only)
+        if self.checks and record is not None:
+            save_checks(self.found.path, record, self.checks, is_read_only=self.found.root.is_read_only)
         order = {BAD: 0, NOTE: 1, OK: 2}
         findings = sorted(self.findings, key=lambda f: (order[f.status], f.path, f.check))
         return ModelVerdict(self.spec, self.found, tuple(findings), True, self.expected)
@@ -442,7 +424,7 @@ def save_checks(folder: Path, record: Record, checks: dict[str, Checked], *, is_
 
 def checksum_files(paths: Sequence[Path], algo: str) -> list[tuple[Path, str]]:
     """Digest of each file (on every core); MissingModelError names the first that cannot be read."""
-    jobs = []
+    tasks = []
     for path in paths:
         try:
             st = path.stat()
@@ -452,9 +434,10 @@ def checksum_files(paths: Sequence[Path], algo: str) -> list[tuple[Path, str]]:
             ) from None
         if not stat.S_ISREG(st.st_mode):
             raise MissingModelError(f"{path} is not a regular file.", hint="Pass files, not folders.")
-        jobs.append(_HashJob(path, {algo}, st))
-    _hash_all(jobs)
-    for job in jobs:
-        if job.error:
-            raise MissingModelError(f"Cannot read {job.path}: {job.error}", hint="Check its permissions.")
-    return [(job.path, job.digests[algo]) for job in jobs]
+        tasks.append(HashTask(path, Hasher({algo}, st.st_size), st.st_size))
+    hash_files(tasks)
+    for task in tasks:
+        if task.error is not None:
+            reason = task.error.strerror or str(task.error)
+            raise MissingModelError(f"Cannot read {task.path}: {reason}", hint="Check its permissions.")
+    return [(task.path, task.hasher.hexdigest(algo)) for task in tasks]
