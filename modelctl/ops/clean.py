@@ -145,7 +145,7 @@ def _whole_reason(workspace: Workspace, spec: ModelSpec, loc: Location, what: st
         reason += ", a folder with no record: every file in it"
     else:
         listed = loc.record.by_path()
-        extras = [f.path for f in loc.scan.files if f.path not in listed]
+        extras = [path for path in loc.scan.files if path not in listed]
         if extras:
             shown = ", ".join(extras[:5]) + (", …" if len(extras) > 5 else "")
             reason += f", with {len(extras)} file(s) that are not the model's: {shown}"

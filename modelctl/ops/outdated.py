@@ -25,13 +25,6 @@ ADDED, CHANGED, REMOVED = "added", "changed", "removed"
 
 
 @dataclass(frozen=True)
-class FileChange:
-    path: str
-    change: str  # added | changed | removed
-    size: int  # bytes of the head's file (0 when removed)
-
-
-@dataclass(frozen=True)
 class ModelFreshness:
     """One model: the commit it is at, its revision's head, and the selected files that differ."""
 
@@ -40,12 +33,17 @@ class ModelFreshness:
     source: str | None  # "lock" or "disk": where `commit` comes from
     commit: str | None
     head: str | None
-    changes: tuple[FileChange, ...] = ()
+    changes: tuple[tuple[str, RepoFile], ...] = ()  # (added | changed: the head's file, removed: the
+    # old one) by path, for the selected files that differ
 
     @property
     def bytes(self) -> int:
         """Bytes of the new and changed files: what bringing the model to the head would fetch."""
-        return sum(c.size for c in self.changes)
+        return sum(size for _, _, size in self.differences())
+
+    def differences(self) -> list[tuple[str, str, int]]:
+        """(path, change, bytes of the head's file: 0 when removed) of each file that differs."""
+        return [(f.path, change, 0 if change == REMOVED else f.size) for change, f in self.changes]
 
 
 @dataclass(frozen=True)
@@ -99,17 +97,18 @@ def _selected(files: Sequence[RepoFile], patterns: Sequence[str]) -> tuple[RepoF
     return tuple(f for f in files if any(fnmatch.fnmatchcase(f.path, p) for p in patterns))
 
 
-def _changes(old: Sequence[RepoFile], new: Sequence[RepoFile]) -> tuple[FileChange, ...]:
-    """Per path: added or changed in new (with its size), or removed from it; sorted by path."""
+def _changes(old: Sequence[RepoFile], new: Sequence[RepoFile]) -> tuple[tuple[str, RepoFile], ...]:
+    """Per path: added or changed in new (new's file), or removed from it (old's); sorted by path."""
     before = {f.path: f for f in old}
     after = {f.path: f for f in new}
     out = []
     for path in sorted(before.keys() | after.keys()):
         was, now = before.get(path), after.get(path)
         if now is None:
-            out.append(FileChange(path, REMOVED, 0))
+            assert was is not None
+            out.append((REMOVED, was))
         elif was is None:
-            out.append(FileChange(path, ADDED, now.size))
+            out.append((ADDED, now))
         elif not was.same_content(now):
-            out.append(FileChange(path, CHANGED, now.size))
+            out.append((CHANGED, now))
     return tuple(out)

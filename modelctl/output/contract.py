@@ -202,7 +202,7 @@ def info_json(report: ListReport | InfoReport) -> dict[str, Any]:
             {**location_json(loc), "shares_bytes_with": [str(p) for p in sharing.get(loc.path, ())]}
             for loc in state.locations
         ]
-        item["files"] = [{"path": f.path, "size": f.size} for f in state.files]
+        item["files"] = [{"path": path, "size": size} for path, size in state.files.items()]
         item["manifest"] = manifest_json(state)
         models.append(item)
     return {**header_json(report.workspace), "models": models, "warnings": list(report.warnings)}
@@ -488,7 +488,9 @@ def outdated_json(report: OutdatedReport) -> dict[str, Any]:
             "source": m.source,
             "commit": m.commit,
             "head": m.head,
-            "files": [{"path": c.path, "change": c.change, "size": c.size} for c in m.changes],
+            "files": [
+                {"path": path, "change": change, "size": size} for path, change, size in m.differences()
+            ],
             "bytes": m.bytes,
         }
         for m in report.models

@@ -195,7 +195,7 @@ def _render_one_info(console: Console, state: ModelState) -> None:
         files.add_column("expected", justify="right")
         files.add_column("hash")
         files.add_column("state")
-        on_disk = {f.path: f.size for f in state.files}
+        on_disk = dict(state.files)
         states = {
             **dict.fromkeys(state.unchecked, "unverified"),
             **dict.fromkeys(state.bad, "bad"),

@@ -86,23 +86,16 @@ class RootState(NamedTuple):
         return self.exists and self.is_readable and self.problem is None
 
 
-class LocalFile(NamedTuple):
-    """A file of a model folder: path relative to the folder (POSIX), size in bytes."""
-
-    path: str
-    size: int
-
-
 class FolderScan(NamedTuple):
     """The files of one model folder (without its metadata) and its downloads in flight."""
 
-    files: tuple[LocalFile, ...]
+    files: Mapping[str, int]  # path relative to the folder (POSIX) → size in bytes, sorted by path
     partials: tuple[str, ...]  # files with a partial download: their paths (as the sidecar names them)
     skipped: tuple[str, ...]  # symlinks not followed, entries that could not be read
 
     @property
     def bytes(self) -> int:
-        return sum(f.size for f in self.files)
+        return sum(self.files.values())
 
 
 class Location(NamedTuple):
@@ -266,7 +259,7 @@ def _locate_one(spec: ModelSpec, state: RootState, folder: Path, revision: str) 
 
 def scan_folder(folder: Path, root: Path) -> FolderScan:
     """List a model folder's files (sizes from lstat), its partial downloads, and what was skipped."""
-    files: list[LocalFile] = []
+    files: dict[str, int] = {}
     skipped: list[str] = []
     root_real = root.resolve()
     stack = [(folder, "")]
@@ -300,10 +293,9 @@ def scan_folder(folder: Path, root: Path) -> FolderScan:
             except OSError as err:
                 skipped.append(f"{rel}: cannot be read ({err.strerror or err})")
                 continue
-            files.append(LocalFile(rel, size))
-    files.sort(key=lambda f: f.path)
+            files[rel] = size
     partials = [rel for rel, _ in partial_downloads(folder)]
-    return FolderScan(tuple(files), tuple(sorted(partials)), tuple(sorted(skipped)))
+    return FolderScan(dict(sorted(files.items())), tuple(sorted(partials)), tuple(sorted(skipped)))
 
 
 def missing_files(spec: ModelSpec, scan: FolderScan) -> tuple[str, ...]:
@@ -312,7 +304,7 @@ def missing_files(spec: ModelSpec, scan: FolderScan) -> tuple[str, ...]:
     A literal name must exist; a glob must match at least one file (fnmatch, where '*' also
     matches '/', as huggingface_hub's allow_patterns do); a pinned checksum's file must exist.
     """
-    present = {f.path for f in scan.files}
+    present = set(scan.files)
     expected = list(dict.fromkeys((*spec.files, *spec.checksums)))
     missing = []
     for pattern in expected:

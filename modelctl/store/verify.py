@@ -233,7 +233,7 @@ class _Checker:
     def _check_others(self, folder: Path, record: Record | None) -> None:
         """Notes on what the folder holds besides the model's files: extras, partials, the unreadable."""
         assert self.found is not None and self.found.scan is not None
-        on_disk = {f.path for f in self.found.scan.files}
+        on_disk = set(self.found.scan.files)
         for rel in sorted(on_disk - set(self.expected)):
             problem = check_file(folder / rel)
             if problem and rel not in self.known:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, NamedTuple
 from modelctl.core.record import BAD, VERIFIED, Record, RepoFile, is_glob
 from modelctl.core.registry import ModelSpec, Registry, load_registry
 from modelctl.store.storage import (
-    LocalFile,
     Location,
     RootState,
     locate,
@@ -93,8 +92,8 @@ class ModelState(NamedTuple):
             if not loc.exists or loc.scan is None or loc.is_other:
                 continue
             seen = inodes.setdefault(loc.path, set())
-            for f in loc.scan.files:
-                st = _stat(loc.path / f.path)
+            for rel in loc.scan.files:
+                st = _stat(loc.path / rel)
                 if st is not None and st.st_nlink > 1:
                     seen.add((st.st_dev, st.st_ino))
         return {
@@ -108,9 +107,10 @@ class ModelState(NamedTuple):
         return tuple(loc for loc in self.locations if loc.is_other)
 
     @property
-    def files(self) -> tuple[LocalFile, ...]:
+    def files(self) -> Mapping[str, int]:
+        """path → size of the files in the folder found (none when none was found)."""
         found = self.found
-        return found.scan.files if found and found.scan else ()
+        return found.scan.files if found and found.scan else {}
 
     @property
     def partials(self) -> tuple[str, ...]:
@@ -180,7 +180,7 @@ def _judge(spec: ModelSpec, loc: Location, locked: LockedModel | None) -> ModelS
     scan = loc.scan
     assert scan is not None
     expected = expected_files(spec, loc.record, locked)
-    sizes = {f.path: f for f in scan.files}
+    sizes = scan.files
     if expected is None:
         missing = missing_files(spec, scan)
         if not scan.files and not missing:
