@@ -9,28 +9,29 @@ import pytest
 
 from modelctl.core.record import RepoFile
 from modelctl.core.retry import backoff_delay, retry_after, retry_for_status
-from modelctl.fetch.download import DOWNLOAD, KEEP, RESUME, LocalState, decide
+from modelctl.fetch.download import DOWNLOAD, KEEP, RESUME, decide
 from modelctl.net.transfer import content_range
 
 REMOTE = RepoFile("model.safetensors", 1000, "a" * 64, "b" * 40)
 
 
 @pytest.mark.parametrize(
-    ("local", "force", "action", "offset"),
+    ("local", "force", "action", "offset"),  # local: (size on disk, verified, partial bytes)
     [
-        (LocalState(None, False, None), False, DOWNLOAD, 0),
-        (LocalState(1000, True, None), False, KEEP, 0),
-        (LocalState(1000, True, None), True, DOWNLOAD, 0),
-        (LocalState(1000, False, None), False, DOWNLOAD, 0),  # same size, wrong bytes
-        (LocalState(None, False, 400), False, RESUME, 400),
-        (LocalState(999, False, 400), False, RESUME, 400),  # a bad file and a partial: resume
-        (LocalState(None, False, 400), True, DOWNLOAD, 0),  # --force does not resume
-        (LocalState(None, False, 0), False, DOWNLOAD, 0),  # an empty partial is nothing to resume
-        (LocalState(None, False, 1001), False, DOWNLOAD, 0),  # longer than the file: not ours
+        ((None, False, None), False, DOWNLOAD, 0),
+        ((1000, True, None), False, KEEP, 0),
+        ((1000, True, None), True, DOWNLOAD, 0),
+        ((1000, False, None), False, DOWNLOAD, 0),  # same size, wrong bytes
+        ((None, False, 400), False, RESUME, 400),
+        ((999, False, 400), False, RESUME, 400),  # a bad file and a partial: resume
+        ((None, False, 400), True, DOWNLOAD, 0),  # --force does not resume
+        ((None, False, 0), False, DOWNLOAD, 0),  # an empty partial is nothing to resume
+        ((None, False, 1001), False, DOWNLOAD, 0),  # longer than the file: not ours
     ],
 )
-def test_decide(local: LocalState, force: bool, action: str, offset: int) -> None:
-    plan = decide(REMOTE, local, force=force)
+def test_decide(local: tuple[int | None, bool, int | None], force: bool, action: str, offset: int) -> None:
+    on_disk, verified, partial = local
+    plan = decide(REMOTE, on_disk, verified=verified, partial=partial, force=force)
     assert (plan.action, plan.offset) == (action, offset)
     assert plan.needed == (0 if action == KEEP else 1000 - offset)
 

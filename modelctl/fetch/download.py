@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -130,18 +130,6 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class LocalState:
-    """What is on disk for one file of the commit: the input of `decide`, kept in its decision."""
-
-    size: int | None  # None: no file
-    is_verified: bool  # good enough to keep at the registry's verify level
-    partial_size: int | None  # bytes of a resumable partial, None if none
-    sha256: str | None = None  # content sha256, when known (the record or hashed now)
-    checked: Checked | None = None  # the check that vouches for the file (record or hashed now)
-    reuse_from: reuse.Candidate | None = None  # the same bytes elsewhere on the machine (not yet verified)
-
-
-@dataclass(frozen=True)
 class FileDecision:
     """What `decide` chose for one file of the plan: keep, reuse, resume or download it, and why."""
 
@@ -149,7 +137,10 @@ class FileDecision:
     action: str  # keep | reuse | download | resume
     offset: int  # bytes already on disk (resume)
     reason: str
-    local: LocalState | None = None
+    # What the survey saw on disk, kept for the run:
+    sha256: str | None = None  # the file's content sha256, when known (the record or hashed now)
+    checked: Checked | None = None  # the check that vouches for the file (record or hashed now)
+    reuse_from: reuse.Candidate | None = None  # the same bytes elsewhere on the machine (not yet verified)
 
     @property
     def needed(self) -> int:
@@ -160,31 +151,50 @@ class FileDecision:
     def disk_needed(self) -> int:
         """Bytes to write on the folder's disk: what is fetched, and what is copied (a link takes none)."""
         if self.action == REUSE:
-            source = self.local.reuse_from if self.local is not None else None
+            source = self.reuse_from
             return 0 if source is not None and source.is_link else self.remote.size
         return self.needed
 
     @property
     def source(self) -> str | None:
         """reuse: the file whose bytes are taken."""
-        if self.action != REUSE or self.local is None or self.local.reuse_from is None:
+        if self.action != REUSE or self.reuse_from is None:
             return None
-        return str(self.local.reuse_from.path)
+        return str(self.reuse_from.path)
 
 
-def decide(remote: RepoFile, local: LocalState, *, force: bool) -> FileDecision:
-    """Keep, reuse, resume or download one file, in that order of preference (pure: no I/O)."""
+def decide(
+    remote: RepoFile,
+    on_disk: int | None,
+    *,
+    verified: bool = False,
+    partial: int | None = None,
+    force: bool = False,
+    sha256: str | None = None,
+    checked: Checked | None = None,
+    reuse_from: reuse.Candidate | None = None,
+) -> FileDecision:
+    """Keep, reuse, resume or download one file, in that order of preference (pure: no I/O).
+
+    on_disk: the size of the file in the folder (None: none); verified: good enough to keep at
+    the registry's verify level; partial: bytes of a resumable partial download (None: none);
+    sha256, checked: what is known of the file on disk; reuse_from: the same bytes elsewhere.
+    """
+
+    def made(action: str, offset: int, reason: str) -> FileDecision:
+        return FileDecision(remote, action, offset, reason, sha256, checked, reuse_from)
+
     if force:
-        return FileDecision(remote, DOWNLOAD, 0, spoken("{0}", option("force")), local)
-    if local.size is not None and local.is_verified:
-        return FileDecision(remote, KEEP, 0, "present and matching", local)
-    if local.reuse_from is not None:
-        return FileDecision(remote, REUSE, 0, local.reuse_from.describe(), local)
-    if local.partial_size is not None and 0 < local.partial_size <= remote.size:
-        return FileDecision(remote, RESUME, local.partial_size, "partial download", local)
-    if local.size is None:
-        return FileDecision(remote, DOWNLOAD, 0, "missing", local)
-    return FileDecision(remote, DOWNLOAD, 0, "differs from the Hub", local)
+        return made(DOWNLOAD, 0, spoken("{0}", option("force")))
+    if on_disk is not None and verified:
+        return made(KEEP, 0, "present and matching")
+    if reuse_from is not None:
+        return made(REUSE, 0, reuse_from.describe())
+    if partial is not None and 0 < partial <= remote.size:
+        return made(RESUME, partial, "partial download")
+    if on_disk is None:
+        return made(DOWNLOAD, 0, "missing")
+    return made(DOWNLOAD, 0, "differs from the Hub")
 
 
 @dataclass(frozen=True)
@@ -605,10 +615,21 @@ def _survey(
     known = record.by_path() if record is not None else {}
     out = []
     for item in remote:
-        local = _local_state(folder, item, known.get(item.path), level, hashes)
-        if sources is not None and not (local.size is not None and local.is_verified):
-            local = replace(local, reuse_from=sources.candidate(item))
-        out.append(decide(item, local, force=force))
+        on_disk, verified, sha256, checked = _on_disk(folder, item, known.get(item.path), level, hashes)
+        partial = resumable_bytes(folder, item.path, item.size, item.sha256, item.blob_id)
+        found = sources.candidate(item) if sources is not None and not verified else None
+        out.append(
+            decide(
+                item,
+                on_disk,
+                verified=verified,
+                partial=partial,
+                force=force,
+                sha256=sha256,
+                checked=checked,
+                reuse_from=found,
+            )
+        )
     return tuple(out)
 
 
@@ -629,50 +650,47 @@ def _reuse(model: ModelPlan, events: DownloadEvents) -> dict[str, FileResult]:
 
     A file whose source fails its check is left to the fetch.
     """
-    found = [
-        (f.remote, f.local.reuse_from)
-        for f in model.files
-        if f.action == REUSE and f.local is not None and f.local.reuse_from is not None
-    ]
+    found = [(f.remote, f.reuse_from) for f in model.files if f.action == REUSE and f.reuse_from is not None]
     results = reuse.reuse_files(model.folder, found) if found else {}
     for result in results.values():
         events.file_reused(model.folder, result)
     return results
 
 
-def _local_state(
+def _on_disk(
     folder: Path, remote: RepoFile, entry: RepoFile | None, level: str, hashes: HashMemo
-) -> LocalState:
+) -> tuple[int | None, bool, str | None, Checked | None]:
+    """The file in the folder: (its size or None, good enough to keep at `level`, its sha256 and
+    the check that vouches for it when known), from the record's check of this very stat, else hashed."""
     dest = folder / remote.path
-    partial = resumable_bytes(folder, remote.path, remote.size, remote.sha256, remote.blob_id)
     try:
         st = None if dest.is_symlink() or not dest.is_file() else dest.stat()
     except OSError:
         st = None
     if st is None:
-        return LocalState(None, False, partial)
+        return None, False, None, None
     if st.st_size != remote.size:
-        return LocalState(st.st_size, False, partial)
+        return st.st_size, False, None, None
     algo, expected = ("sha256", remote.sha256) if remote.sha256 else ("git-sha1", remote.blob_id)
     if entry is not None and entry.checked is not None and entry.checked.is_current(st):
         digests = entry.checked.digests
         if algo in digests:  # hashed at this very stat: matching or known bad, no need to hash again
             ok = digests[algo] == expected
-            return LocalState(st.st_size, ok, partial, digests.get("sha256"), entry.checked if ok else None)
+            return st.st_size, ok, digests.get("sha256"), entry.checked if ok else None
     if level in ("none", "size"):  # the registry asks for no more than this
-        return LocalState(st.st_size, True, partial)
+        return st.st_size, True, None, None
     key = (str(dest), st.st_size, st.st_mtime_ns, st.st_ino)
     if key not in hashes:
         try:
             digests, hashed = hash_file(dest, ("sha256", GIT_SHA1))
         except OSError as err:  # gone, or changed while hashed (another process at work): not kept
             log.info("%s: not kept, could not hash it (%s)", dest, err)
-            return LocalState(st.st_size, False, partial)
+            return st.st_size, False, None, None
         hashes[key] = (digests, hashed)
     digests, hashed = hashes[key]  # the check is of the inode hashed, whatever the path held at the stat
     checked = checked_now(hashed, digests)
     ok = hashed.st_size == remote.size and checked.digests[algo] == expected
-    return LocalState(hashed.st_size, ok, partial, digests["sha256"], checked)
+    return hashed.st_size, ok, digests["sha256"], checked
 
 
 def _offline_plan(
@@ -902,7 +920,7 @@ def _run_model(
     outcomes = []
     for f in files:
         if f.action == KEEP:
-            sha256 = f.remote.sha256 or (f.local.sha256 if f.local else None)
+            sha256 = f.remote.sha256 or f.sha256
             outcomes.append(FileResult(f.remote.path, f.remote.size, sha256, 0, 0, action=KEEP))
         else:
             outcomes.append(results[f.remote.path])
@@ -949,11 +967,7 @@ def _write_plan(model: ModelPlan) -> Record:
     _sweep_sidecars(model.folder)
     listing = (f._replace(checked=None) for f in snap.files)
     record = plan_record(snap.repo_id, snap.revision, snap.commit, listing, previous)
-    kept = {
-        f.remote.path: f.local.checked
-        for f in model.files
-        if f.action == KEEP and f.local is not None and f.local.checked is not None
-    }
+    kept = {f.remote.path: f.checked for f in model.files if f.action == KEEP and f.checked is not None}
     record = with_checks(record, kept)
     write_record(model.folder, record)
     return record
