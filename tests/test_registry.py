@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from modelctl.core.errors import ConfigurationError, ExitCode, MissingModelError
+from modelctl.core.hashing import ALGORITHMS
 from modelctl.core.registry import (
+    ROOT_KINDS,
     Checksum,
     bundled_registry,
     find_registry,
@@ -17,6 +19,10 @@ from modelctl.core.registry import (
 from tests.conftest import TWO_MODELS, write
 
 ROOT = Path(__file__).resolve().parents[1]
+ROOT_NAMES = ", ".join(kind.name for kind in ROOT_KINDS)  # user, shared, project, legacy
+PIN_FORMS = ", ".join(
+    f"{a}:<{n} hex digits>" for a, n in sorted(ALGORITHMS.items())
+)  # md5:<32 hex digits>, ...
 
 
 def error_of(project: Path, text: str) -> str:
@@ -128,7 +134,8 @@ def test_unknown_top_level_and_storage_keys(project: Path) -> None:
         ("  - just-a-string\n", "models[0]: expected a mapping with at least id and repo_id, got a string"),
         (
             "  - id: a\n    repo_id: org/a\n    checksums: {m.bin: 'sha256:xyz'}\n",
-            "models.yaml:4: models[0].checksums.m.bin: malformed checksum 'sha256:xyz': expected md5:<32 hex digits>",
+            "models.yaml:4: models[0].checksums.m.bin: malformed checksum 'sha256:xyz': expected "
+            + PIN_FORMS,
         ),
         (
             "  - id: a\n    repo_id: org/a\n    checksums: {m.bin: 'crc32:deadbeef'}\n",
@@ -163,7 +170,7 @@ def test_every_problem_is_reported_at_once(project: Path) -> None:
         ("cache_dir: m\nstorage: {project: p}\nmodels: []\n", "cache_dir: conflicts with storage.project"),
         (
             "storage: models\nmodels: []\n",
-            "storage: expected a mapping with keys user, shared, project, legacy, got a string",
+            f"storage: expected a mapping with keys {ROOT_NAMES}, got a string",
         ),
     ],
 )

@@ -37,7 +37,7 @@ def test_model_in_legacy_only_is_found_there(project: Path, roots: dict[str, Pat
     assert tiny.found.path == roots["legacy"] / "tiny"
     assert tiny.shadowed == ()
     assert tiny.bytes == 12
-    assert [(f.path, f.size) for f in tiny.files] == [("config.json", 2), ("model.safetensors", 10)]
+    assert list(tiny.files.items()) == [("config.json", 2), ("model.safetensors", 10)]
 
 
 def test_user_root_wins_and_project_copy_is_shadowed(project: Path, roots: dict[str, Path]) -> None:
@@ -77,7 +77,7 @@ def test_status_partial_and_missing(project: Path, roots: dict[str, Path]) -> No
     assert tiny.status == PARTIAL
     assert tiny.missing == ("config.json",)
     assert tiny.partials == ("config.json",)
-    assert [f.path for f in tiny.files] == ["model.safetensors"]  # partial bytes are not a file
+    assert list(tiny.files) == ["model.safetensors"]  # partial bytes are not a file
     assert big.status == PARTIAL  # an empty folder is not a model
     put_files(roots["project"] / "tiny", {"config.json": b"{}"})
     shutil.rmtree(roots["project"] / "tiny" / ".modelctl" / "partials")
@@ -114,7 +114,7 @@ def test_metadata_and_foreign_cache_folders_are_not_model_files(
         },
     )
     tiny = states(project)["tiny"]
-    assert [f.path for f in tiny.files] == ["config.json", "model.safetensors", "sub/a.bin"]
+    assert list(tiny.files) == ["config.json", "model.safetensors", "sub/a.bin"]
 
 
 def test_symlink_out_of_a_root_is_not_followed(project: Path, roots: dict[str, Path], tmp_path: Path) -> None:
@@ -129,7 +129,7 @@ def test_symlink_out_of_a_root_is_not_followed(project: Path, roots: dict[str, P
     tiny, big = report.models
     assert tiny.status == MISSING
     assert any("symlink to outside the project root" in w for w in report.warnings)
-    assert big.files == ()
+    assert big.files == {}
     assert any("weights.bin: symlink to outside the root, not followed" in w for w in report.warnings)
 
 

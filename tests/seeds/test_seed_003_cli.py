@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from modelctl.core.registry import ROOT_KINDS
 from tests.conftest import Run, write
 from tests.hubserver import HubServer
 from tests.process import assert_complete, files_of
@@ -63,7 +64,8 @@ def test_download_to_names_the_root_and_is_validated(cli: Run, hub: HubServer, p
     assert (project / "checkpoints" / "tiny" / "config.json").is_file()
     write(project / "models.yaml", "download: {to: shared}\nmodels: []\n")
     bad = cli("list")
-    assert bad.exit_code == 1 and "download.to" in bad.stderr and "user, project, legacy" in bad.stderr
+    writable = ", ".join(kind.name for kind in ROOT_KINDS if kind.is_writable)  # user, project, legacy
+    assert bad.exit_code == 1 and "download.to" in bad.stderr and writable in bad.stderr
 
 
 def test_ci_minimal_models_uses_the_minimal_file_beside_the_config(
