@@ -8,7 +8,7 @@ import time
 import pytest
 
 from modelctl.core.record import RepoFile
-from modelctl.core.retry import backoff_delay, retry_after, retry_for_status
+from modelctl.core.retry import BACKOFF_BASE, backoff_delay, retry_after, retry_for_status
 from modelctl.fetch.download import DOWNLOAD, KEEP, RESUME, decide
 from modelctl.net.transfer import content_range
 
@@ -65,7 +65,9 @@ def test_one_classification_of_statuses() -> None:
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:
-    for attempt, (low, high) in enumerate([(0.25, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 4.0)], start=1):
+    for attempt in range(1, 5):  # 0.25-0.5 s, 0.5-1 s, 1-2 s, 2-4 s (BACKOFF_BASE 0.5 s)
+        high = BACKOFF_BASE * 2 ** (attempt - 1)
+        low = high / 2
         delays = [backoff_delay(attempt) for _ in range(50)]
         assert all(low <= d <= high for d in delays)
         assert len(set(delays)) > 1
