@@ -62,9 +62,8 @@ class Sources:
     folder: Path  # the model folder being filled
     device: int  # its filesystem (of its nearest existing parent)
     allowed: tuple[Path, ...]  # real paths of the roots and the HF cache: nothing outside is linked
-    listed: Mapping[
-        tuple[int, str, str], tuple[Candidate, ...]
-    ]  # (size, algo, hex) → record entries, as listed
+    # (size, algo, hex) → the files other records list with that content, as listed (unchecked)
+    listed: Mapping[tuple[int, str, str], tuple[Candidate, ...]]
     hf_repos: tuple[Path, ...]  # HF cache repo folders, this repo's first
     unrecorded: tuple[tuple[Path, str], ...]  # this model's folders without a record, and their root
 

@@ -199,8 +199,7 @@ class _Checker:
         self.hashing: list[tuple[str, str | None, HashTask]] = []  # (path, format problem, its hash)
         self.cached = 0  # files whose digests the record's current checks gave
         self.checks: dict[str, Checked] = {}  # what hashing found, for the record
-        self.expected: tuple[str, ...] = ()
-        self.files: dict[str, RepoFile | None] = {}
+        self.files: dict[str, RepoFile | None] = {}  # what the model must have (see expectations)
         if found is None or found.scan is None:
             return
         folder = found.path
@@ -225,7 +224,6 @@ class _Checker:
             expected = _named(spec, {})
         self.known = record.by_path() if record is not None else {}
         self.files = expected
-        self.expected = tuple(expected)
         for rel, remote in expected.items():
             self._check_file(folder, rel, remote, tasks)
         self._check_others(folder, record)
@@ -234,7 +232,7 @@ class _Checker:
         """Notes on what the folder holds besides the model's files: extras, partials, the unreadable."""
         assert self.found is not None and self.found.scan is not None
         on_disk = set(self.found.scan.files)
-        for rel in sorted(on_disk - set(self.expected)):
+        for rel in sorted(on_disk - self.files.keys()):
             problem = check_file(folder / rel)
             if problem and rel not in self.known:
                 # With a record, a file it does not name is not the model's: the user's, left alone.
@@ -391,7 +389,7 @@ class _Checker:
             save_checks(self.found.path, record, self.checks, is_read_only=self.found.root.is_read_only)
         order = {BAD: 0, NOTE: 1, OK: 2}
         findings = sorted(self.findings, key=lambda f: (order[f.status], f.path, f.check))
-        return ModelVerdict(self.spec, self.found, tuple(findings), True, self.expected)
+        return ModelVerdict(self.spec, self.found, tuple(findings), True, tuple(self.files))
 
 
 def save_checks(folder: Path, record: Record, checks: dict[str, Checked], *, is_read_only: bool) -> None:
